@@ -1,0 +1,236 @@
+"""The ONE module that talks to TransformerLens.
+
+API choice: TransformerLens 4.x ``TransformerBridge`` (not 3.x ``HookedTransformer``).
+Why: the bridge wraps the HF model *in place* (its modules become hooked components),
+so one set of weights serves three routes with identical numbers: TransformerLens hook
+points with canonical names (``blocks.{i}.hook_resid_post``...), a plain HF forward (the
+fast path for training), and nnsight tracing over the same modules. It boots offline from
+a model we loaded ourselves, for any architecture in its adapter registry (Gemma 3,
+Llama/SmolLM2, Qwen3...), whereas ``HookedTransformer.from_pretrained`` needs an
+"official" name and re-implements each architecture (SmolLM2 is not one of them).
+
+What we add on top, because the bridge does not do it:
+- ``start_at_layer`` that really skips the blocks before it (the bridge runs and discards
+  them), so batched patching reuses the clean prefix;
+- logits only at chosen positions (gemma's unembedding is 262k wide);
+- the embedding scale (Gemma multiplies token embeddings by sqrt(d_model)) exposed so
+  image tokens live on the same scale as text tokens.
+
+Nothing else in ``interp`` imports ``transformer_lens``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Callable, Iterable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from interp.models.lm import LoadedLM
+
+HookFn = Callable[..., torch.Tensor | None]
+FwdHooks = Sequence[tuple[str | Callable[[str], bool], HookFn]]
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass early (stop_at_layer)."""
+
+
+class HookedLM(nn.Module):
+    """A frozen causal LM with TransformerLens hook points, run from input embeddings.
+
+    All inputs are embeddings ``[batch, pos, d_model]`` already on the model's scale (see
+    :meth:`embed_tokens`); the attention mask ``[batch, pos]`` marks real tokens (right
+    padding: positions are then plain ``arange``).
+    """
+
+    def __init__(self, loaded: LoadedLM):
+        super().__init__()
+        from transformer_lens.model_bridge import TransformerBridge
+
+        hf = loaded.model
+        emb = hf.get_input_embeddings()
+        self.embed_scale = float(getattr(emb, "embed_scale", 1.0))
+        self.loaded = loaded
+        self.bridge = TransformerBridge.boot_transformers(
+            loaded.spec.hub_id or loaded.spec.name, hf_model=hf, tokenizer=loaded.tokenizer
+        )
+        self.hf = hf
+        cfg = hf.config
+        self.n_layers: int = int(cfg.num_hidden_layers)
+        self.d_model: int = int(cfg.hidden_size)
+        self.vocab_size: int = int(cfg.vocab_size)
+        self.softcap: float | None = getattr(cfg, "final_logit_softcapping", None)
+        self._aliases = self._alias_map()
+
+    # ------------------------------------------------------------------ names
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf.parameters()).dtype
+
+    def _alias_map(self) -> dict[str, str]:
+        from transformer_lens.model_bridge.bridge_core import build_alias_to_canonical_map
+
+        names = {n: n for n in self.bridge.hook_dict}
+        names.update(build_alias_to_canonical_map(self.bridge.hook_dict))
+        return names
+
+    def hook_point(self, name: str) -> nn.Module:
+        """The HookPoint module behind a (canonical or bridge) hook name."""
+        return self.bridge.hook_dict[self._aliases[self.check_hook(name)]]
+
+    def hook_names(self) -> list[str]:
+        """Every hook name this model accepts (canonical TransformerLens names included)."""
+        return sorted(self._aliases)
+
+    def check_layer(self, layer: int, *, allow_end: bool = False) -> int:
+        """Return ``layer`` if it is a valid block index, else raise naming the range."""
+        hi = self.n_layers if allow_end else self.n_layers - 1
+        if not isinstance(layer, int) or not 0 <= layer <= hi:
+            raise ValueError(f"layer {layer!r} is out of range for {self.name}: valid layers are 0..{hi}")
+        return layer
+
+    def check_hook(self, name: str) -> str:
+        """Return ``name`` if the model has that hook point, else raise with close matches."""
+        if name in self._aliases:
+            m = re.match(r"blocks\.(\d+)\.", name)
+            if m:
+                self.check_layer(int(m.group(1)))
+            return name
+        m = re.match(r"blocks\.(\d+)\.(.*)", name)
+        if m:
+            self.check_layer(int(m.group(1)))
+            suffixes = sorted({k.split(".", 2)[2] for k in self._aliases if k.startswith("blocks.0.")})
+            raise ValueError(f"unknown hook {name!r} for {self.name}; per-block hooks are blocks.{{i}}.<one of {suffixes}>")
+        top = sorted(k for k in self._aliases if not k.startswith("blocks."))
+        raise ValueError(f"unknown hook {name!r} for {self.name}; top-level hooks are {top} and blocks.{{i}}.*")
+
+    # ------------------------------------------------------------- embeddings
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token embeddings on the residual scale: ``[batch, pos] -> [batch, pos, d_model]``.
+
+        Includes Gemma's ``sqrt(d_model)`` scale. No hook fires here; the assembled
+        sequence goes through ``hook_embed`` in :meth:`forward`.
+        """
+        weight = self.hf.get_input_embeddings().weight
+        return nn.functional.embedding(tokens, weight) * self.embed_scale
+
+    # ---------------------------------------------------------------- forward
+    @contextlib.contextmanager
+    def hooks(self, fwd_hooks: FwdHooks = (), bwd_hooks: FwdHooks = ()) -> Iterator[None]:
+        """Attach hooks for the duration of the block (removed afterwards, also on error)."""
+        for name, _ in list(fwd_hooks) + list(bwd_hooks):
+            if isinstance(name, str):
+                self.check_hook(name)
+        with self.bridge.hooks(fwd_hooks=list(fwd_hooks), bwd_hooks=list(bwd_hooks)):
+            yield
+
+    @contextlib.contextmanager
+    def _skip_blocks_before(self, layer: int) -> Iterator[None]:
+        """Make blocks ``0..layer-1`` the identity, so a forward really starts at ``layer``."""
+        blocks = list(self.hf.model.layers)
+        skipped = blocks[:layer]
+
+        def identity(hidden_states=None, *args, **kwargs):
+            return hidden_states if hidden_states is not None else args[0]
+
+        for block in skipped:  # bypass nn.Module/bridge __setattr__: shadow the bound method
+            object.__setattr__(block, "forward", identity)
+        try:
+            yield
+        finally:
+            for block in skipped:
+                object.__delattr__(block, "forward")
+
+    def forward(
+        self,
+        embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        fwd_hooks: FwdHooks = (),
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
+    ) -> torch.Tensor:
+        """Run the blocks and the final norm; return the normalised final residual.
+
+        Args:
+            embeds: ``[batch, pos, d_model]`` input embeddings, or with ``start_at_layer=k``
+                the residual entering block ``k`` (``blocks.{k}.hook_resid_pre``).
+            attention_mask: ``[batch, pos]`` 1 for real tokens (right padding).
+            fwd_hooks: ``[(hook name or filter, fn(tensor, hook))]``, active for this call.
+            stop_at_layer: return the residual entering this block (not normalised).
+
+        Returns:
+            ``[batch, pos, d_model]``; use :meth:`unembed` on the positions you need.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        start = 0 if start_at_layer is None else self.check_layer(start_at_layer)
+        hooks = list(fwd_hooks)
+        stopped: list[torch.Tensor] = []
+        if stop_at_layer is not None:
+            self.check_layer(stop_at_layer, allow_end=True)
+            if stop_at_layer < self.n_layers:
+
+                def stop(tensor, hook):
+                    stopped.append(tensor)
+                    raise _Stop
+
+                hooks.append((f"blocks.{stop_at_layer}.hook_resid_pre", stop))
+            else:
+                hooks.append(("ln_final.hook_in", lambda t, hook: stopped.append(t)))
+        skip = self._skip_blocks_before(start) if start > 0 else contextlib.nullcontext()
+        with self.hooks(hooks), skip:
+            x = embeds
+            if start == 0:
+                x = self.hook_point("hook_embed")(x)
+            try:
+                out = self.hf.model(inputs_embeds=x, attention_mask=attention_mask, use_cache=False)
+            except _Stop:
+                return stopped[0]
+        if stopped:
+            return stopped[0]
+        return out.last_hidden_state
+
+    def unembed(self, resid_normed: torch.Tensor) -> torch.Tensor:
+        """Logits from normalised final residuals: ``[..., d_model] -> [..., d_vocab]``."""
+        logits = self.hf.lm_head(resid_normed)
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def final_norm(self, resid: torch.Tensor) -> torch.Tensor:
+        """The final norm alone (for the logit lens): ``[..., d_model] -> [..., d_model]``."""
+        return self.hf.model.norm(resid)
+
+    def unembed_rows(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Rows of the unembedding for a few tokens: ``[n] -> [n, d_model]`` (cheap metrics)."""
+        return self.hf.lm_head.weight[token_ids]
+
+    def parameters_require_grad(self) -> bool:
+        return any(p.requires_grad for p in self.hf.parameters())
+
+    def to_activation_cache(self, cache: dict[str, torch.Tensor]):
+        """Wrap a plain dict of activations as a TransformerLens ``ActivationCache``."""
+        from transformer_lens import ActivationCache
+
+        return ActivationCache(cache, self.bridge)
+
+
+def iter_block_hooks(n_layers: int, suffix: str) -> Iterable[str]:
+    """``blocks.{i}.{suffix}`` for every layer."""
+    return (f"blocks.{i}.{suffix}" for i in range(n_layers))

