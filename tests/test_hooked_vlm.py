@@ -1,0 +1,172 @@
+"""HookedLM and HookedVLM on tiny random LMs (both architectures): hooks, caches, routes, gradients."""
+
+import pytest
+import torch
+
+from conftest import make_vlm
+from interp.projector import CheckpointMismatchError
+from interp.sequence import Modality, vlm_item
+
+
+def _batch(vlm):
+    return vlm.build([
+        vlm_item(0, "Is there a bird in the image?", " Yes"),
+        vlm_item(1, "Is there a dog in the image?", " No"),
+        vlm_item(None, "A robin is a kind of"),
+    ])
+
+
+@pytest.fixture(params=["tiny_llama", "tiny_gemma"])
+def lm(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_full_logits_match_hf(lm):
+    tok = lm.tokenizer
+    enc = tok(["hello there friend", "a b"], return_tensors="pt", padding=True, padding_side="right")
+    ref = lm.hf(enc.input_ids, attention_mask=enc.attention_mask).logits
+    ours = lm.unembed(lm(lm.embed_tokens(enc.input_ids), enc.attention_mask))
+    m = enc.attention_mask.bool()
+    assert torch.allclose(ours[m], ref[m], atol=1e-5)
+
+
+def test_start_and_stop_at_layer_compose(lm):
+    x = lm.embed_tokens(torch.tensor([[1, 5, 9, 13, 2]]))
+    full = lm(x)
+    for k in range(lm.n_layers):
+        mid = lm(x, stop_at_layer=k)
+        assert torch.allclose(lm(mid, start_at_layer=k), full, atol=1e-5)
+
+
+def test_start_at_layer_skips_earlier_blocks(lm):
+    fired = []
+    x = lm.embed_tokens(torch.tensor([[1, 5, 9]]))
+    hooks = [(f"blocks.{i}.hook_resid_post", lambda t, hook, i=i: fired.append(i)) for i in range(lm.n_layers)]
+    lm(x, start_at_layer=2, fwd_hooks=hooks)
+    assert fired == list(range(2, lm.n_layers))
+    lm(x, fwd_hooks=hooks[:1])  # the skip is undone afterwards
+    assert fired[-1] == 0
+
+
+def test_bad_layer_and_hook_names(lm):
+    with pytest.raises(ValueError, match=rf"valid layers are 0..{lm.n_layers - 1}"):
+        lm.check_hook(f"blocks.{lm.n_layers}.hook_resid_post")
+    with pytest.raises(ValueError, match="unknown hook 'blocks.0.hook_nope'"):
+        lm.check_hook("blocks.0.hook_nope")
+    with pytest.raises(ValueError, match="out of range"):
+        lm(torch.zeros(1, 3, lm.d_model), start_at_layer=lm.n_layers + 3)
+
+
+def test_cache_only_what_is_asked_and_modality_slices(lm):
+    vlm = make_vlm(lm, pool_to=4)
+    b = _batch(vlm)
+    out, cache = vlm.run_with_cache(b, torch.randn(2, 16, 32), names=["blocks.1.hook_resid_post", "hook_embed"])
+    assert set(cache) == {"blocks.1.hook_resid_post", "hook_embed"}
+    assert cache.at("hook_embed", "image").shape == (8, lm.d_model)  # 2 images x 4 pooled tokens
+    assert cache.last("blocks.1.hook_resid_post").shape == (3, lm.d_model)
+    assert out.logits.shape == (3, lm.vocab_size)  # only the last text token of each row
+    # image tokens in hook_embed are the projector output on the LM's embedding scale
+    proj = vlm.projector(torch.randn(2, 16, 32))
+    assert cache.at("hook_embed", Modality.IMAGE).shape[-1] == proj.shape[-1]
+
+
+def test_patch_at_layer_changes_nothing_before(lm):
+    vlm = make_vlm(lm)
+    b = _batch(vlm)
+    feats = torch.randn(2, 16, 32)
+    _, clean = vlm.run_with_cache(b, feats)
+    layer = 2
+    img = b.mask("image")
+
+    def perturb(t, hook):
+        return t + 5.0 * img.unsqueeze(-1)
+
+    _, patched = vlm.run_with_cache(b, feats, fwd_hooks=[(f"blocks.{layer}.hook_resid_post", perturb)])
+    for i in range(lm.n_layers):
+        name = f"blocks.{i}.hook_resid_post"
+        same = torch.equal(clean[name], patched[name])
+        assert same == (i < layer), (i, same)
+
+
+def test_gradients_reach_projector_only(lm):
+    vlm = make_vlm(lm)
+    b = _batch(vlm)
+    loss = vlm.answer_loss(b, torch.randn(2, 16, 32))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in vlm.projector.parameters())
+    assert not lm.parameters_require_grad()
+    assert all(p.grad is None for p in lm.hf.parameters())
+
+
+def test_answer_loss_uses_answer_positions_only(lm):
+    vlm = make_vlm(lm)
+    b = _batch(vlm)
+    feats = torch.randn(2, 16, 32)
+    out = vlm(b, feats, logits_at="all")
+    predicts, targets = b.answer_targets()
+    full = torch.nn.functional.cross_entropy(vlm.lm.unembed(out.resid[predicts]), targets)
+    assert torch.allclose(vlm.answer_loss(b, feats), full, atol=1e-5)
+
+
+def test_token_logits_equal_full_logits(lm):
+    vlm = make_vlm(lm)
+    b = _batch(vlm)
+    feats = torch.randn(2, 16, 32)
+    ids = torch.tensor([5, 17, 99])
+    full = vlm(b, feats, logits_at="last").logits[:, ids]
+    assert torch.allclose(vlm.token_logits(b, feats, ids), full, atol=1e-5)
+
+
+def test_nnsight_route_matches_transformer_lens(lm):
+    vlm = make_vlm(lm)
+    b = _batch(vlm)
+    feats = torch.randn(2, 16, 32)
+    _, cache = vlm.run_with_cache(b, feats)
+    nm = vlm.nnsight_model
+    inputs = vlm.nnsight_inputs(b, feats)
+    saved = []
+    with nm.trace(**inputs):
+        for i in range(lm.n_layers):
+            saved.append(nm.model.layers[i].output.save())
+    for i, h in enumerate(saved):
+        assert torch.allclose(h, cache[f"blocks.{i}.hook_resid_post"], atol=1e-5), i
+
+
+def test_nnsight_intervention_changes_output(lm):
+    """An edit written as plain Python in the trace must take effect (not silently vanish)."""
+    vlm = make_vlm(lm)
+    b = _batch(vlm)
+    feats = torch.randn(2, 16, 32)
+    nm = vlm.nnsight_model
+    inputs = vlm.nnsight_inputs(b, feats)
+    with nm.trace(**inputs):
+        nm.model.layers[0].output[:] = 0
+        out = nm.model.norm.output.save()
+    clean = vlm(b, feats).resid
+    assert out.shape == clean.shape and not torch.allclose(out, clean)
+
+
+def test_missing_features_and_bad_image_index(lm):
+    vlm = make_vlm(lm)
+    b = _batch(vlm)
+    with pytest.raises(ValueError, match="no image features"):
+        vlm(b)
+    with pytest.raises(ValueError, match="only 1 images"):
+        vlm(b, torch.randn(1, 16, 32))
+
+
+def test_projector_for_another_lm_is_refused(tiny_llama, tiny_gemma):
+    from interp.vlm import HookedVLM
+
+    proj = make_vlm(tiny_llama).projector
+    with pytest.raises(CheckpointMismatchError, match="tiny-llama.*tiny-gemma3"):
+        HookedVLM(tiny_gemma, proj)
+
+
+def test_random_init_is_seeded():
+    from interp.models.lm import load_lm
+
+    a = load_lm("tiny-llama", seed=1).model.lm_head.weight
+    b = load_lm("tiny-llama", seed=1).model.lm_head.weight
+    c = load_lm("tiny-llama", seed=2).model.lm_head.weight
+    assert torch.equal(a, b) and not torch.equal(a, c)
