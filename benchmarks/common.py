@@ -1,0 +1,62 @@
+"""Helpers shared by the benchmarks: matmul peak, FLOP counting, timing, result files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from interp.io import environment, write_json
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Achieved FLOP/s of a square fp32 matmul, best of ``repeats`` (the peak we compare to)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs executed by ``fn`` (matmuls, convolutions, attention), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--quick", action="store_true", help="small sizes for CI")
+    return ap
+
+
+def save(name: str, result: dict) -> Path:
+    path = OUT / f"{name}.json"
+    write_json(path, {**result, "environment": environment(), "threads": torch.get_num_threads()})
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=2))
+    return path

@@ -1,0 +1,246 @@
+"""The taxonomic-generalization study (brief, section A), end to end.
+
+``run_study(config)``: build or load images and taxonomy, cache encoder features once,
+then for every run of the grid (world x deprivation x seed, plus the random-init LM
+control) train a projector (resumable; finished runs skipped) and score its test
+questions in batches; then the LM-only text test, a tidy results table (one row per
+run x hypernym x seen/unseen), a markdown report laid out like the brief's table and
+plotly figures. Results land in ``config.out_dir``.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp.conditions import Ablation, removed_leaves, world_mapping
+from interp.evaluate import continuation_logprob, score_examples, text_yes_no
+from interp.examples import Example
+from interp.io import environment, read_json, stable_hash, write_json, write_text
+from interp.metrics import coherence, macro_f1, mean_ci, pearson
+from interp.studies.config import StudyConfig, parse_ablation
+from interp.studies.questions import cloze_prompt, examples_for_images, text_test_items, truth_question
+from interp.train import train_projector
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    world: str
+    ablation: str
+    seed: int
+    random_init: bool = False
+
+    @property
+    def run_id(self) -> str:
+        abl = parse_ablation(self.ablation).label.replace("%", "pct")
+        return f"{'randlm' if self.random_init else 'lm'}-{self.world}-{abl}-s{self.seed}"
+
+
+def grid_runs(cfg: StudyConfig) -> list[RunSpec]:
+    runs = [RunSpec(w, a, s) for s in cfg.grid.seeds for a in cfg.grid.ablations for w in cfg.grid.worlds]
+    runs += [RunSpec("original", a, s, True) for s in cfg.grid.seeds for a in cfg.grid.control_ablations]
+    return runs
+
+
+# ------------------------------------------------------------------------ data
+@dataclass
+class StudyData:
+    taxonomy: Any
+    records: list  # image records (key, concept, source, path)
+    splits: dict[str, list[int]]  # split -> indices into records
+    features: torch.Tensor  # [n_images, tokens, d_img]
+    manifest_hash: str
+
+
+def load_data(cfg: StudyConfig, encoder, progress: bool = True) -> StudyData:
+    from interp.data import images as img
+    from interp.data import taxonomy as tx
+    from interp.features import encode_cached
+
+    if cfg.data.images == "embedded":
+        root = img.build_embedded_images(progress=progress)
+        image_set = img.load_image_set(root)
+        scheme = "renderings"
+    else:
+        from interp.data.things import load_things_images
+
+        image_set = load_things_images(Path(cfg.data.images))
+        scheme = "things"
+    if cfg.data.taxonomy == "embedded":
+        taxonomy = img.embedded_taxonomy()
+    else:
+        path = tx.THINGS_TSV if cfg.data.taxonomy == "things" else Path(cfg.data.taxonomy)
+        taxonomy = tx.load_things_taxonomy(path)
+    concepts = sorted(set(image_set.concepts) & set(taxonomy.leaves))
+    if not concepts:
+        raise ValueError(f"no concept of the image set {cfg.data.images!r} is a leaf of taxonomy {cfg.data.taxonomy!r}")
+    if cfg.data.max_concepts:
+        concepts = sorted(random.Random(cfg.data.seed).sample(concepts, min(cfg.data.max_concepts, len(concepts))))
+    taxonomy = taxonomy.restrict(concepts)
+    image_set = image_set.restrict(concepts)
+    split_recs = img.split_images(image_set, scheme, cfg.data.seed)
+    records = [r for name in ("train", "val", "test") for r in split_recs[name]]
+    splits, i = {}, 0
+    for name in ("train", "val", "test"):
+        splits[name] = list(range(i, i + len(split_recs[name])))
+        i += len(split_recs[name])
+    fs = encode_cached(encoder, [r.path for r in records], [r.key for r in records], progress=progress)
+    manifest = stable_hash({"keys": fs.keys, "digest": fs.digest, "pairs": sorted(taxonomy.pairs)})
+    return StudyData(taxonomy, records, splits, fs.features, manifest)
+
+
+# ------------------------------------------------------------------------ runs
+def _evaluate_run(vlm, data: StudyData, spec: RunSpec, mapping, removed, cfg: StudyConfig, progress: bool):
+    test = [(i, data.records[i].concept) for i in data.splits["test"]]
+    examples = examples_for_images(test, data.taxonomy, mapping, removed, train=False, seed=spec.seed)
+    scores = score_examples(vlm, data.features, examples, batch_size=cfg.eval.batch_size, progress=progress,
+                            desc=f"eval {spec.run_id}")
+    return examples, scores
+
+
+def per_hypernym_rows(examples: list[Example], scores: torch.Tensor, spec: RunSpec, coh: dict[str, float],
+                      chance_seed: int = 0, n_perm: int = 20) -> list[dict]:
+    """Tidy rows: one per (hypernym, seen/unseen) with F1, plus leaf rows, plus a chance line
+    (the run's own predictions permuted within each group)."""
+    pred = np.where(scores.numpy() > 0, "Yes", "No")
+    rng = np.random.default_rng(chance_seed)
+    groups: dict[tuple[str, str, int], list[int]] = {}
+    for i, ex in enumerate(examples):
+        if ex.kind == "leaf":
+            groups.setdefault(("<leaf>", "all", 0), []).append(i)
+        else:
+            groups.setdefault((ex.hypernym, "seen" if ex.seen else "unseen", ex.depth), []).append(i)
+    rows = []
+    for (h, split, depth), idx in sorted(groups.items()):
+        truth = [examples[i].answer for i in idx]
+        p = pred[idx]
+        chance = float(np.mean([macro_f1(truth, rng.permutation(p)) for _ in range(n_perm)]))
+        rows.append({"run_id": spec.run_id, "world": spec.world, "ablation": parse_ablation(spec.ablation).label,
+                     "rate": parse_ablation(spec.ablation).rate, "lm_init": "random" if spec.random_init else "pretrained",
+                     "seed": spec.seed, "hypernym": h, "split": split, "depth": depth, "n": len(idx),
+                     "f1": macro_f1(truth, p), "chance_f1": chance, "yes_rate": float(np.mean(p == "Yes")),
+                     "coherence": coh.get(h, float("nan"))})
+    return rows
+
+
+def world_coherence(data: StudyData, mapping: dict[str, str]) -> dict[str, float]:
+    """Coherence per hypernym in a world: images grouped by the hypernyms of the concept
+    their questions are about."""
+    groups: dict[str, list[int]] = {}
+    for i, rec in enumerate(data.records):
+        for h in data.taxonomy.hypernyms_of(mapping[rec.concept]):
+            groups.setdefault(h, []).append(i)
+    return coherence(data.features, groups)
+
+
+def run_one(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True) -> list[dict]:
+    """Train and evaluate one run (skipped when its result file exists)."""
+    run_dir = out / "runs" / spec.run_id
+    result_path = run_dir / "rows.json"
+    if result_path.exists():
+        return read_json(result_path)["rows"]
+    leaves = sorted(data.taxonomy.leaves)
+    mapping = world_mapping(leaves, data.taxonomy.pairs, spec.world, spec.seed)
+    ablation: Ablation = parse_ablation(spec.ablation)
+    removed = removed_leaves(data.taxonomy.pairs, ablation, spec.seed)
+    write_json(run_dir / "conditions.json", {"spec": asdict(spec), "mapping": mapping,
+                                             "removed": {h: sorted(v) for h, v in removed.items()}})
+    train_imgs = [(i, data.records[i].concept) for i in data.splits["train"]]
+    train_ex = examples_for_images(train_imgs, data.taxonomy, mapping, removed, train=True, seed=spec.seed)
+    meta = {"spec": asdict(spec), "study": cfg.name, "config_hash": cfg.hash, "data_manifest": data.manifest_hash}
+    summary = train_projector(vlm, data.features, train_ex, cfg.train.__class__(**{**asdict(cfg.train), "seed": spec.seed}),
+                              run_dir, progress=progress, meta=meta)
+    examples, scores = _evaluate_run(vlm, data, spec, mapping, removed, cfg, progress)
+    rows = per_hypernym_rows(examples, scores, spec, world_coherence(data, mapping))
+    with open(run_dir / "scores.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(examples[0].to_row()) + ["score"])
+        w.writeheader()
+        for ex, s in zip(examples, scores.tolist()):
+            w.writerow({**ex.to_row(), "score": s})
+    write_json(result_path, {"rows": rows, "train": {k: v for k, v in summary.items() if k != "losses"},
+                             "n_train_examples": len(train_ex), "n_test_examples": len(examples),
+                             "config": cfg.to_dict(), "environment": environment()})
+    return rows
+
+
+# --------------------------------------------------------------- LM-only test
+def lm_only_test(lm, taxonomy, batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
+    """Yes/no text test on every (leaf, hypernym) pair (macro F1 over hypernyms, majority
+    baseline) and two bias-free variants: pairwise (true vs distractor by Yes-No margin)
+    and cloze ("A robin is a kind of" + hypernym vs distractor)."""
+    items = text_test_items(taxonomy)
+    ph = taxonomy.phrase
+    qs = [truth_question(ph(it["leaf"]), ph(it["hypernym"])) for it in items]
+    qd = [truth_question(ph(it["leaf"]), ph(it["distractor"])) for it in items]
+    m = text_yes_no(lm, qs + qd, batch_size=batch_size, progress=progress)
+    pos, neg = m[: len(items)], m[len(items):]
+    by_h: dict[str, tuple[list[str], list[str]]] = {}
+    for it, a, b in zip(items, pos.tolist(), neg.tolist()):
+        t, p = by_h.setdefault(it["hypernym"], ([], []))
+        t += ["Yes", "No"]
+        p += ["Yes" if a > 0 else "No", "Yes" if b > 0 else "No"]
+    f1s = [macro_f1(t, p) for t, p in by_h.values()]
+    majority = [macro_f1(t, ["Yes"] * len(t)) for t, _ in by_h.values()]
+    prompts = [cloze_prompt(ph(it["leaf"])) for it in items]
+    lp_true = continuation_logprob(lm, prompts, [" " + it["hypernym"] for it in items], progress=progress)
+    lp_dist = continuation_logprob(lm, prompts, [" " + it["distractor"] for it in items], progress=progress)
+    return {"lm": lm.name, "n_pairs": len(items), "n_hypernyms": len(by_h),
+            "macro_f1": float(np.mean(f1s)), "majority_f1": float(np.mean(majority)),
+            "yes_rate": float(((pos > 0).float().mean() + (neg > 0).float().mean()) / 2),
+            "pairwise_acc": 100.0 * float((pos > neg).float().mean()),
+            "cloze_acc": 100.0 * float((lp_true > lp_dist).float().mean())}
+
+
+# ------------------------------------------------------------------- driver
+def run_study(cfg: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
+    from interp.models.encoders import load_encoder
+    from interp.models.hooked import HookedLM
+    from interp.models.lm import load_lm
+    from interp.studies.report import write_outputs
+    from interp.vlm import HookedVLM
+
+    t0 = time.perf_counter()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "environment": environment()})
+    dtype = DTYPES[cfg.model.dtype]
+    encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
+    data = load_data(cfg, encoder, progress=progress)
+    print(f"[study] {len(data.taxonomy.leaves)} concepts, {len(data.taxonomy.hypernyms)} hypernyms, "
+          f"{len(data.taxonomy.pairs)} pairs; images train/val/test = "
+          f"{len(data.splits['train'])}/{len(data.splits['val'])}/{len(data.splits['test'])}")
+    rows: list[dict] = []
+    lm_only: list[dict] = []
+    runs = grid_runs(cfg)
+    by_lm: dict[tuple[bool, int], list[RunSpec]] = {}
+    for spec in runs:  # one LM load per (pretrained | random seed)
+        by_lm.setdefault((spec.random_init, spec.seed if spec.random_init else 0), []).append(spec)
+    for (rnd, seed), specs in by_lm.items():
+        lm = HookedLM(load_lm(cfg.model.lm, device=cfg.model.device, dtype=dtype, random_init=rnd, seed=seed))
+        if cfg.eval.lm_only:
+            lm_only.append({**lm_only_test(lm, data.taxonomy, cfg.eval.batch_size), "taxonomy": cfg.data.taxonomy})
+            if cfg.eval.lm_only_things and cfg.data.taxonomy != "things":
+                from interp.data.taxonomy import THINGS_TSV, load_things_taxonomy
+
+                if THINGS_TSV.exists():
+                    lm_only.append({**lm_only_test(lm, load_things_taxonomy(THINGS_TSV), cfg.eval.batch_size),
+                                    "taxonomy": "things"})
+        for spec in specs:
+            proj = HookedVLM.new_projector(lm, encoder.name, encoder.d_model, encoder.n_tokens,
+                                           kind=cfg.model.projector, pool_to=cfg.model.pool_to, seed=spec.seed)
+            vlm = HookedVLM(lm, proj)
+            rows += run_one(vlm, data, spec, cfg, out, progress)
+        del lm
+    result = write_outputs(cfg, rows, lm_only, out)
+    result["seconds"] = time.perf_counter() - t0
+    write_json(out / "summary.json", result)
+    return result
