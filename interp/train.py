@@ -142,7 +142,7 @@ def train_projector(
         step += 1
         ran += 1
         n_seen += len(chunk)
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         if step % cfg.checkpoint_every == 0 or step == total:
