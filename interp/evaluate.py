@@ -31,8 +31,52 @@ def score_examples(
     batch_size: int = 64,
     progress: bool = True,
     desc: str = "score",
+    share_prefix: bool = True,
 ) -> torch.Tensor:
-    """``[n]`` Yes-minus-No log-probability margins, batched (sorted by length to cut padding)."""
+    """``[n]`` Yes-minus-No log-probability margins, batched.
+
+    With ``share_prefix`` (default) the BOS + image-token prefix of each image runs once
+    and its KV cache serves every question about that image (an image has 2 leaf and
+    2 x n_hypernyms questions); only the question tokens run per question.
+    """
+    if not share_prefix:
+        return _score_plain(vlm, features, examples, batch_size=batch_size, progress=progress, desc=desc)
+    from interp.sequence import Segment, build_batch
+
+    lm, tok = vlm.lm, vlm.tokenizer
+    tokens = QuestionTokens(tok)
+    ids = yes_no_ids(tok).to(lm.device)
+    w = lm.unembed_rows(ids)
+    by_image: dict[int, list[int]] = {}
+    for i, ex in enumerate(examples):
+        by_image.setdefault(ex.image, []).append(i)
+    chunks, cur = [], []
+    for img in sorted(by_image):
+        cur.append(img)
+        if sum(len(by_image[j]) for j in cur) >= batch_size:
+            chunks.append(cur)
+            cur = []
+    if cur:
+        chunks.append(cur)
+    out = torch.empty(len(examples))
+    for imgs in tqdm(chunks, desc=desc, disable=not progress, unit="batch"):
+        prefix = build_batch(tok, [[Segment("bos"), Segment("image", image=j)] for j in range(len(imgs))],
+                             vlm.n_image_tokens).to(lm.device)
+        cache = lm.prefix_cache(vlm.embed(prefix, features[torch.tensor(imgs)]))
+        q_idx = [i for j in imgs for i in by_image[j]]
+        rows = torch.tensor([k for k, j in enumerate(imgs) for _ in by_image[j]])
+        suffix = build_batch(tok, [[Segment("text", ids=tokens(examples[i].question))] for i in q_idx], 0).to(lm.device)
+        h = lm.forward_suffix(cache, prefix.shape[1], rows, lm.embed_tokens(suffix.input_ids), suffix.attention_mask)
+        last = h[torch.arange(len(q_idx), device=h.device), suffix.last("text")]
+        logits = last @ w.T
+        if lm.softcap:
+            logits = torch.tanh(logits / lm.softcap) * lm.softcap
+        out[torch.tensor(q_idx)] = (logits[:, 0] - logits[:, 1]).float().cpu()
+    return out
+
+
+def _score_plain(vlm, features, examples, *, batch_size, progress, desc) -> torch.Tensor:
+    """Batched scoring without prefix sharing (sorted by length to cut padding)."""
     tokens = QuestionTokens(vlm.tokenizer)
     ids = yes_no_ids(vlm.tokenizer)
     order = sorted(range(len(examples)), key=lambda i: len(tokens(examples[i].question)))

@@ -202,7 +202,7 @@ class HookedVLM(nn.Module):
                 acts[key] = t.detach().to(device) if device is not None else t.detach()
             return hook
 
-        hooks = [(n, saver(n)) for n in wanted] + list(fwd_hooks)
+        hooks = list(fwd_hooks) + [(n, saver(n)) for n in wanted]  # cache what the edits produced
         with torch.no_grad():
             out = self.forward(batch, features, fwd_hooks=hooks, logits_at=logits_at)
         return out, VLMCache(acts, batch)

@@ -66,7 +66,8 @@ def test_training_lowers_the_answer_loss_and_leaves_lm_untouched(tiny_llama, tmp
 def test_batched_scoring_matches_one_at_a_time(tiny_gemma):
     vlm = make_vlm(tiny_gemma, seed=0)
     exs = _examples(13)
-    batched = score_examples(vlm, _features(), exs, batch_size=5, progress=False)
     single = score_one_at_a_time(vlm, _features(), exs)
-    assert torch.allclose(batched, single, atol=1e-4)
-    assert torch.equal(batched > 0, single > 0)
+    for share in (True, False):
+        batched = score_examples(vlm, _features(), exs, batch_size=5, progress=False, share_prefix=share)
+        assert torch.allclose(batched, single, atol=1e-4), share
+        assert torch.equal(batched > 0, single > 0)

@@ -206,6 +206,33 @@ class HookedLM(nn.Module):
             return stopped[0]
         return out.last_hidden_state
 
+    # ------------------------------------------------- shared-prefix fast path
+    @torch.no_grad()
+    def prefix_cache(self, embeds: torch.Tensor):
+        """Run unpadded prefixes ``[n, P, d_model]`` once and return their KV cache (for
+        scoring many continuations of the same prefix, e.g. many questions per image)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.hf.config)
+        self.hf.model(inputs_embeds=embeds, past_key_values=cache, use_cache=True)
+        return cache
+
+    @torch.no_grad()
+    def forward_suffix(self, cache, prefix_len: int, rows: torch.Tensor, embeds: torch.Tensor,
+                       attention_mask: torch.Tensor, *, fwd_hooks: FwdHooks = ()) -> torch.Tensor:
+        """Continue prefix ``rows[j]`` of ``cache`` with suffix ``embeds[j]`` (``[m, S, d_model]``,
+        right-padded by ``attention_mask [m, S]``); returns normalised final residuals
+        ``[m, S, d_model]`` of the suffix positions. Consumes ``cache``. Hooks see suffix
+        positions only."""
+        cache.batch_select_indices(rows.to(embeds.device))
+        m, s = attention_mask.shape
+        full_mask = torch.cat([attention_mask.new_ones(m, prefix_len), attention_mask], dim=1)
+        pos = torch.arange(prefix_len, prefix_len + s, device=embeds.device).expand(m, -1)
+        with self.hooks(fwd_hooks):
+            out = self.hf.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=pos,
+                                past_key_values=cache, use_cache=True)
+        return out.last_hidden_state
+
     def unembed(self, resid_normed: torch.Tensor) -> torch.Tensor:
         """Logits from normalised final residuals: ``[..., d_model] -> [..., d_vocab]``."""
         logits = self.hf.lm_head(resid_normed)
