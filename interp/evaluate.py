@@ -147,3 +147,26 @@ def continuation_logprob(lm, prompts: Sequence[str], continuations: Sequence[str
         counts = torch.zeros(len(batch)).index_add_(0, rows.cpu(), torch.ones(len(rows)))
         out.append(sums / counts)
     return torch.cat(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m interp.evaluate CONFIG --run RUN_ID`: (re)score a trained run's test questions."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m interp.evaluate", description="Evaluate one trained run.")
+    ap.add_argument("config")
+    ap.add_argument("--run", required=True, help="run id, e.g. lm-original-100pct-s42 (see <out_dir>/runs)")
+    args = ap.parse_args(argv)
+    from interp.studies.config import load_config
+    from interp.studies.taxonomy import evaluate_run_dir
+
+    cfg = load_config(args.config)
+    rows = evaluate_run_dir(cfg, args.run)
+    unseen = [r["f1"] for r in rows if r["split"] == "unseen"]
+    leaf = [r["f1"] for r in rows if r["hypernym"] == "<leaf>"]
+    print(f"[evaluate] {args.run}: leaf F1 {sum(leaf) / max(1, len(leaf)):.1f}; unseen-hypernym macro F1 "
+          f"{sum(unseen) / max(1, len(unseen)):.1f} over {len(unseen)} hypernyms")
+
+
+if __name__ == "__main__":
+    main()

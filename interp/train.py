@@ -170,3 +170,28 @@ def train_projector(
     write_json(summary_path, summary)
     ckpt.unlink(missing_ok=True)
     return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m interp.train CONFIG --world W --ablation A --seed S [--random-init]`: one run."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m interp.train", description="Train one projector run of a study config.")
+    ap.add_argument("config", help="study TOML, e.g. experiments/quick.toml")
+    ap.add_argument("--world", default="original", help="original | within | across")
+    ap.add_argument("--ablation", default="random:1.0", help="random:<rate> | systematic:<n>")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--random-init", action="store_true", help="the random-init LM control")
+    ap.add_argument("--no-eval", action="store_true", help="train only")
+    args = ap.parse_args(argv)
+    from interp.studies.config import load_config
+    from interp.studies.taxonomy import RunSpec, single_run
+
+    cfg = load_config(args.config)
+    spec = RunSpec(args.world, args.ablation, args.seed, args.random_init)
+    rows = single_run(cfg, spec, evaluate=not args.no_eval)
+    print(f"[train] {spec.run_id}: {len(rows)} result rows in {cfg.out_dir}/runs/{spec.run_id}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,18 +13,18 @@ from __future__ import annotations
 import csv
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from interp.conditions import Ablation, removed_leaves, world_mapping
+from interp.conditions import removed_leaves, world_mapping
 from interp.evaluate import continuation_logprob, score_examples, text_yes_no
 from interp.examples import Example
-from interp.io import environment, read_json, stable_hash, write_json, write_text
-from interp.metrics import coherence, macro_f1, mean_ci, pearson
+from interp.io import atomic_path, environment, read_json, stable_hash, write_json
+from interp.metrics import coherence, macro_f1
 from interp.studies.config import StudyConfig, parse_ablation
 from interp.studies.questions import cloze_prompt, examples_for_images, text_test_items, truth_question
 from interp.train import train_projector
@@ -99,14 +99,6 @@ def load_data(cfg: StudyConfig, encoder, progress: bool = True) -> StudyData:
 
 
 # ------------------------------------------------------------------------ runs
-def _evaluate_run(vlm, data: StudyData, spec: RunSpec, mapping, removed, cfg: StudyConfig, progress: bool):
-    test = [(i, data.records[i].concept) for i in data.splits["test"]]
-    examples = examples_for_images(test, data.taxonomy, mapping, removed, train=False, seed=spec.seed)
-    scores = score_examples(vlm, data.features, examples, batch_size=cfg.eval.batch_size, progress=progress,
-                            desc=f"eval {spec.run_id}")
-    return examples, scores
-
-
 def per_hypernym_rows(examples: list[Example], scores: torch.Tensor, spec: RunSpec, coh: dict[str, float],
                       chance_seed: int = 0, n_perm: int = 20) -> list[dict]:
     """Tidy rows: one per (hypernym, seen/unseen) with F1, plus leaf rows, plus a chance line
@@ -142,34 +134,104 @@ def world_coherence(data: StudyData, mapping: dict[str, str]) -> dict[str, float
     return coherence(data.features, groups)
 
 
-def run_one(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True) -> list[dict]:
-    """Train and evaluate one run (skipped when its result file exists)."""
+def run_conditions(data: StudyData, spec: RunSpec) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
+    """(world mapping image concept -> question concept, hypernym -> removed leaves) of a run."""
+    mapping = world_mapping(sorted(data.taxonomy.leaves), data.taxonomy.pairs, spec.world, spec.seed)
+    return mapping, removed_leaves(data.taxonomy.pairs, parse_ablation(spec.ablation), spec.seed)
+
+
+def train_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True) -> dict:
+    """Train one run's projector (resumes; skipped when finished). Returns the train summary."""
     run_dir = out / "runs" / spec.run_id
-    result_path = run_dir / "rows.json"
-    if result_path.exists():
-        return read_json(result_path)["rows"]
-    leaves = sorted(data.taxonomy.leaves)
-    mapping = world_mapping(leaves, data.taxonomy.pairs, spec.world, spec.seed)
-    ablation: Ablation = parse_ablation(spec.ablation)
-    removed = removed_leaves(data.taxonomy.pairs, ablation, spec.seed)
+    mapping, removed = run_conditions(data, spec)
     write_json(run_dir / "conditions.json", {"spec": asdict(spec), "mapping": mapping,
                                              "removed": {h: sorted(v) for h, v in removed.items()}})
     train_imgs = [(i, data.records[i].concept) for i in data.splits["train"]]
     train_ex = examples_for_images(train_imgs, data.taxonomy, mapping, removed, train=True, seed=spec.seed)
-    meta = {"spec": asdict(spec), "study": cfg.name, "config_hash": cfg.hash, "data_manifest": data.manifest_hash}
-    summary = train_projector(vlm, data.features, train_ex, cfg.train.__class__(**{**asdict(cfg.train), "seed": spec.seed}),
-                              run_dir, progress=progress, meta=meta)
-    examples, scores = _evaluate_run(vlm, data, spec, mapping, removed, cfg, progress)
+    meta = {"spec": asdict(spec), "study": cfg.name, "config_hash": cfg.hash, "data_manifest": data.manifest_hash,
+            "n_train_examples": len(train_ex)}
+    tcfg = replace(cfg.train, seed=spec.seed)
+    return train_projector(vlm, data.features, train_ex, tcfg, run_dir, progress=progress, meta=meta)
+
+
+def evaluate_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True,
+                 train_summary: dict | None = None) -> list[dict]:
+    """Score a trained run's test questions; write ``scores.csv`` and ``rows.json``; return the rows."""
+    run_dir = out / "runs" / spec.run_id
+    mapping, removed = run_conditions(data, spec)
+    test = [(i, data.records[i].concept) for i in data.splits["test"]]
+    examples = examples_for_images(test, data.taxonomy, mapping, removed, train=False, seed=spec.seed)
+    scores = score_examples(vlm, data.features, examples, batch_size=cfg.eval.batch_size, progress=progress,
+                            desc=f"eval {spec.run_id}")
     rows = per_hypernym_rows(examples, scores, spec, world_coherence(data, mapping))
-    with open(run_dir / "scores.csv", "w", newline="") as f:
+    with atomic_path(run_dir / "scores.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(examples[0].to_row()) + ["score"])
         w.writeheader()
-        for ex, s in zip(examples, scores.tolist()):
-            w.writerow({**ex.to_row(), "score": s})
-    write_json(result_path, {"rows": rows, "train": {k: v for k, v in summary.items() if k != "losses"},
-                             "n_train_examples": len(train_ex), "n_test_examples": len(examples),
-                             "config": cfg.to_dict(), "environment": environment()})
+        for ex, sc in zip(examples, scores.tolist()):
+            w.writerow({**ex.to_row(), "score": sc})
+    write_json(run_dir / "rows.json", {"rows": rows, "n_test_examples": len(examples), "config": cfg.to_dict(),
+                                       "train": {k: v for k, v in (train_summary or {}).items() if k != "losses"},
+                                       "data_manifest": data.manifest_hash, "environment": environment()})
     return rows
+
+
+def run_one(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True) -> list[dict]:
+    """Train and evaluate one run (skipped when its result file exists)."""
+    result_path = out / "runs" / spec.run_id / "rows.json"
+    if result_path.exists():
+        return read_json(result_path)["rows"]
+    summary = train_run(vlm, data, spec, cfg, out, progress)
+    return evaluate_run(vlm, data, spec, cfg, out, progress, summary)
+
+
+def _models(cfg: StudyConfig, random_init: bool, seed: int):
+    from interp.models.hooked import HookedLM
+    from interp.models.lm import load_lm
+
+    return HookedLM(load_lm(cfg.model.lm, device=cfg.model.device, dtype=DTYPES[cfg.model.dtype],
+                            random_init=random_init, seed=seed))
+
+
+def _new_vlm(lm, encoder, cfg: StudyConfig, seed: int):
+    from interp.vlm import HookedVLM
+
+    proj = HookedVLM.new_projector(lm, encoder.name, encoder.d_model, encoder.n_tokens, kind=cfg.model.projector,
+                                   pool_to=cfg.model.pool_to, seed=seed)
+    return HookedVLM(lm, proj)
+
+
+def single_run(cfg: StudyConfig, spec: RunSpec, *, evaluate: bool = True, progress: bool = True) -> list[dict]:
+    """Train (and evaluate) one run of a study config: what `python -m interp.train` does."""
+    from interp.models.encoders import load_encoder
+
+    out = Path(cfg.out_dir)
+    encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
+    data = load_data(cfg, encoder, progress=progress)
+    vlm = _new_vlm(_models(cfg, spec.random_init, spec.seed), encoder, cfg, spec.seed)
+    if not evaluate:
+        train_run(vlm, data, spec, cfg, out, progress)
+        return []
+    return run_one(vlm, data, spec, cfg, out, progress)
+
+
+def evaluate_run_dir(cfg: StudyConfig, run_id: str, progress: bool = True) -> list[dict]:
+    """Re-score a trained run from its checkpoint: what `python -m interp.evaluate` does."""
+    from interp.models.encoders import load_encoder
+    from interp.projector import Projector
+    from interp.vlm import HookedVLM
+
+    run_dir = Path(cfg.out_dir) / "runs" / run_id
+    cond = run_dir / "conditions.json"
+    if not (run_dir / "projector.safetensors").exists() or not cond.exists():
+        avail = sorted(p.name for p in (Path(cfg.out_dir) / "runs").glob("*")) if (Path(cfg.out_dir) / "runs").exists() else []
+        raise FileNotFoundError(f"no trained run {run_id!r} in {cfg.out_dir}/runs; trained runs: {avail}")
+    spec = RunSpec(**read_json(cond)["spec"])
+    encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
+    data = load_data(cfg, encoder, progress=progress)
+    lm = _models(cfg, spec.random_init, spec.seed)
+    proj, _ = Projector.load(run_dir / "projector.safetensors", lm=lm.name, encoder=encoder.name)
+    return evaluate_run(HookedVLM(lm, proj.to(lm.device)), data, spec, cfg, Path(cfg.out_dir), progress,
+                        read_json(run_dir / "train.json"))
 
 
 # --------------------------------------------------------------- LM-only test
@@ -203,16 +265,12 @@ def lm_only_test(lm, taxonomy, batch_size: int = 64, progress: bool = False) -> 
 # ------------------------------------------------------------------- driver
 def run_study(cfg: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
     from interp.models.encoders import load_encoder
-    from interp.models.hooked import HookedLM
-    from interp.models.lm import load_lm
     from interp.studies.report import write_outputs
-    from interp.vlm import HookedVLM
 
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "environment": environment()})
-    dtype = DTYPES[cfg.model.dtype]
     encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
     data = load_data(cfg, encoder, progress=progress)
     print(f"[study] {len(data.taxonomy.leaves)} concepts, {len(data.taxonomy.hypernyms)} hypernyms, "
@@ -225,7 +283,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
     for spec in runs:  # one LM load per (pretrained | random seed)
         by_lm.setdefault((spec.random_init, spec.seed if spec.random_init else 0), []).append(spec)
     for (rnd, seed), specs in by_lm.items():
-        lm = HookedLM(load_lm(cfg.model.lm, device=cfg.model.device, dtype=dtype, random_init=rnd, seed=seed))
+        lm = _models(cfg, rnd, seed)
         if cfg.eval.lm_only:
             lm_only.append({**lm_only_test(lm, data.taxonomy, cfg.eval.batch_size), "taxonomy": cfg.data.taxonomy})
             if cfg.eval.lm_only_things and cfg.data.taxonomy != "things":
@@ -235,10 +293,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
                     lm_only.append({**lm_only_test(lm, load_things_taxonomy(THINGS_TSV), cfg.eval.batch_size),
                                     "taxonomy": "things"})
         for spec in specs:
-            proj = HookedVLM.new_projector(lm, encoder.name, encoder.d_model, encoder.n_tokens,
-                                           kind=cfg.model.projector, pool_to=cfg.model.pool_to, seed=spec.seed)
-            vlm = HookedVLM(lm, proj)
-            rows += run_one(vlm, data, spec, cfg, out, progress)
+            rows += run_one(_new_vlm(lm, encoder, cfg, spec.seed), data, spec, cfg, out, progress)
         del lm
     result = write_outputs(cfg, rows, lm_only, out)
     result["seconds"] = time.perf_counter() - t0
