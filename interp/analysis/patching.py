@@ -146,3 +146,44 @@ def patch_grid_reference(vlm: HookedVLM, clean: PatchInput, corrupted: PatchInpu
             res = vlm(corrupted.batch, corrupted.features, fwd_hooks=[(name, write)], logits_at=None)
             out[li, pi] = float(metric(res.resid, corrupted.batch)[0])
     return out
+
+
+@torch.no_grad()
+def cross_patch(
+    vlm: HookedVLM,
+    source: PatchInput,
+    src_positions: Sequence[int],
+    target: PatchInput,
+    dst_positions: Sequence[int],
+    metric: Metric,
+    *,
+    hook: str = "hook_resid_pre",
+    layers: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Cross-modal patch: the mean ``hook`` activation over ``src_positions`` of ``source``
+    (e.g. the concept word's text tokens) is written at every ``dst_positions`` of ``target``
+    (e.g. its image tokens), layer by layer. Returns ``[len(layers)]`` metric values.
+    All layers run in one batch per start layer group (each starts at its own layer)."""
+    lm = vlm.lm
+    hook = _check_hook(vlm, hook)
+    layers = list(range(lm.n_layers)) if layers is None else [lm.check_layer(int(l)) for l in layers]
+    if not src_positions or not dst_positions:
+        raise ValueError("cross_patch needs at least one source and one destination position")
+    names = sorted({f"blocks.{l}.{hook}" for l in layers} | {f"blocks.{l}.hook_resid_pre" for l in layers})
+    _, src_cache = vlm.run_with_cache(source.batch, source.features, names=names, logits_at=None)
+    _, tgt_cache = vlm.run_with_cache(target.batch, target.features, names=names, logits_at=None)
+    dst = torch.tensor(list(dst_positions))
+    out = torch.empty(len(layers))
+    for li, layer in enumerate(layers):
+        name = f"blocks.{layer}.{hook}"
+        vec = src_cache[name][0, list(src_positions)].mean(0)
+
+        def write(t, hook, vec=vec):
+            t = t.clone()
+            t[:, dst] = vec.to(t.dtype)
+            return t
+
+        resid = lm(tgt_cache[f"blocks.{layer}.hook_resid_pre"], target.batch.attention_mask, start_at_layer=layer,
+                   fwd_hooks=[(name, write)])
+        out[li] = float(metric(resid, target.batch)[0])
+    return out

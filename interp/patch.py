@@ -1,0 +1,149 @@
+"""`python -m interp.patch --layer 14`: activation patching on a trained VLM.
+
+Modes (clean -> corrupted pairs):
+  image   image of --clean vs image of --corrupt, same question (default: robin vs salmon)
+  text    "This is a picture of a <clean>." vs "<corrupt>" prompts (must tokenize to equal length)
+  cross   the clean concept word's text tokens (source) -> the corrupted image's image tokens
+          (target), and back with --reverse
+Metric: logit(" Yes") - logit(" No") at the last question token (or --tokens A B).
+
+Examples:
+    python -m interp.patch --layer 14
+    python -m interp.patch --layer all --positions image --hook hook_attn_out
+    python -m interp.patch --mode cross --layer all --clean robin --corrupt salmon
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import torch
+
+
+def _default_checkpoint() -> Path | None:
+    found = sorted(Path("runs").glob("*/runs/lm-original-*/projector.safetensors"))
+    return found[0] if found else None
+
+
+def _concept_image(name: str):
+    """An image for a concept name (embedded set, test rendering) or a path to an image file."""
+    from PIL import Image
+
+    p = Path(name)
+    if p.suffix.lower() in (".png", ".jpg", ".jpeg") or p.exists():
+        if not p.exists():
+            raise FileNotFoundError(f"no image file {p}")
+        return Image.open(p)
+    from interp.data.images import embedded_image_root, load_image_set
+
+    image_set = load_image_set(embedded_image_root())
+    recs = sorted((r for r in image_set.images if r.concept == name), key=lambda r: r.source)
+    if not recs:
+        close = sorted(c for c in image_set.concepts if name[:3] in c)[:10]
+        raise ValueError(f"no concept {name!r} in the embedded image set; similar: {close}; or pass an image path")
+    return Image.open(recs[0].path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m interp.patch", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layer", default="all", help="a block index or 'all'")
+    ap.add_argument("--hook", default="hook_resid_pre", help="per-block hook: hook_resid_pre, hook_resid_post, "
+                    "hook_attn_out, hook_mlp_out, attn.hook_z ...")
+    ap.add_argument("--positions", default="all", choices=["image", "text", "last", "all"])
+    ap.add_argument("--mode", default="image", choices=["image", "text", "cross"])
+    ap.add_argument("--reverse", action="store_true", help="cross mode: image tokens -> text tokens")
+    ap.add_argument("--clean", default="robin")
+    ap.add_argument("--corrupt", default="salmon")
+    ap.add_argument("--question", default="Is there a bird in the image?")
+    ap.add_argument("--tokens", nargs=2, default=[" Yes", " No"], metavar=("GOOD", "BAD"))
+    ap.add_argument("--checkpoint", type=Path, default=None, help="projector.safetensors (default: the quick study's)")
+    ap.add_argument("--lm", default=None, help="LM name (default: the checkpoint's)")
+    ap.add_argument("--out", type=Path, default=Path("runs/patch"))
+    args = ap.parse_args(argv)
+
+    from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, patch_grid
+    from interp.models.encoders import load_encoder
+    from interp.models.hooked import HookedLM
+    from interp.models.lm import load_lm
+    from interp.projector import Projector
+    from interp.sequence import Segment, single_token_id, vlm_item
+    from interp.vlm import HookedVLM
+
+    ckpt = args.checkpoint or _default_checkpoint()
+    if ckpt is None or not Path(ckpt).exists():
+        ap.error(f"no projector checkpoint {'at ' + str(ckpt) if ckpt else 'found under runs/'}: train one with "
+                 "`python -m interp.run experiments/quick.toml` or pass --checkpoint")
+    proj, _ = Projector.load(ckpt)
+    lm_name = args.lm or proj.config.lm
+    lm = HookedLM(load_lm(lm_name.split("+random")[0], random_init="+random" in lm_name))
+    Projector.load(ckpt, lm=lm.name)  # a checkpoint from another LM fails here, naming both
+    layers = list(range(lm.n_layers)) if args.layer == "all" else [lm.check_layer(int(args.layer))]
+    lm.check_hook(f"blocks.0.{args.hook}")
+    encoder = load_encoder(proj.config.encoder)
+    vlm = HookedVLM(lm, proj.to(lm.device), encoder)
+    tok = vlm.tokenizer
+    metric = logit_diff_metric(vlm, single_token_id(tok, args.tokens[0]), single_token_id(tok, args.tokens[1]))
+
+    def image_input(concept: str) -> PatchInput:
+        feats = vlm.encode([_concept_image(concept)])
+        return PatchInput(vlm.build([vlm_item(0, args.question)]), feats)
+
+    def text_input(concept: str) -> PatchInput:
+        art = "an" if concept[0] in "aeiou" else "a"
+        return PatchInput(vlm.build([vlm_item(None, f"This is a picture of {art} {concept.replace('_', ' ')}. "
+                                                     + args.question)]))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"{args.mode}-{args.clean}-vs-{args.corrupt}-{args.hook}-L{args.layer}"
+    if args.mode == "cross":
+        txt, img = text_input(args.clean), image_input(args.corrupt)
+        word = tok(" " + args.clean.replace("_", " "), add_special_tokens=False)["input_ids"]
+        ids = txt.batch.input_ids[0].tolist()
+        start = next((i for i in range(len(ids)) if ids[i:i + len(word)] == word), None)
+        if start is None:
+            raise ValueError(f"could not find the tokens of {args.clean!r} in the text prompt")
+        word_pos = list(range(start, start + len(word)))
+        img_pos = img.batch.mask("image")[0].nonzero().flatten().tolist()
+        if args.reverse:
+            values = cross_patch(vlm, img, img_pos, txt, word_pos, metric, hook=args.hook, layers=layers)
+        else:
+            values = cross_patch(vlm, txt, word_pos, img, img_pos, metric, hook=args.hook, layers=layers)
+        rows = [{"layer": l, "value": float(v)} for l, v in zip(layers, values)]
+        print("\n".join(f"layer {r['layer']:>2}: {r['value']:+.3f}" for r in rows))
+    else:
+        make = image_input if args.mode == "image" else text_input
+        clean, corr = make(args.clean), make(args.corrupt)
+        if clean.batch.shape != corr.batch.shape:
+            raise ValueError(f"{args.clean!r} and {args.corrupt!r} prompts tokenize to different lengths; "
+                             "choose concepts with equal token counts or use --mode image")
+        sel = {"all": clean.batch.attention_mask[0].bool(), "image": clean.batch.mask("image")[0],
+               "text": clean.batch.mask("text")[0], "last": torch.nn.functional.one_hot(
+                   clean.batch.last("text"), clean.batch.shape[1])[0].bool()}[args.positions]
+        positions = sel.nonzero().flatten().tolist()
+        if not positions:
+            raise ValueError(f"no {args.positions} positions in a {args.mode} input")
+        grid = patch_grid(vlm, clean, corr, metric, hook=args.hook, layers=layers, positions=positions, normalise=True)
+        labels = clean.batch.labels(0)
+        rows = [{"layer": l, "position": p, "modality": labels[p], "token": tok.decode(int(clean.batch.input_ids[0, p])),
+                 "value": float(grid[i, j])} for i, l in enumerate(layers) for j, p in enumerate(positions)]
+        from interp.plots import heatmap, save_figure
+
+        xl = [f"{p}:{labels[p]}" + ("" if labels[p] == "image" else f":{tok.decode(int(clean.batch.input_ids[0, p]))}")
+              for p in positions]
+        fig = heatmap(grid.numpy(), xl, [str(l) for l in layers], title=f"Patching {args.hook}: {args.clean} -> "
+                      f"{args.corrupt} (1 = clean, 0 = corrupted)", xlabel="position (modality)", ylabel="layer")
+        save_figure(fig, stem, width=1200, height=600)
+        print(f"patched {len(layers)} layers x {len(positions)} positions; max {grid.max():.3f} at "
+              f"{divmod(int(grid.argmax()), len(positions))}")
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {stem}.csv")
+
+
+if __name__ == "__main__":
+    main()
