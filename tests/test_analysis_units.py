@@ -1,0 +1,53 @@
+"""Analysis primitives on synthetic data with known answers."""
+
+import numpy as np
+import pytest
+import torch
+
+from interp.analysis.directions import cosine_per_layer, mean_difference, steering_hook
+from interp.analysis.lens import logit_lens
+from interp.analysis.probes import probe_layers, transfer_layers
+from interp.analysis.similarity import linear_cka, rsa
+
+
+def test_probe_finds_signal_only_where_it_is():
+    g = torch.Generator().manual_seed(0)
+    y = np.array([0, 1] * 30)
+    noise = torch.randn(60, 8, generator=g)
+    signal = noise.clone()
+    signal[:, 0] += torch.tensor(y * 4.0, dtype=torch.float)
+    acc = probe_layers(torch.stack([noise, signal]), y)
+    assert acc[0] < 0.75 and acc[1] >= 0.9
+    tr = transfer_layers(torch.stack([signal]), y, torch.stack([signal + 0.1]), y)
+    assert tr[0] > 0.95
+
+
+def test_mean_difference_and_cosine():
+    acts = torch.zeros(2, 4, 3)
+    acts[:, :2, 0] = 1.0
+    d = mean_difference(acts, torch.tensor([1, 1, 0, 0]))
+    assert torch.allclose(d, torch.tensor([[1.0, 0, 0], [1.0, 0, 0]]))
+    assert torch.allclose(cosine_per_layer(d, -d), torch.tensor([-1.0, -1.0]))
+    with pytest.raises(ValueError):
+        mean_difference(acts, torch.ones(4))
+    h = steering_hook(torch.tensor([2.0, 0, 0]), torch.tensor([[True, False]]), alpha=3.0)
+    out = h(torch.zeros(1, 2, 3), None)
+    assert torch.allclose(out[0, 0], torch.tensor([3.0, 0, 0])) and out[0, 1].abs().sum() == 0
+
+
+def test_cka_and_rsa():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(20, 5, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=g))
+    assert linear_cka(x, x @ q) == pytest.approx(1.0, abs=1e-6)  # rotation invariant
+    assert rsa(x, 3 * x) == pytest.approx(1.0)
+    assert linear_cka(x, torch.randn(20, 5, generator=g)) < 0.6
+
+
+def test_logit_lens_ranks(tiny_llama):
+    lm = tiny_llama
+    resid = torch.randn(3, 4, lm.d_model)
+    out = logit_lens(lm, resid, top_k=3, targets=[5, 7], chunk=5)
+    logits = lm.unembed(lm.final_norm(resid))
+    assert torch.equal(out["top_ids"], logits.topk(3, -1).indices)
+    assert torch.equal(out["ranks"][..., 0], (logits > logits[..., 5:6]).sum(-1))
