@@ -1,0 +1,43 @@
+"""Redraw the taxonomic study's figures and report from its tidy results file.
+
+The experiment (`python -m interp.run CONFIG`) writes `results.csv`; this script only
+reads it, so figures can be restyled without re-running anything:
+
+    .venv/bin/python figures/taxonomy.py runs/quick            # -> figures/out/quick/*.html|png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from interp.studies.report import aggregate, depth_table, grid_markdown, write_figures
+
+NUMERIC = {"rate": float, "seed": int, "depth": int, "n": int, "f1": float, "chance_f1": float, "yes_rate": float,
+           "coherence": float}
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{k: NUMERIC.get(k, str)(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("study_dir", type=Path, help="a study output folder holding results.csv")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    results = args.study_dir / "results.csv"
+    if not results.exists():
+        raise SystemExit(f"no results.csv in {args.study_dir}: run `python -m interp.run CONFIG` first")
+    rows = read_rows(results)
+    out = args.out or Path(__file__).resolve().parent / "out" / args.study_dir.name
+    agg = aggregate(rows)
+    files = write_figures(agg, depth_table(rows), rows, out)
+    print(grid_markdown(agg, "unseen"))
+    print("\n".join(str(f) for f in files))
+
+
+if __name__ == "__main__":
+    main()
