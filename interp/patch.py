@@ -1,7 +1,7 @@
 """`python -m interp.patch --layer 14`: activation patching on a trained VLM.
 
 Modes (clean -> corrupted pairs):
-  image   image of --clean vs image of --corrupt, same question (default: robin vs salmon)
+  image   image of --clean vs image of --corrupt, same question (default: eagle vs shark)
   text    "This is a picture of a <clean>." vs "<corrupt>" prompts (must tokenize to equal length)
   cross   the clean concept word's text tokens (source) -> the corrupted image's image tokens
           (target), and back with --reverse
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--positions", default="all", choices=["image", "text", "last", "all"])
     ap.add_argument("--mode", default="image", choices=["image", "text", "cross"])
     ap.add_argument("--reverse", action="store_true", help="cross mode: image tokens -> text tokens")
-    ap.add_argument("--clean", default="robin")
-    ap.add_argument("--corrupt", default="salmon")
+    ap.add_argument("--clean", default="eagle", help="a concept of the embedded set or an image path")
+    ap.add_argument("--corrupt", default="shark")
     ap.add_argument("--question", default="Is there a bird in the image?")
     ap.add_argument("--tokens", nargs=2, default=[" Yes", " No"], metavar=("GOOD", "BAD"))
     ap.add_argument("--checkpoint", type=Path, default=None, help="projector.safetensors (default: the quick study's)")
