@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -257,7 +257,3 @@ class HookedLM(nn.Module):
 
         return ActivationCache(cache, self.bridge)
 
-
-def iter_block_hooks(n_layers: int, suffix: str) -> Iterable[str]:
-    """``blocks.{i}.{suffix}`` for every layer."""
-    return (f"blocks.{i}.{suffix}" for i in range(n_layers))

@@ -285,12 +285,13 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
     for (rnd, seed), specs in by_lm.items():
         lm = _models(cfg, rnd, seed)
         if cfg.eval.lm_only:
-            lm_only.append({**lm_only_test(lm, data.taxonomy, cfg.eval.batch_size), "taxonomy": cfg.data.taxonomy})
-            if cfg.eval.lm_only_things and cfg.data.taxonomy != "things":
+            lm_only.append({**lm_only_test(lm, data.taxonomy, cfg.eval.batch_size, progress), "taxonomy": cfg.data.taxonomy})
+            if cfg.eval.lm_only_things and cfg.data.taxonomy != "things" and not rnd:  # the control: embedded only
                 from interp.data.taxonomy import THINGS_TSV, load_things_taxonomy
 
                 if THINGS_TSV.exists():
-                    lm_only.append({**lm_only_test(lm, load_things_taxonomy(THINGS_TSV), cfg.eval.batch_size),
+                    lm_only.append({**lm_only_test(lm, load_things_taxonomy(THINGS_TSV), cfg.eval.batch_size,
+                                                 progress),
                                     "taxonomy": "things"})
         for spec in specs:
             rows += run_one(_new_vlm(lm, encoder, cfg, spec.seed), data, spec, cfg, out, progress)

@@ -1,0 +1,51 @@
+"""`python -m interp.patch` on the small embedded LM with a fresh projector checkpoint."""
+
+import pytest
+
+from interp.data.images import verify
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, smollm):
+    ok, why = verify()
+    if not ok:
+        pytest.skip(f"embedded image set not built ({why})")
+    from interp.vlm import HookedVLM
+
+    path = tmp_path_factory.mktemp("ckpt") / "projector.safetensors"
+    HookedVLM.new_projector(smollm, "efficientnet-lite0", 1280, 49, pool_to=4).save(path)
+    return path
+
+
+def test_patch_cli_image_grid(checkpoint, tmp_path, capsys):
+    from interp.patch import main
+
+    main(["--checkpoint", str(checkpoint), "--layer", "3", "--positions", "image", "--out", str(tmp_path)])
+    csvs = list(tmp_path.glob("*.csv"))
+    assert len(csvs) == 1
+    lines = csvs[0].read_text().splitlines()
+    assert lines[0] == "layer,position,modality,token,value" and len(lines) == 1 + 4  # 4 pooled image tokens
+    assert all(",image," in line for line in lines[1:])
+    assert list(tmp_path.glob("*.html")) and list(tmp_path.glob("*.png"))
+
+
+def test_patch_cli_cross_modal(checkpoint, tmp_path, capsys):
+    from interp.patch import main
+
+    main(["--checkpoint", str(checkpoint), "--mode", "cross", "--layer", "all", "--out", str(tmp_path)])
+    rows = next(tmp_path.glob("*.csv")).read_text().splitlines()
+    assert len(rows) == 1 + 30  # one value per layer of SmolLM2
+
+
+def test_patch_cli_bad_inputs(checkpoint, tmp_path):
+    from interp.patch import main
+    from interp.projector import CheckpointMismatchError
+
+    with pytest.raises(ValueError, match="valid layers are 0..29"):
+        main(["--checkpoint", str(checkpoint), "--layer", "30", "--out", str(tmp_path)])
+    with pytest.raises(CheckpointMismatchError, match="smollm2-135m.*tiny-llama"):
+        main(["--checkpoint", str(checkpoint), "--lm", "tiny-llama", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="no concept 'unicornfish'"):
+        main(["--checkpoint", str(checkpoint), "--clean", "unicornfish", "--out", str(tmp_path)])
