@@ -61,7 +61,7 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     """(r, p) over pairs where both are finite; NaNs when fewer than 3 pairs."""
     xs, ys = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(xs) & np.isfinite(ys)
-    if ok.sum() < 3 or xs[ok].std() == 0 or ys[ok].std() == 0:
+    if ok.sum() < 3 or np.ptp(xs[ok]) < 1e-12 or np.ptp(ys[ok]) < 1e-12:
         return float("nan"), float("nan")
     r, p = stats.pearsonr(xs[ok], ys[ok])
     return float(r), float(p)
