@@ -166,6 +166,7 @@ def write_figures(agg, depth, rows, folder: Path) -> list[Path]:
         fig = line_with_ci(series, title="Unseen-hypernym F1 vs deprivation", xlabel="hypernym leaves removed (%)",
                            ylabel="macro F1 x100 (unseen pairs)",
                            hlines={"chance": float(np.mean(chance))} if chance else None)
+        fig.update_yaxes(range=[0, 100])  # F1 is bounded; wide intervals of small groups are clipped
         files += save_figure(fig, folder / "f1_vs_deprivation")
     groups = defaultdict(lambda: ([], [], []))
     for r in rows:
@@ -177,6 +178,7 @@ def write_figures(agg, depth, rows, folder: Path) -> list[Path]:
     if groups:
         fig = scatter_groups(dict(groups), title="Per-hypernym F1 vs visual coherence",
                              xlabel="visual coherence (mean pairwise cosine)", ylabel="macro F1 x100 (unseen)")
+        fig.update_yaxes(range=[0, 100])
         files += save_figure(fig, folder / "f1_vs_coherence")
     bars = defaultdict(lambda: ([], [], []))
     for (c, a, d), (m, h, _) in depth.items():
@@ -187,5 +189,6 @@ def write_figures(agg, depth, rows, folder: Path) -> list[Path]:
     if bars:
         fig = grouped_bars(dict(bars), title="Unseen-hypernym F1 by depth", xlabel="hypernym depth",
                            ylabel="macro F1 x100")
+        fig.update_yaxes(range=[0, 100])
         files += save_figure(fig, folder / "f1_by_depth")
     return files
