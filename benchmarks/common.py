@@ -58,5 +58,5 @@ def parser(doc: str) -> argparse.ArgumentParser:
 def save(name: str, result: dict) -> Path:
     path = OUT / f"{name}.json"
     write_json(path, {**result, "environment": environment(), "threads": torch.get_num_threads()})
-    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}, indent=2))
     return path
