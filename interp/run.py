@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         overrides["out_dir"] = args.out
     cfg = load_config(args.config, overrides)
-    object.__setattr__(cfg, "source", args.config)
-    result = run_study(cfg, progress=not args.no_progress)
+    result = run_study(cfg, progress=not args.no_progress, source=args.config)
     print(f"[study] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
 
 

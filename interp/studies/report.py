@@ -92,7 +92,7 @@ def coherence_table(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]
     return out
 
 
-def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path) -> dict[str, Any]:
+def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source: str = "CONFIG") -> dict[str, Any]:
     """results.csv, lm_only.csv, report.md, figures/*.html|png; prints the grid."""
     out = Path(out)
     if rows:
@@ -134,7 +134,7 @@ def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path) -> dict
         md += [f"| {r['lm']} | {r['taxonomy']} | {r['n_pairs']} | {r['macro_f1']:.1f} | {r['majority_f1']:.1f} | "
                f"{r['yes_rate']:.2f} | {r['pairwise_acc']:.1f} | {r['cloze_acc']:.1f} |" for r in lm_only]
     md += ["", "## Figures", ""] + [f"- [{p.name}](figures/{p.name})" for p in figs if p.suffix == ".html"]
-    md += ["", f"Reproduce: `python -m interp.run {getattr(cfg, 'source', 'CONFIG')}` (config hash `{cfg.hash}`)."]
+    md += ["", f"Reproduce: `python -m interp.run {source}` (config hash `{cfg.hash}`)."]
     write_text(out / "report.md", "\n".join(md) + "\n")
     print("\nMacro F1 x100, unseen hypernym pairs (mean ± 95% CI):")
     print(grid_markdown(agg, "unseen"))

@@ -263,7 +263,7 @@ def lm_only_test(lm, taxonomy, batch_size: int = 64, progress: bool = False) -> 
 
 
 # ------------------------------------------------------------------- driver
-def run_study(cfg: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
+def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
     from interp.models.encoders import load_encoder
     from interp.studies.report import write_outputs
 
@@ -296,7 +296,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
         for spec in specs:
             rows += run_one(_new_vlm(lm, encoder, cfg, spec.seed), data, spec, cfg, out, progress)
         del lm
-    result = write_outputs(cfg, rows, lm_only, out)
+    result = write_outputs(cfg, rows, lm_only, out, source)
     result["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", result)
     return result
