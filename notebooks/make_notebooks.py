@@ -60,11 +60,83 @@ fig.show()'''),
 ]
 
 
+COLLECT = '''from interp.analysis.collect import concept_activations, one_image_per_concept
+from interp.models.encoders import load_encoder
+from interp.models.hooked import HookedLM
+from interp.models.lm import load_lm
+from interp.projector import Projector
+from interp.studies.taxonomy import load_data
+from interp.vlm import HookedVLM
+
+encoder = load_encoder(cfg.model.encoder)
+data = load_data(cfg, encoder, progress=False)
+lm = HookedLM(load_lm(LM))
+proj, _ = Projector.load(ckpt, lm=lm.name)
+vlm = HookedVLM(lm, proj)
+concepts, rows = one_image_per_concept(data.records, data.splits["test"])
+tax = data.taxonomy
+acts = concept_activations(vlm, concepts, [tax.phrase(c) for c in concepts], data.features[rows])
+acts.text.shape'''
+
+PROBES = [
+    nbf.v4.new_markdown_cell("# Probes and hypernym directions across modalities\n\n"
+                             "Per layer: a linear probe for membership in the most frequent hypernym, trained on "
+                             "each modality and transferred from text tokens to image tokens; the text- and "
+                             "image-derived difference-of-means directions and their cosine."),
+    nbf.v4.new_code_cell(SETUP),
+    nbf.v4.new_code_cell(COLLECT),
+    nbf.v4.new_code_cell('''import numpy as np
+import torch
+from interp.analysis.directions import cosine_per_layer, mean_difference
+from interp.analysis.probes import probe_layers, transfer_layers
+from interp.plots import line_with_ci
+hyp = max(tax.hypernyms, key=lambda h: len([c for c in concepts if h in tax.hypernyms_of(c)]))
+y = np.array([hyp in tax.hypernyms_of(c) for c in concepts])
+layers = list(range(lm.n_layers))
+nan = [float("nan")] * len(layers)
+series = {f"probe on {m}": (layers, probe_layers(getattr(acts, m), y, folds=3).tolist(), nan) for m in ("text", "image", "last")}
+series["text -> image transfer"] = (layers, transfer_layers(acts.text, y, acts.image, y).tolist(), nan)
+cos = cosine_per_layer(mean_difference(acts.text, torch.tensor(y)), mean_difference(acts.image, torch.tensor(y)))
+series["cos(text dir, image dir)"] = (layers, cos.tolist(), nan)
+fig = line_with_ci(series, title=f"'{hyp}' by layer ({len(concepts)} concepts)", xlabel="layer", ylabel="accuracy / cosine")
+fig.show()'''),
+]
+
+SIMILARITY = [
+    nbf.v4.new_markdown_cell("# Representation similarity of text and image tokens, layer by layer\n\n"
+                             "Linear CKA and RSA between the concept-word representations and the pooled "
+                             "image-token representations, and a UMAP of both modalities at the last layer."),
+    nbf.v4.new_code_cell(SETUP),
+    nbf.v4.new_code_cell(COLLECT),
+    nbf.v4.new_code_cell('''from interp.analysis.similarity import linear_cka, rsa
+from interp.plots import line_with_ci
+layers = list(range(lm.n_layers))
+nan = [float("nan")] * len(layers)
+cka = [linear_cka(acts.text[l], acts.image[l]) for l in layers]
+rs = [rsa(acts.text[l], acts.image[l]) for l in layers]
+line_with_ci({"linear CKA": (layers, cka, nan), "RSA (Spearman)": (layers, rs, nan)},
+             title="text vs image representations of the same concepts", xlabel="layer", ylabel="similarity").show()'''),
+    nbf.v4.new_code_cell('''import numpy as np
+import plotly.graph_objects as go
+import umap
+top = [sorted(tax.hypernyms_of(c), key=tax.depth)[0] if tax.hypernyms_of(c) else "?" for c in concepts]
+X = np.concatenate([acts.text[-1].numpy(), acts.image[-1].numpy()])
+emb = umap.UMAP(n_neighbors=10, random_state=0).fit_transform(X)
+n = len(concepts)
+fig = go.Figure()
+for mod, sl, sym in (("text", slice(0, n), "circle"), ("image", slice(n, 2 * n), "x")):
+    fig.add_trace(go.Scatter(x=emb[sl, 0], y=emb[sl, 1], mode="markers", name=mod, text=[f"{c} ({t})" for c, t in zip(concepts, top)],
+                             marker=dict(symbol=sym, color=[hash(t) % 10 for t in top], colorscale="Turbo")))
+fig.update_layout(title="UMAP of last-layer concept representations (colour = top hypernym)")
+fig.show()'''),
+]
+
+
 def main() -> None:
-    nb = nbf.v4.new_notebook(cells=PATCHING, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                      "language": "python"}})
-    nbf.write(nb, HERE / "01_patching.ipynb")
-    print("wrote", HERE / "01_patching.ipynb")
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    for name, cells in (("01_patching", PATCHING), ("02_probes_directions", PROBES), ("03_similarity", SIMILARITY)):
+        nbf.write(nbf.v4.new_notebook(cells=cells, metadata=meta), HERE / f"{name}.ipynb")
+        print("wrote", HERE / f"{name}.ipynb")
 
 
 if __name__ == "__main__":

@@ -51,3 +51,18 @@ def test_logit_lens_ranks(tiny_llama):
     logits = lm.unembed(lm.final_norm(resid))
     assert torch.equal(out["top_ids"], logits.topk(3, -1).indices)
     assert torch.equal(out["ranks"][..., 0], (logits > logits[..., 5:6]).sum(-1))
+
+
+def test_concept_activations_shapes_and_text_span(tiny_gemma):
+    from conftest import make_vlm
+    from interp.analysis.collect import concept_activations
+
+    vlm = make_vlm(tiny_gemma, pool_to=4)
+    acts = concept_activations(vlm, ["robin", "hot_dog", "apple"], ["a robin", "a hot dog", "an apple"],
+                               torch.randn(3, 16, 32), batch_size=2)
+    L, d = tiny_gemma.n_layers, tiny_gemma.d_model
+    assert acts.text.shape == acts.image.shape == acts.last.shape == (L, 3, d)
+    # the text representation does not depend on the image features, the image one does
+    acts2 = concept_activations(vlm, ["robin", "hot_dog", "apple"], ["a robin", "a hot dog", "an apple"],
+                                torch.randn(3, 16, 32), batch_size=3)
+    assert torch.allclose(acts.text, acts2.text, atol=1e-5) and not torch.allclose(acts.image, acts2.image)
