@@ -1,7 +1,20 @@
 """Projector training with the LM frozen: resumable, atomic, logits only at answer tokens.
 
 ``python -m interp.train`` trains one run (see ``--help``); the study runner calls
-:func:`train_projector` for every run of a grid.
+:func:`train_projector` for every run of a grid. The same entry point runs in one
+process or under ``torchrun`` (PyTorch DistributedDataParallel)::
+
+    python -m interp.train experiments/paper.toml --world within --seed 42
+    torchrun --nproc_per_node 4 -m interp.train experiments/paper.toml --world within --seed 42
+
+Distributed: every rank holds the frozen LM (no gradients, not wrapped); only the
+projector is wrapped in DDP, which all-reduces its gradients. Each global batch of
+``batch_size`` examples (the same batches, in the same order, as in one process) is
+split across ranks, and the loss is the global mean over answer tokens (each rank's
+summed cross-entropy divided by the global token count), so the update equals the
+single-process one up to float rounding. Rank 0 alone writes checkpoints and results.
+GPU: the LM in bf16 on ``cuda`` (``model.dtype = "bfloat16"``) trains under bf16 autocast
+with fp32 projector weights and optimizer state; ``precision`` selects it explicitly.
 
 Recipe (the brief): AdamW lr 1e-3, weight decay 0, 3% linear warmup then cosine, grad clip
 1.0, global batch 16; loss = cross-entropy on the answer and EOS tokens only.
@@ -13,19 +26,24 @@ have seen. A finished run (``projector.safetensors`` + ``train.json``) is skippe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
+from interp import distributed as D
 from interp.examples import Example, QuestionTokens, example_batch
 from interp.io import atomic_path, environment, read_json, write_json
 from interp.vlm import HookedVLM
+
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -74,11 +92,72 @@ def plan(n_examples: int, cfg: TrainConfig) -> tuple[int, int]:
     return per_epoch, total
 
 
-def _save_checkpoint(path: Path, vlm: HookedVLM, opt, sched, step: int, losses: list[float]) -> None:
-    state = {"projector": vlm.projector.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "step": step, "losses": torch.tensor(losses)}
+def _save_checkpoint(path: Path, projector: nn.Module, opt, sched, step: int, losses: list[float]) -> None:
+    state = {"projector": projector.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "step": step, "losses": torch.tensor(losses, dtype=torch.float64)}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+def resolve_precision(precision: str | None, lm_dtype: torch.dtype, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run, or None for plain fp32.
+
+    ``None`` (auto): bf16 autocast when the frozen LM is held in bf16 (the GPU set-up,
+    ``model.dtype = "bfloat16"``), else none. ``"float32"``: none. ``"bfloat16"``: bf16
+    autocast on the LM's device (also on CPU, which supports it; slower there).
+    """
+    if precision is None:
+        return torch.bfloat16 if lm_dtype == torch.bfloat16 else None
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: valid values are {list(PRECISIONS)} or None (auto from the LM dtype)")
+    return torch.bfloat16 if precision == "bfloat16" else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """bf16 autocast on ``device`` (a no-op context when ``dtype`` is None)."""
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+class _Wrapped(nn.Module):
+    """Stands in for ``vlm.projector`` while training: calls go through the DDP wrapper
+    (so its gradient hooks fire); ``config`` is the projector's."""
+
+    def __init__(self, ddp: nn.Module, projector: nn.Module):
+        super().__init__()
+        self.ddp = ddp
+        self.config = projector.config
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.ddp(features)
+
+
+@contextlib.contextmanager
+def _data_parallel(vlm: HookedVLM, info: D.DistInfo) -> Iterator[nn.Module]:
+    """Wrap ``vlm.projector`` in DistributedDataParallel for the block (world > 1); yields
+    the module whose forward the training step must call (the wrapper or the projector)."""
+    proj = vlm.projector
+    if not info.enabled:
+        yield proj
+        return
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    dev = next(proj.parameters()).device
+    ddp = DDP(proj, device_ids=[dev.index] if dev.type == "cuda" else None)
+    wrapped = _Wrapped(ddp, proj)
+    vlm.projector = wrapped
+    try:
+        yield wrapped
+    finally:
+        vlm.projector = proj
+
+
+def answer_ce_sum(vlm: HookedVLM, batch, features: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy over the answer and EOS tokens, their count); logits only there."""
+    predicts, targets = batch.answer_targets()
+    if targets.numel() == 0:
+        raise ValueError("the batch has no answer tokens to train on")
+    out = vlm.forward(batch, features, logits_at=predicts)
+    return nn.functional.cross_entropy(out.logits.float(), targets, reduction="sum"), int(targets.numel())
 
 
 def train_projector(
@@ -91,15 +170,23 @@ def train_projector(
     progress: bool = True,
     meta: dict | None = None,
     stop_after: int | None = None,
+    precision: str | None = None,
 ) -> dict:
     """Train ``vlm.projector`` on ``examples`` (rows of ``features [n_images, tokens, d_img]``).
 
     Writes to ``run_dir``: ``checkpoint.pt`` while running, then ``projector.safetensors``
     and ``train.json`` (config, losses, timing, versions, ``meta``). Returns the summary.
     ``stop_after`` ends the call after that many steps (to test resuming).
+    ``precision``: None (auto: bf16 autocast when the LM is bf16), "float32" or "bfloat16".
+
+    Under ``torchrun`` (a process group is running, see :mod:`interp.distributed`) every
+    rank calls this with the same arguments: each global batch is split across ranks,
+    the projector is wrapped in DDP, rank 0 writes. Single-process behaviour is unchanged.
     """
+    info = D.current()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     final, summary_path, ckpt = run_dir / "projector.safetensors", run_dir / "train.json", run_dir / "checkpoint.pt"
     if final.exists() and summary_path.exists():
         from interp.projector import Projector
@@ -110,46 +197,62 @@ def train_projector(
     if not examples:
         raise ValueError("no training examples")
 
+    device = vlm.lm.device
+    amp = resolve_precision(precision, vlm.lm.dtype, device)
     tokens = QuestionTokens(vlm.tokenizer)
     per_epoch, total = plan(len(examples), cfg)
     opt = torch.optim.AdamW(vlm.projector.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, max(1, round(cfg.warmup_frac * total))))
     step, losses = 0, []
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=True, map_location=vlm.lm.device)
+        state = torch.load(ckpt, weights_only=True, map_location=device)
         vlm.projector.load_state_dict(state["projector"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, losses = int(state["step"]), state["losses"].tolist()
 
-    vlm.projector.train()
+    projector = vlm.projector  # the unwrapped module: what checkpoints hold
+    projector.train()
     t0, n_seen = time.perf_counter(), 0
     order, order_epoch = None, -1
-    bar = tqdm(total=total, initial=step, desc=f"train {run_dir.name}", disable=not progress, unit="step")
+    bar = tqdm(total=total, initial=step, desc=f"train {run_dir.name}", disable=not (progress and info.is_main),
+               unit="step")
     ran = 0
-    while step < total:
-        epoch, i = divmod(step, per_epoch)
-        if epoch != order_epoch:
-            order, order_epoch = epoch_order(len(examples), cfg.seed, epoch), epoch
-        chunk = [examples[j] for j in order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()]
-        batch, feats = example_batch(tokens, chunk, features, vlm.n_image_tokens, with_answer=True)
-        loss = vlm.answer_loss(batch.to(vlm.lm.device), feats)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vlm.projector.parameters(), cfg.clip)
-        opt.step()
-        sched.step()
-        step += 1
-        ran += 1
-        n_seen += len(chunk)
-        losses.append(loss.item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
-        if step % cfg.checkpoint_every == 0 or step == total:
-            _save_checkpoint(ckpt, vlm, opt, sched, step, losses)
-        if stop_after is not None and ran >= stop_after and step < total:
-            bar.close()
-            return {"stopped_at": step}
+    with _data_parallel(vlm, info) as module:
+        params = list(module.parameters())
+        while step < total:
+            epoch, i = divmod(step, per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = epoch_order(len(examples), cfg.seed, epoch), epoch
+            chunk = [examples[j] for j in order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()]
+            mine = D.shard(chunk, info)
+            with autocast(device, amp):
+                if mine:
+                    batch, feats = example_batch(tokens, mine, features, vlm.n_image_tokens, with_answer=True)
+                    ce, n_tok = answer_ce_sum(vlm, batch.to(device), feats)
+                else:  # fewer examples than ranks in this batch: join the gradient all-reduce with zeros
+                    ce, n_tok = module(features[:1].to(device)).float().sum() * 0.0, 0
+            counts = D.all_reduce_sum(torch.tensor([float(n_tok), ce.item()], dtype=torch.float64), info)
+            n_global, ce_global = float(counts[0]), float(counts[1])
+            # DDP averages gradients over ranks: scale so the result is d(global mean CE)
+            loss = ce * (info.world_size / n_global)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+            opt.step()
+            sched.step()
+            step += 1
+            ran += 1
+            n_seen += len(chunk)
+            losses.append(ce_global / n_global)
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+            if info.is_main and (step % cfg.checkpoint_every == 0 or step == total):
+                _save_checkpoint(ckpt, projector, opt, sched, step, losses)
+            if stop_after is not None and ran >= stop_after and step < total:
+                bar.close()
+                D.barrier(info)
+                return {"stopped_at": step}
     bar.close()
     vlm.projector.eval()
     elapsed = time.perf_counter() - t0
@@ -163,34 +266,87 @@ def train_projector(
         "losses": losses,
         "seconds_this_session": elapsed,
         "examples_per_second_this_session": n_seen / elapsed if elapsed > 0 else None,
+        "world_size": info.world_size,
+        "device": str(device),
+        "precision": "bfloat16-autocast" if amp is not None else "float32",
+        "lm_dtype": str(vlm.lm.dtype).removeprefix("torch."),
         "environment": environment(),
         "meta": meta or {},
     }
-    vlm.projector.save(final, extra={"train_config": asdict(cfg), "meta": json.loads(json.dumps(meta or {}, default=str))})
-    write_json(summary_path, summary)
-    ckpt.unlink(missing_ok=True)
+    if info.is_main:
+        vlm.projector.save(final, extra={"train_config": asdict(cfg),
+                                         "meta": json.loads(json.dumps(meta or {}, default=str))})
+        write_json(summary_path, summary)
+        ckpt.unlink(missing_ok=True)
+    D.barrier(info)  # every rank returns once the results are on disk
     return summary
+
+def warm_caches(cfg, progress: bool = True) -> None:
+    """Build the image set and cache the encoder features of a study config once (what every
+    run reads), so that parallel ranks or jobs started afterwards only read the caches."""
+    from interp.models.encoders import load_encoder
+    from interp.studies.taxonomy import load_data
+
+    load_data(cfg, load_encoder(cfg.model.encoder, device=cfg.model.device), progress=progress)
+
+
+def run_spec(cfg, spec, *, evaluate: bool = True, progress: bool = True) -> list[dict]:
+    """Train (and evaluate) one run of a study config, in one process or under torchrun.
+
+    One process: :func:`interp.studies.taxonomy.single_run`. Under torchrun: rank 0 warms
+    the caches while the others wait, every rank trains (DDP; ``cfg.model.device="cuda"``
+    puts rank r on ``cuda:LOCAL_RANK``), then rank 0 alone scores the test questions.
+    Returns the result rows (empty on ranks > 0 or with ``evaluate=False``).
+    """
+    from dataclasses import replace
+
+    from interp.io import read_json
+    from interp.studies.taxonomy import evaluate_run_dir, single_run
+
+    info = D.setup(cfg.model.device)
+    if not info.enabled:
+        return single_run(cfg, spec, evaluate=evaluate, progress=progress)
+    cfg = replace(cfg, model=replace(cfg.model, device=str(D.local_device(cfg.model.device, info))))
+    if info.is_main:
+        warm_caches(cfg, progress)
+    D.barrier(info)
+    single_run(cfg, spec, evaluate=False, progress=progress and info.is_main)
+    if not (evaluate and info.is_main):
+        return []
+    rows = Path(cfg.out_dir) / "runs" / spec.run_id / "rows.json"
+    return read_json(rows)["rows"] if rows.exists() else evaluate_run_dir(cfg, spec.run_id, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m interp.train CONFIG --world W --ablation A --seed S [--random-init]`: one run."""
+    """`python -m interp.train CONFIG --world W --ablation A --seed S [--random-init]`: one run
+    (also under `torchrun --nproc_per_node N -m interp.train ...`)."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m interp.train", description="Train one projector run of a study config.")
+    ap = argparse.ArgumentParser(prog="python -m interp.train",
+                                 description="Train one projector run of a study config (one process or torchrun/DDP).")
     ap.add_argument("config", help="study TOML, e.g. experiments/quick.toml")
     ap.add_argument("--world", default="original", help="original | within | across")
     ap.add_argument("--ablation", default="random:1.0", help="random:<rate> | systematic:<n>")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--random-init", action="store_true", help="the random-init LM control")
     ap.add_argument("--no-eval", action="store_true", help="train only")
+    ap.add_argument("--device", help="override model.device (cpu | cuda); under torchrun cuda means cuda:LOCAL_RANK")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="override model.dtype (the frozen LM's)")
+    ap.add_argument("--out", help="output folder (default: the config's out_dir)")
     args = ap.parse_args(argv)
     from interp.studies.config import load_config
-    from interp.studies.taxonomy import RunSpec, single_run
+    from interp.studies.taxonomy import RunSpec
 
-    cfg = load_config(args.config)
+    overrides = {k: v for k, v in {"model.device": args.device, "model.dtype": args.dtype, "out_dir": args.out}.items()
+                 if v is not None}
+    cfg = load_config(args.config, overrides)
     spec = RunSpec(args.world, args.ablation, args.seed, args.random_init)
-    rows = single_run(cfg, spec, evaluate=not args.no_eval)
-    print(f"[train] {spec.run_id}: {len(rows)} result rows in {cfg.out_dir}/runs/{spec.run_id}")
+    try:
+        rows = run_spec(cfg, spec, evaluate=not args.no_eval)
+        if D.is_main():
+            print(f"[train] {spec.run_id}: {len(rows)} result rows in {cfg.out_dir}/runs/{spec.run_id}")
+    finally:
+        D.teardown()
 
 
 if __name__ == "__main__":
