@@ -144,6 +144,30 @@ def shard(items: Sequence[T], info: DistInfo | None = None) -> list[T]:
     return list(items[info.rank::info.world_size])
 
 
+def shard_lm(lm, info: DistInfo | None = None, *, reshard_after_forward: bool = True) -> float:
+    """Shard a frozen LM's decoder blocks across ranks with FSDP2 (``fully_shard``), for an LM
+    that does not fit on one device. Returns the fraction of block parameters this rank holds.
+
+    Each block's weights are all-gathered for its forward (and again for the backward that
+    carries gradients to the projector) and freed after; embeddings, final norm and
+    unembedding stay replicated (they are small next to the blocks and read directly).
+    Every rank must then run the same forward passes (training does; so does evaluation
+    when every rank calls it). ``lm``: a :class:`interp.models.hooked.HookedLM`. A world of
+    one leaves the LM untouched (returns 1.0).
+    """
+    info = info or current()
+    blocks = lm.hf.model.layers
+    total = sum(p.numel() for p in blocks.parameters())
+    if not info.enabled:
+        return 1.0
+    from torch.distributed.fsdp import fully_shard
+
+    for block in blocks:
+        fully_shard(block, reshard_after_forward=reshard_after_forward)
+    local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in blocks.parameters())
+    return local / total
+
+
 def main_first(fn: Callable[[], T], info: DistInfo | None = None) -> T:
     """Run ``fn`` on rank 0, then on the other ranks (e.g. building a cache once)."""
     info = info or current()

@@ -219,19 +219,20 @@ def train_projector(
                unit="step")
     ran = 0
     with _data_parallel(vlm, info) as module:
-        params = list(module.parameters())
+        params = list(module.parameters())  # the projector's (through the DDP wrapper if any)
         while step < total:
             epoch, i = divmod(step, per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = epoch_order(len(examples), cfg.seed, epoch), epoch
             chunk = [examples[j] for j in order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()]
             mine = D.shard(chunk, info)
+            # fewer examples than ranks in this batch: run one with weight 0, so that this rank
+            # joins the collectives (DDP's gradient all-reduce, FSDP's all-gathers) with zeros
+            weight = 1.0 if mine else 0.0
             with autocast(device, amp):
-                if mine:
-                    batch, feats = example_batch(tokens, mine, features, vlm.n_image_tokens, with_answer=True)
-                    ce, n_tok = answer_ce_sum(vlm, batch.to(device), feats)
-                else:  # fewer examples than ranks in this batch: join the gradient all-reduce with zeros
-                    ce, n_tok = module(features[:1].to(device)).float().sum() * 0.0, 0
+                batch, feats = example_batch(tokens, mine or chunk[:1], features, vlm.n_image_tokens, with_answer=True)
+                ce, n_tok = answer_ce_sum(vlm, batch.to(device), feats)
+            ce, n_tok = ce * weight, n_tok if mine else 0
             counts = D.all_reduce_sum(torch.tensor([float(n_tok), ce.item()], dtype=torch.float64), info)
             n_global, ce_global = float(counts[0]), float(counts[1])
             # DDP averages gradients over ranks: scale so the result is d(global mean CE)
@@ -290,31 +291,45 @@ def warm_caches(cfg, progress: bool = True) -> None:
     load_data(cfg, load_encoder(cfg.model.encoder, device=cfg.model.device), progress=progress)
 
 
-def run_spec(cfg, spec, *, evaluate: bool = True, progress: bool = True) -> list[dict]:
+def run_spec(cfg, spec, *, evaluate: bool = True, progress: bool = True, shard_lm: bool = False) -> list[dict]:
     """Train (and evaluate) one run of a study config, in one process or under torchrun.
 
     One process: :func:`interp.studies.taxonomy.single_run`. Under torchrun: rank 0 warms
-    the caches while the others wait, every rank trains (DDP; ``cfg.model.device="cuda"``
-    puts rank r on ``cuda:LOCAL_RANK``), then rank 0 alone scores the test questions.
+    the caches while the others wait, every rank loads the LM (``cfg.model.device="cuda"``
+    puts rank r on ``cuda:LOCAL_RANK``) and trains (DDP on the projector); with
+    ``shard_lm`` the LM's blocks are sharded across ranks (FSDP2) and every rank takes part
+    in scoring the test questions, else rank 0 scores them alone. Rank 0 writes.
     Returns the result rows (empty on ranks > 0 or with ``evaluate=False``).
     """
     from dataclasses import replace
 
-    from interp.io import read_json
-    from interp.studies.taxonomy import evaluate_run_dir, single_run
+    from interp.models.encoders import load_encoder
+    from interp.studies import taxonomy as tx
 
     info = D.setup(cfg.model.device)
     if not info.enabled:
-        return single_run(cfg, spec, evaluate=evaluate, progress=progress)
+        if shard_lm:
+            raise ValueError("shard_lm needs several processes: launch with torchrun --nproc_per_node N")
+        return tx.single_run(cfg, spec, evaluate=evaluate, progress=progress)
     cfg = replace(cfg, model=replace(cfg.model, device=str(D.local_device(cfg.model.device, info))))
-    if info.is_main:
-        warm_caches(cfg, progress)
-    D.barrier(info)
-    single_run(cfg, spec, evaluate=False, progress=progress and info.is_main)
-    if not (evaluate and info.is_main):
+    out, show = Path(cfg.out_dir), progress and info.is_main
+    rows_path = out / "runs" / spec.run_id / "rows.json"
+    encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
+    data = D.main_first(lambda: tx.load_data(cfg, encoder, progress=show), info)  # rank 0 builds the caches
+    lm = tx._models(cfg, spec.random_init, spec.seed)
+    if shard_lm:
+        D.shard_lm(lm, info)
+    vlm = tx._new_vlm(lm, encoder, cfg, spec.seed)
+    summary = tx.train_run(vlm, data, spec, cfg, out, show)
+    if not evaluate or rows_path.exists() or not (info.is_main or shard_lm):
+        return read_json(rows_path)["rows"] if evaluate and info.is_main and rows_path.exists() else []
+    if shard_lm and not info.is_main:  # a sharded LM scores collectively: same forwards, scratch files
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            tx.evaluate_run(vlm, data, spec, cfg, Path(scratch), False, summary)
         return []
-    rows = Path(cfg.out_dir) / "runs" / spec.run_id / "rows.json"
-    return read_json(rows)["rows"] if rows.exists() else evaluate_run_dir(cfg, spec.run_id, progress=progress)
+    return tx.evaluate_run(vlm, data, spec, cfg, out, show, summary)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -333,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", help="override model.device (cpu | cuda); under torchrun cuda means cuda:LOCAL_RANK")
     ap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="override model.dtype (the frozen LM's)")
     ap.add_argument("--out", help="output folder (default: the config's out_dir)")
+    ap.add_argument("--shard-lm", action="store_true",
+                    help="under torchrun: shard the frozen LM's blocks across ranks (FSDP2) when it does not fit on one device")
     args = ap.parse_args(argv)
     from interp.studies.config import load_config
     from interp.studies.taxonomy import RunSpec
@@ -342,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(args.config, overrides)
     spec = RunSpec(args.world, args.ablation, args.seed, args.random_init)
     try:
-        rows = run_spec(cfg, spec, evaluate=not args.no_eval)
+        rows = run_spec(cfg, spec, evaluate=not args.no_eval, shard_lm=args.shard_lm)
         if D.is_main():
             print(f"[train] {spec.run_id}: {len(rows)} result rows in {cfg.out_dir}/runs/{spec.run_id}")
     finally:

@@ -1,9 +1,10 @@
 """Projector training under torchrun (DDP, gloo, 2 CPU processes) equals single-process training
-on the same global batches; a run killed mid-way resumes to the same weights; GPU-readiness
-options (precision/autocast) run the same code path on CPU.
+on the same global batches; a run killed mid-way resumes (with the frozen LM's blocks sharded
+by FSDP2 across the two processes) to the same weights; GPU-readiness options
+(precision/autocast) run the same code path on CPU.
 
 This file is also the torchrun worker: ``python -m torch.distributed.run --nproc_per_node 2
-tests/test_distributed.py --worker RUN_DIR [--kill-at K]``.
+tests/test_distributed.py --worker RUN_DIR [--kill-at K] [--shard-lm]``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _features() -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ worker
-def _worker(run_dir: str, kill_at: int | None) -> None:
+def _worker(run_dir: str, kill_at: int | None, shard_lm: bool) -> None:
     torch.set_num_threads(1)
     info = D.setup("cpu")
     assert info.world_size == 2 and info.backend == "gloo", info
@@ -51,6 +52,9 @@ def _worker(run_dir: str, kill_at: int | None) -> None:
     from interp.models.lm import load_lm
 
     vlm = make_vlm(HookedLM(load_lm("tiny-llama", seed=0)), seed=1 + info.rank)  # DDP broadcasts rank 0's init
+    if shard_lm:
+        held = D.shard_lm(vlm.lm, info)
+        assert abs(held - 0.5) < 0.01, held  # each rank holds half of the blocks' weights
     if kill_at is not None and info.rank == 0:
         calls = {"n": 0}
 
@@ -64,11 +68,14 @@ def _worker(run_dir: str, kill_at: int | None) -> None:
     D.teardown()
 
 
-def _torchrun(run_dir: Path, kill_at: int | None = None, timeout: float = 400) -> subprocess.CompletedProcess:
+def _torchrun(run_dir: Path, kill_at: int | None = None, shard_lm: bool = False,
+              timeout: float = 400) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(Path(__file__).resolve()), "--worker", str(run_dir)]
     if kill_at is not None:
         cmd += ["--kill-at", str(kill_at)]
+    if shard_lm:
+        cmd += ["--shard-lm"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -91,7 +98,7 @@ def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float =
     return worst
 
 
-def test_ddp_two_processes_match_single_process_and_resume_after_kill(tiny_llama, tmp_path):
+def test_ddp_two_processes_match_single_process_and_resume_after_kill_with_sharded_lm(tiny_llama, tmp_path):
     from interp.projector import Projector
 
     states, ref = _reference(tiny_llama, tmp_path)
@@ -108,7 +115,7 @@ def test_ddp_two_processes_match_single_process_and_resume_after_kill(tiny_llama
     # N = 3 steps of 2-process DDP (unequal shards, token-weighted loss) == 3 single-process steps
     _close(ckpt["projector"], states[KILL_AFTER - 1])
 
-    resumed = _torchrun(run)
+    resumed = _torchrun(run, shard_lm=True)  # resume with the LM sharded (FSDP2): same numbers
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     proj, _ = Projector.load(run / "projector.safetensors")
     _close(proj.state_dict(), states[-1])
@@ -186,5 +193,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", required=True)
     ap.add_argument("--kill-at", type=int, default=None)
+    ap.add_argument("--shard-lm", action="store_true")
     args = ap.parse_args()
-    _worker(args.worker, args.kill_at)
+    _worker(args.worker, args.kill_at, args.shard_lm)
