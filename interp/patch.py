@@ -65,25 +65,17 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, patch_grid
-    from interp.models.encoders import load_encoder
-    from interp.models.hooked import HookedLM
-    from interp.models.lm import load_lm
-    from interp.projector import Projector
-    from interp.sequence import Segment, single_token_id, vlm_item
-    from interp.vlm import HookedVLM
+    from interp.sequence import single_token_id, vlm_item
+    from interp.vlm import load_vlm
 
     ckpt = args.checkpoint or _default_checkpoint()
     if ckpt is None or not Path(ckpt).exists():
         ap.error(f"no projector checkpoint {'at ' + str(ckpt) if ckpt else 'found under runs/'}: train one with "
                  "`python -m interp.run experiments/quick.toml` or pass --checkpoint")
-    proj, _ = Projector.load(ckpt)
-    lm_name = args.lm or proj.config.lm
-    lm = HookedLM(load_lm(lm_name.split("+random")[0], random_init="+random" in lm_name))
-    Projector.load(ckpt, lm=lm.name)  # a checkpoint from another LM fails here, naming both
+    vlm = load_vlm(ckpt, lm=args.lm)  # a checkpoint from another LM fails here, naming both
+    lm = vlm.lm
     layers = list(range(lm.n_layers)) if args.layer == "all" else [lm.check_layer(int(args.layer))]
     lm.check_hook(f"blocks.0.{args.hook}")
-    encoder = load_encoder(proj.config.encoder)
-    vlm = HookedVLM(lm, proj.to(lm.device), encoder)
     tok = vlm.tokenizer
     metric = logit_diff_metric(vlm, single_token_id(tok, args.tokens[0]), single_token_id(tok, args.tokens[1]))
 

@@ -258,3 +258,24 @@ class HookedVLM(nn.Module):
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return self.projector.parameters()
+
+
+def load_vlm(checkpoint, *, lm: str | None = None, with_encoder: bool = True, device: str = "cpu") -> HookedVLM:
+    """A HookedVLM from a projector checkpoint: its LM (or ``lm``, which must match: a
+    checkpoint trained for another LM fails, naming both), and its frozen encoder.
+
+    A random-init control checkpoint (LM name ``<name>+random<seed>``) reloads the same
+    seeded random LM.
+    """
+    import re
+
+    from interp.models.encoders import load_encoder
+    from interp.models.lm import load_lm
+
+    proj, _ = Projector.load(checkpoint)
+    name = lm or proj.config.lm
+    m = re.fullmatch(r"(.+)\+random(\d+)", name)
+    loaded = load_lm(m.group(1), random_init=True, seed=int(m.group(2)), device=device) if m else load_lm(name, device=device)
+    encoder = load_encoder(proj.config.encoder, device=device) if with_encoder else None
+    return HookedVLM(HookedLM(loaded), proj.to(device), encoder)
+

@@ -34,16 +34,11 @@ PATCHING = [
     nbf.v4.new_code_cell('''from PIL import Image
 from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid
 from interp.data.images import load_image_set
-from interp.models.encoders import load_encoder
-from interp.models.hooked import HookedLM
-from interp.models.lm import load_lm
-from interp.projector import Projector
 from interp.sequence import single_token_id, vlm_item
-from interp.vlm import HookedVLM
+from interp.vlm import load_vlm
 
-lm = HookedLM(load_lm(LM))
-proj, _ = Projector.load(ckpt, lm=lm.name)
-vlm = HookedVLM(lm, proj, load_encoder(proj.config.encoder))
+vlm = load_vlm(ckpt)
+lm = vlm.lm
 images = {r.concept: r.path for r in sorted(load_image_set().images, key=lambda r: r.key)}
 def inp(concept):
     return PatchInput(vlm.build([vlm_item(0, "Is there a bird in the image?")]), vlm.encode([Image.open(images[concept])]))
@@ -61,18 +56,12 @@ fig.show()'''),
 
 
 COLLECT = '''from interp.analysis.collect import concept_activations, one_image_per_concept
-from interp.models.encoders import load_encoder
-from interp.models.hooked import HookedLM
-from interp.models.lm import load_lm
-from interp.projector import Projector
 from interp.studies.taxonomy import load_data
-from interp.vlm import HookedVLM
+from interp.vlm import load_vlm
 
-encoder = load_encoder(cfg.model.encoder)
-data = load_data(cfg, encoder, progress=False)
-lm = HookedLM(load_lm(LM))
-proj, _ = Projector.load(ckpt, lm=lm.name)
-vlm = HookedVLM(lm, proj)
+vlm = load_vlm(ckpt)
+lm = vlm.lm
+data = load_data(cfg, vlm.encoder, progress=False)
 concepts, rows = one_image_per_concept(data.records, data.splits["test"])
 tax = data.taxonomy
 acts = concept_activations(vlm, concepts, [tax.phrase(c) for c in concepts], data.features[rows])

@@ -170,3 +170,18 @@ def test_random_init_is_seeded():
     b = load_lm("tiny-llama", seed=1).model.lm_head.weight
     c = load_lm("tiny-llama", seed=2).model.lm_head.weight
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_load_vlm_restores_the_seeded_random_control(tmp_path):
+    from interp.models.hooked import HookedLM
+    from interp.models.lm import load_lm
+    from interp.vlm import load_vlm
+
+    lm = HookedLM(load_lm("tiny-llama", random_init=True, seed=7))
+    path = tmp_path / "p.safetensors"
+    make_vlm(lm).projector.save(path)
+    back = load_vlm(path, with_encoder=False)
+    assert back.lm.name == lm.name == "tiny-llama+random7"
+    assert torch.equal(back.lm.hf.lm_head.weight, lm.hf.lm_head.weight)
+    with pytest.raises(CheckpointMismatchError, match="tiny-llama\\+random7.*tiny-gemma3"):
+        load_vlm(path, lm="tiny-gemma3", with_encoder=False)
