@@ -14,23 +14,34 @@ def _probe(seed: int, C: float):
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
 
 
-def probe_layers(acts: torch.Tensor, labels, *, folds: int = 5, seed: int = 0, C: float = 0.1) -> np.ndarray:
-    """Cross-validated accuracy per layer: ``acts [layers, n, d]``, ``labels [n]`` -> ``[layers]``."""
+def probe_layers(acts: torch.Tensor, labels, *, folds: int = 5, seed: int = 0, C: float = 0.1,
+                 scoring: str = "accuracy") -> np.ndarray:
+    """Cross-validated score per layer: ``acts [layers, n, d]``, ``labels [n]`` -> ``[layers]``.
+
+    ``scoring``: any scikit-learn scorer name; use ``"balanced_accuracy"`` for imbalanced
+    labels (membership in one hypernym), where chance is 0.5 whatever the class sizes."""
     y = np.asarray(labels)
     n_min = np.bincount(np.unique(y, return_inverse=True)[1]).min()
     k = int(min(folds, n_min))
     if k < 2:
         raise ValueError(f"each class needs >= 2 examples for cross-validation; smallest class has {n_min}")
     cv = StratifiedKFold(k, shuffle=True, random_state=seed)
-    return np.array([cross_val_score(_probe(seed, C), a.float().numpy(), y, cv=cv).mean() for a in acts])
+    return np.array([cross_val_score(_probe(seed, C), a.float().numpy(), y, cv=cv,
+                                     scoring=scoring).mean() for a in acts])
 
 
 def transfer_layers(train_acts: torch.Tensor, train_labels, test_acts: torch.Tensor, test_labels, *,
-                    seed: int = 0, C: float = 0.1) -> np.ndarray:
-    """Fit on one modality, score on another, per layer: ``[layers, n, d]`` each -> ``[layers]``."""
+                    seed: int = 0, C: float = 0.1, scoring: str = "accuracy") -> np.ndarray:
+    """Fit on one modality, score on another, per layer: ``[layers, n, d]`` each -> ``[layers]``.
+
+    The scaler is fitted on the training modality only: a transfer that needs the test
+    modality's statistics is not a transfer."""
+    from sklearn.metrics import get_scorer
+
+    scorer = get_scorer(scoring)
     ytr, yte = np.asarray(train_labels), np.asarray(test_labels)
     out = []
     for a, b in zip(train_acts, test_acts):
         clf = _probe(seed, C).fit(a.float().numpy(), ytr)
-        out.append(clf.score(b.float().numpy(), yte))
+        out.append(scorer(clf, b.float().numpy(), yte))
     return np.array(out)
