@@ -1,0 +1,135 @@
+"""The decoder trained from scratch: a seeded HF ``LlamaForCausalLM`` plus a linear projector
+for image (or noise) patch tokens, with a hooked view for the toolkit's analyses.
+
+Training runs the plain HF forward (SDPA attention, no hooks: the fast path). Analyses call
+:meth:`BindingModel.hooked`, which boots the toolkit's :class:`~interp.models.hooked.HookedLM`
+(TransformerLens bridge, canonical hook names ``blocks.{i}.hook_resid_post``,
+``blocks.{i}.attn.hook_pattern``...) over a frozen copy of the same weights, so the
+training model is never switched to eager attention or wrapped.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from interp.binding.task import Layout, Vocab
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The brief's decoder: 12 layers, d_model 128, 4 heads, FFN 512, rotary positions.
+
+    ``d_ext``: width of the external (encoder) tokens the projector maps into ``d_model``.
+    """
+
+    n_layers: int = 12
+    d_model: int = 128
+    n_heads: int = 4
+    d_ff: int = 512
+    rope_theta: float = 10000.0
+    max_positions: int = 512
+    d_ext: int = 1280
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "d_model", "n_heads", "d_ff", "max_positions", "d_ext"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"model.{name}={getattr(self, name)!r}: must be >= 1")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"model.d_model={self.d_model} must split into n_heads={self.n_heads} heads of even width (RoPE)")
+
+    def hf_config(self, vocab_size: int):
+        from transformers import LlamaConfig
+
+        return LlamaConfig(vocab_size=vocab_size, hidden_size=self.d_model, intermediate_size=self.d_ff,
+                           num_hidden_layers=self.n_layers, num_attention_heads=self.n_heads,
+                           num_key_value_heads=self.n_heads, head_dim=self.d_model // self.n_heads,
+                           max_position_embeddings=self.max_positions, rope_theta=self.rope_theta,
+                           tie_word_embeddings=False, bos_token_id=1, eos_token_id=0, pad_token_id=0,
+                           use_cache=False, architectures=["LlamaForCausalLM"])
+
+
+class BindingModel(nn.Module):
+    """Decoder + projector. ``forward(layout, ext) -> [batch, vocab]`` logits at the last
+    real token (the answer position); ``ext [n_ext_positions_total, d_ext]`` or
+    ``[batch, n_ext, d_ext]`` fills the ``<img>`` positions of ``layout`` in order."""
+
+    def __init__(self, cfg: ModelConfig, vocab: Vocab, seed: int = 0):
+        super().__init__()
+        from transformers import LlamaForCausalLM
+
+        self.cfg, self.vocab, self.seed = cfg, vocab, seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.hf = LlamaForCausalLM(cfg.hf_config(len(vocab)))
+            self.projector = nn.Linear(cfg.d_ext, cfg.d_model)
+        self.hf.config.use_cache = False
+
+    # ---------------------------------------------------------------- inputs
+    def embed(self, lay: Layout, ext: torch.Tensor | None = None) -> torch.Tensor:
+        """Input embeddings ``[batch, pos, d_model]``: token embeddings, with the projected
+        external tokens written into the ``<img>`` positions (gradients reach the projector)."""
+        x = self.hf.model.embed_tokens(lay.ids.to(self.device))
+        n_ext = int(lay.ext.sum())
+        if n_ext == 0:
+            return x
+        if ext is None:
+            raise ValueError(f"the layout has {n_ext} <img> positions but no external tokens were given")
+        ext = ext.reshape(-1, ext.shape[-1]).to(self.device, x.dtype)
+        if ext.shape[0] != n_ext:
+            raise ValueError(f"{ext.shape[0]} external tokens for {n_ext} <img> positions")
+        where = lay.ext.to(self.device)
+        return _scatter(x, where, self.projector(ext))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, lay: Layout, ext: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits at the answer position ``[batch, vocab]``, or at ``positions [batch, k]``
+        (``[batch, k, vocab]``; only those rows go through the unembedding)."""
+        x = self.embed(lay, ext)
+        h = self.hf.model(inputs_embeds=x, attention_mask=lay.mask.to(self.device), use_cache=False).last_hidden_state
+        if positions is None:
+            return self.hf.lm_head(h[torch.arange(len(h), device=h.device), lay.last.to(h.device)])
+        rows = torch.arange(len(h), device=h.device)[:, None]
+        return self.hf.lm_head(h[rows, positions.to(h.device)])
+
+    # ------------------------------------------------------------ persistence
+    def state(self) -> dict[str, torch.Tensor]:
+        return {**{f"hf.{k}": v for k, v in self.hf.state_dict().items()},
+                **{f"projector.{k}": v for k, v in self.projector.state_dict().items()}}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.hf.load_state_dict({k[3:]: v for k, v in tensors.items() if k.startswith("hf.")})
+        self.projector.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("projector.")})
+
+    def describe(self) -> dict:
+        return {"config": asdict(self.cfg), "vocab_size": len(self.vocab), "seed": self.seed,
+                "n_params": sum(p.numel() for p in self.parameters())}
+
+    # --------------------------------------------------------------- hooked
+    def hooked(self, name: str = "binding-decoder"):
+        """A frozen :class:`~interp.models.hooked.HookedLM` over a copy of the decoder (the
+        TransformerLens bridge; all toolkit analyses apply). Inputs: :meth:`embed` output."""
+        from interp.models.hooked import HookedLM
+        from interp.models.lm import LoadedLM
+        from interp.models.registry import ModelSpec
+
+        hf = copy.deepcopy(self.hf).eval()
+        for p in hf.parameters():
+            p.requires_grad_(False)
+        spec = ModelSpec(name, "lm", "local", "llama", d_model=self.cfg.d_model, n_layers=self.cfg.n_layers,
+                         note="decoder trained from scratch on the binding task")
+        return HookedLM(LoadedLM(model=hf, tokenizer=self.vocab.hf_tokenizer(), spec=spec, random_init=False))
+
+
+def _scatter(x: torch.Tensor, where: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``x`` with ``values [n, d]`` written at the True positions of ``where [b, pos]`` (row-major
+    order), out of place so autograd sees both sources."""
+    flat = x.reshape(-1, x.shape[-1])
+    idx = where.reshape(-1).nonzero().squeeze(1)
+    return flat.index_copy(0, idx, values.to(flat.dtype)).reshape(x.shape)

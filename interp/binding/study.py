@@ -1,0 +1,224 @@
+"""The binding study: config, run (resumable), tidy result tables.
+
+``run_study(cfg)`` for every seed trains the shared text-only segment once, then each
+regime's curriculum from it, evaluates every model on the fixed evaluation sets (text in
+and out of distribution, image and noise versions) and runs the mechanism analyses on text
+episodes (interchange interventions, attention knockout, probes). Every unit writes its
+own result file (``seed<k>/<regime>/eval.json``, ``mech.json``) and is skipped when that
+file exists; the tidy tables, report and figures are rebuilt from them at the end.
+
+Layout of ``out_dir``::
+
+    config.json  accuracy.csv  interchange.csv  knockout.csv  probes.csv  training.csv
+    summary.json  report.md  figures/*.html|png
+    seed<k>/phase1/          model.safetensors, train.json  (text-only segment, shared)
+    seed<k>/<regime>/        model.safetensors, train.json, eval.json, mech.json
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interp.binding.bank import ImageConfig, context_bank, noise_bank
+from interp.binding.evaluate import EvalSet, accuracy
+from interp.binding.interventions import MechConfig, interchange, knockout, probes
+from interp.binding.model import BindingModel, ModelConfig
+from interp.binding.task import TaskConfig, Vocab
+from interp.binding.train import REGIMES, Phase, Sources, TrainConfig, curriculum, train_segment
+from interp.io import environment, read_json, stable_hash, write_json
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """``size``: text episodes per evaluation set; ``image_size``: held-out image episodes
+    (at most ``image.eval_bank_size`` distinct contexts, each with fresh associations);
+    ``mechanisms``: run the interchange / knockout / probe analyses."""
+
+    size: int = 2000
+    image_size: int = 512
+    seed: int = 4242
+    batch_size: int = 256
+    mechanisms: bool = True
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.image_size < 1 or self.batch_size < 1:
+            raise ValueError(f"invalid eval config: size={self.size}, image_size={self.image_size}, "
+                             f"batch_size={self.batch_size} (all >= 1)")
+
+
+@dataclass(frozen=True)
+class BindingConfig:
+    name: str = "binding-quick"
+    out_dir: str = "runs/binding-quick"
+    seeds: tuple[int, ...] = (0,)
+    regimes: tuple[str, ...] = tuple(REGIMES)
+    device: str = "cpu"
+    threads: int = 0
+    figures: bool = True
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    mech: MechConfig = field(default_factory=MechConfig)
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.regimes if r not in REGIMES]
+        if bad:
+            raise ValueError(f"unknown regimes {bad}: valid regimes are {list(REGIMES)}")
+        if not self.seeds:
+            raise ValueError("seeds is empty: give at least one seed, e.g. seeds = [0]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def hash(self) -> str:
+        return stable_hash(self.to_dict())
+
+    @property
+    def needs_images(self) -> bool:
+        return any(REGIMES[r] != "text" for r in self.regimes)
+
+
+SECTIONS = {"task": TaskConfig, "model": ModelConfig, "image": ImageConfig, "train": TrainConfig, "eval": EvalConfig,
+            "mech": MechConfig}
+TOP = ("name", "out_dir", "seeds", "regimes", "device", "threads", "figures")
+
+
+def _build(cls, raw: dict[str, Any], where: str):
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in [{where}]: valid keys are {sorted(names)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BindingConfig:
+    """Read a binding-study TOML (top level: name, out_dir, seeds, regimes, device, threads;
+    sections [task], [model], [image], [train], [eval], [mech]) and apply ``section.key``
+    overrides (``--set train.text_steps=100``)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no binding config at {path}; presets: experiments/binding_quick.toml, "
+                                "experiments/binding_full.toml")
+    raw = tomllib.loads(path.read_text())
+    unknown = sorted(set(raw) - set(TOP) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in {path}: valid are {list(TOP)} and sections {list(SECTIONS)}")
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if name:
+            if section not in SECTIONS:
+                raise ValueError(f"--set {key}: unknown section {section!r}; valid sections are {list(SECTIONS)}")
+            raw.setdefault(section, {})[name] = value
+        else:
+            if key not in TOP:
+                raise ValueError(f"--set {key}: unknown key; valid top-level keys are {list(TOP)}")
+            raw[key] = value
+    top = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in TOP}
+    return BindingConfig(**top, **{k: _build(cls, raw.get(k, {}), k) for k, cls in SECTIONS.items()})
+
+
+# ------------------------------------------------------------------------ run
+def eval_sets(cfg: BindingConfig, kinds: tuple[str, ...]) -> list[EvalSet]:
+    """The evaluation sets of a model trained with slot kinds ``kinds``: text in and out of
+    distribution always, plus the image / noise versions it was trained on (in distribution)."""
+    t, e = cfg.task, cfg.eval
+    sets = [EvalSet("text", n, e.size, e.seed) for n in (t.n_objects, *t.ood_objects)]
+    for kind in kinds:
+        if kind != "text":
+            size = e.image_size if "image" in kind else e.size
+            sets.append(EvalSet(kind, t.n_objects, size, e.seed))
+    return sets
+
+
+def _read_or(path: Path, fn):
+    if path.exists():
+        return read_json(path)
+    result = fn()
+    write_json(path, result)
+    return result
+
+
+def run_regime(cfg: BindingConfig, seed: int, regime: str, phase1: dict[str, torch.Tensor], sources: Sources,
+               eval_bank, out: Path, progress: bool = True) -> dict:
+    """Train (or load) one regime from the phase-1 weights, evaluate it, analyse it."""
+    vocab = sources.vocab
+    model = BindingModel(cfg.model, vocab, seed=seed).to(cfg.device)
+    model.load_state(phase1)
+    phases = curriculum(regime, cfg.train)
+    log = train_segment(model, sources, phases, cfg.train, out, seed=seed, name=f"seed{seed}/{regime}",
+                        progress=progress) if phases else {"seconds": 0.0, "history": []}
+    kinds = tuple(sorted({p.slot for p in phases})) or ("text",)
+    return _evaluate_and_analyse(cfg, model, sources, eval_bank, out, regime, seed, kinds, log)
+
+
+def _evaluate_and_analyse(cfg, model, sources, eval_bank, out: Path, regime: str, seed: int, kinds, log) -> dict:
+    def do_eval():
+        rows = [accuracy(model, sources, es, batch_size=cfg.eval.batch_size,
+                         bank=eval_bank if "image" in es.kind else None) for es in eval_sets(cfg, kinds)]
+        return {"regime": regime, "seed": seed, "rows": rows}
+
+    ev = _read_or(out / "eval.json", do_eval)
+    mech = None
+    if cfg.eval.mechanisms:
+        def do_mech():
+            hooked = model.hooked()
+            return {"regime": regime, "seed": seed,
+                    "interchange": interchange(hooked, model, cfg.task, sources.vocab, cfg.mech),
+                    "knockout": knockout(hooked, model, cfg.task, sources.vocab, cfg.mech),
+                    "probes": probes(hooked, model, cfg.task, sources.vocab, cfg.mech)}
+
+        mech = _read_or(out / "mech.json", do_mech)
+    return {"eval": ev, "mech": mech, "train_seconds": log.get("seconds", 0.0), "history": log.get("history", [])}
+
+
+def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
+    """Run every (seed, regime) of ``cfg`` (finished units are skipped) and write the tables,
+    the report and the figures to ``cfg.out_dir``."""
+    from interp.binding.report import write_outputs
+
+    t0 = time.perf_counter()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "source": str(source),
+                                     "environment": environment()})
+    vocab = Vocab(cfg.task)
+    bank = eval_bank = pool = None
+    n_image = 0
+    if cfg.needs_images:
+        from interp.models.encoders import load_encoder
+
+        encoder = load_encoder(cfg.image.encoder, device=cfg.device)
+        if encoder.d_model != cfg.model.d_ext:
+            raise ValueError(f"model.d_ext={cfg.model.d_ext} but encoder {encoder.name} gives {encoder.d_model}-dim tokens")
+        n_image = encoder.n_tokens
+        bank = context_bank(cfg.task, cfg.image, encoder, cfg.task.n_objects, cfg.image.bank_size, seed=1,
+                            progress=progress)
+        eval_bank = context_bank(cfg.task, cfg.image, encoder, cfg.task.n_objects, cfg.image.eval_bank_size,
+                                 seed=2, progress=progress)
+        pool = noise_bank(encoder, cfg.image.noise_images, seed=3)
+        del encoder
+    sources = Sources(cfg.task, vocab, bank, pool, n_noise=cfg.image.n_noise, n_image=n_image)
+    results = []
+    for seed in cfg.seeds:
+        sdir = out / f"seed{seed}"
+        model = BindingModel(cfg.model, vocab, seed=seed).to(cfg.device)
+        log1 = train_segment(model, sources, [Phase(cfg.train.text_steps, "text", 0.0)], cfg.train, sdir / "phase1",
+                             seed=seed, name=f"seed{seed}/phase1", progress=progress)
+        phase1 = {k: v.clone() for k, v in model.state().items()}
+        res = _evaluate_and_analyse(cfg, model, sources, eval_bank, sdir / "phase1", "phase1", seed, ("text",), log1)
+        results.append(res)
+        for regime in cfg.regimes:
+            results.append(run_regime(cfg, seed, regime, phase1, sources, eval_bank, sdir / regime, progress))
+    summary = write_outputs(cfg, results, out, seconds=time.perf_counter() - t0, figures=cfg.figures)
+    summary["seconds"] = time.perf_counter() - t0
+    write_json(out / "summary.json", summary)
+    return summary

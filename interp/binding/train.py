@@ -1,0 +1,229 @@
+"""Training: the curriculum of the binding study, resumable.
+
+A run is a list of segments; a segment is a list of phases; a phase is ``steps`` optimiser
+steps whose batches hold a fraction ``slot_frac`` of "slot" examples (text with noise
+tokens, the image version, or the image version with noise tokens) and text for the rest.
+The regimes (see :data:`REGIMES`) share their first segment (text only), which is
+therefore trained once per seed; their second segment is the brief's curriculum
+"image only, then 20% image / 80% text" with the image slot filled by each regime's kind.
+
+Loss: cross-entropy of the answer token at the query position, over the whole vocabulary.
+AdamW, linear warmup then cosine decay within each segment, gradient clipping.
+
+Resume: every batch is a pure function of (seed, segment name, step), and a checkpoint
+(model + optimiser + step) is written atomically every ``checkpoint_every`` steps
+(``torch.load(weights_only=True)`` on reload); a finished segment (``model.safetensors`` +
+``train.json``) is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from interp.binding.bank import Bank
+from interp.binding.model import BindingModel
+from interp.binding.task import (Layout, TaskConfig, external_tokens, layout, noise_gaps, reassign, sample_episodes,
+                                 train_queries)
+from interp.io import atomic_path, environment, load_tensors, read_json, save_tensors, stable_hash, write_json
+
+SLOT_KINDS = ("text", "noise-text", "image", "noise-image")
+
+#: regime -> the kind of example that fills the image slot of the curriculum
+REGIMES = {"text": "text", "noise-text": "noise-text", "image-text": "image", "noise-image-text": "noise-image"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``text_steps``: segment 1 (text only, shared by all regimes); ``image_steps``: phase 2
+    (100% slot examples); ``mix_steps``: phase 3 (``mix_frac`` slot examples, the rest text).
+
+    ``queries``: answers scored per training sequence. 1 is the brief's layout (one query,
+    loss on its answer). ``k > 1`` appends ``k - 1`` extra queries after the query's answer
+    (:func:`~interp.binding.task.episode_tokens`): ``k`` times the loss signal per forward
+    pass, for the CPU presets; the main query's prefix is the single-query layout and the
+    logged batch accuracy is on the main query. Evaluation and all analyses use the
+    single-query layout."""
+
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    min_lr_frac: float = 0.1
+    clip: float = 1.0
+    text_steps: int = 20000
+    image_steps: int = 10000
+    mix_steps: int = 10000
+    mix_frac: float = 0.2
+    queries: int = 1
+    checkpoint_every: int = 250
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.lr <= 0 or self.text_steps < 1:
+            raise ValueError(f"invalid train config: batch_size={self.batch_size} (>=1), lr={self.lr} (>0), "
+                             f"text_steps={self.text_steps} (>=1)")
+        if self.queries < 1:
+            raise ValueError(f"train.queries={self.queries}: must be >= 1 (answers scored per training sequence)")
+        if self.image_steps < 0 or self.mix_steps < 0 or not 0.0 <= self.mix_frac <= 1.0:
+            raise ValueError(f"invalid curriculum: image_steps={self.image_steps} (>=0), mix_steps={self.mix_steps} "
+                             f"(>=0), mix_frac={self.mix_frac} (0..1)")
+
+
+@dataclass(frozen=True)
+class Phase:
+    steps: int
+    slot: str
+    slot_frac: float
+
+
+def curriculum(regime: str, cfg: TrainConfig) -> list[Phase]:
+    """Segment 2 of ``regime``: phase 2 (slot only) then phase 3 (``mix_frac`` slot)."""
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}: valid regimes are {list(REGIMES)}")
+    slot = REGIMES[regime]
+    return [p for p in (Phase(cfg.image_steps, slot, 1.0), Phase(cfg.mix_steps, slot, cfg.mix_frac)) if p.steps > 0]
+
+
+class Sources:
+    """Makes training and evaluation batches of every kind.
+
+    ``bank``: rendered training contexts (image kinds); ``noise_pool [m, d]``: noise tokens;
+    ``n_noise``: noise tokens per noise example; ``n_image``: patch tokens per image.
+    """
+
+    def __init__(self, task: TaskConfig, vocab, bank: Bank | None = None, noise_pool: torch.Tensor | None = None,
+                 n_noise: int = 0, n_image: int = 0):
+        self.task, self.vocab, self.bank, self.noise_pool = task, vocab, bank, noise_pool
+        self.n_noise = n_noise or n_image
+        self.n_image = n_image
+
+    def batch(self, kind: str, rng: np.random.Generator, size: int, n: int | None = None,
+              bank: Bank | None = None, queries: int = 1) -> tuple[Layout, torch.Tensor | None]:
+        """(layout, external tokens ``[n_ext, d]`` or None) for ``size`` episodes of ``kind``;
+        ``queries > 1``: the multi-query training layout (see :class:`TrainConfig`)."""
+        if kind not in SLOT_KINDS:
+            raise ValueError(f"unknown example kind {kind!r}: valid kinds are {SLOT_KINDS}")
+        if kind in ("text", "noise-text"):
+            ep = sample_episodes(rng, self.task, size, n)
+            gaps = noise_gaps(rng, size, ep.n, self.n_noise) if kind == "noise-text" else None
+            lay = layout(ep, self.vocab, "text", gaps=gaps, after=train_queries(rng, ep, queries))
+            return lay, external_tokens(lay, None, self.noise_pool, rng)
+        bank = bank or self.bank
+        if bank is None:
+            raise ValueError(f"kind {kind!r} needs a bank of rendered contexts")
+        rows = rng.integers(0, len(bank), size=size)
+        ep = reassign(rng, bank.episodes.select(rows), self.task)
+        gaps = noise_gaps(rng, size, self.n_image, self.n_noise) if kind == "noise-image" else None
+        lay = layout(ep, self.vocab, "image", n_image=self.n_image, gaps=gaps, after=train_queries(rng, ep, queries))
+        return lay, external_tokens(lay, bank.features[torch.as_tensor(rows)], self.noise_pool, rng)
+
+
+def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
+    """Linear warmup to 1, then cosine down to ``floor`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _phase_at(phases: list[Phase], step: int) -> Phase:
+    for p in phases:
+        if step < p.steps:
+            return p
+        step -= p.steps
+    return phases[-1]
+
+
+def _loss(model: BindingModel, lay: Layout, ext) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed answer cross-entropy over every scored query divided by the queries per
+    sequence, correct main-query answers)."""
+    pos, target = lay.scored
+    logits = model(lay, ext, positions=pos)  # [batch, k, vocab]
+    target = target.to(logits.device)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum") / pos.shape[1]
+    return loss, (logits[:, 0].argmax(-1) == target[:, 0]).sum()
+
+
+def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cfg: TrainConfig, out: Path, *,
+                  seed: int, name: str, progress: bool = True) -> dict:
+    """Train ``model`` through ``phases`` and write ``out/model.safetensors`` + ``out/train.json``.
+
+    A finished segment is loaded instead of retrained; an interrupted one resumes from
+    ``out/checkpoint.pt``. Returns the training log (losses and accuracies per
+    ``log_every`` steps, seconds, steps)."""
+    out = Path(out)
+    final, log_path, ckpt = out / "model.safetensors", out / "train.json", out / "checkpoint.pt"
+    if final.exists() and log_path.exists():
+        model.load_state(load_tensors(final)[0])
+        return read_json(log_path)
+    total = sum(p.steps for p in phases)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total, min(cfg.warmup_steps, max(1, total // 10)), cfg.min_lr_frac))
+    step, history, seconds = 0, [], 0.0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=True, map_location="cpu")
+        model.load_state(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, seconds = int(state["step"]), float(state["seconds"])
+        history = read_json(out / "history.json") if (out / "history.json").exists() else []
+    model.train()
+    acc_loss = acc_hit = acc_n = 0.0
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, initial=step, desc=f"train {name}", disable=not progress, mininterval=5)
+    while step < total:
+        phase = _phase_at(phases, step)
+        rng = np.random.default_rng([seed, _name_seed(name), step])
+        n_slot = int(round(phase.slot_frac * cfg.batch_size)) if phase.slot != "text" else 0
+        parts = [(phase.slot, n_slot), ("text", cfg.batch_size - n_slot)]
+        loss_sum = torch.zeros(())
+        for kind, size in parts:
+            if size <= 0:
+                continue
+            lay, ext = sources.batch(kind, rng, size, queries=cfg.queries)
+            loss, hits = _loss(model, lay, ext)
+            (loss / cfg.batch_size).backward()
+            loss_sum = loss_sum + loss.detach()
+            acc_hit += float(hits)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        step += 1
+        bar.update(1)
+        acc_loss += float(loss_sum)
+        acc_n += cfg.batch_size
+        if step % cfg.log_every == 0 or step == total:
+            history.append({"step": step, "slot": phase.slot, "loss": acc_loss / acc_n, "acc": acc_hit / acc_n,
+                            "lr": sched.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", acc=f"{acc_hit / acc_n:.2f}")
+            acc_loss = acc_hit = acc_n = 0.0
+        if step % cfg.checkpoint_every == 0 and step < total:
+            elapsed = seconds + time.perf_counter() - t0
+            with atomic_path(ckpt) as tmp:
+                torch.save({"model": model.state(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                            "step": step, "seconds": elapsed}, tmp)
+            write_json(out / "history.json", history)
+    bar.close()
+    model.eval()
+    seconds += time.perf_counter() - t0
+    log = {"name": name, "steps": total, "seconds": seconds, "phases": [asdict(p) for p in phases],
+           "history": history, "config": asdict(cfg), "model": model.describe(), "environment": environment()}
+    save_tensors(final, model.state(), {"name": name, "steps": total})
+    write_json(log_path, log)
+    for p in (ckpt, out / "history.json"):
+        p.unlink(missing_ok=True)
+    return log
+
+
+def _name_seed(name: str) -> int:
+    """A stable integer from a segment name (so segments draw different batches)."""
+    return int(stable_hash(name, n=8), 16)

@@ -1,0 +1,447 @@
+"""Tests of the binding study (section C): task, rendering, model, training, mechanisms, CLI.
+
+Unit tests use tiny decoders and the tiny random encoder; the integration tests use the
+embedded EfficientNet-Lite0 on rendered contexts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from interp.binding.model import BindingModel, ModelConfig
+from interp.binding.task import (NOISE, ROLES, Episodes, TaskConfig, Vocab, external_tokens, layout, noise_gaps,
+                                 reassign, sample_episodes)
+
+SMALL = TaskConfig(n_colours=24, n_shapes=24, n_items=16, n_objects=4, ood_objects=(6,))
+
+
+def tiny_model(task=SMALL, layers=2, seed=0, d_ext=32):
+    return BindingModel(ModelConfig(n_layers=layers, d_model=32, n_heads=2, d_ff=64, d_ext=d_ext), Vocab(task), seed=seed)
+
+
+# ---------------------------------------------------------------------- task
+def test_task_config_rejects_bad_counts():
+    with pytest.raises(ValueError, match="valid counts are 2..32"):
+        TaskConfig(n_objects=40)
+    with pytest.raises(ValueError, match="must all exceed"):
+        TaskConfig(n_objects=8, ood_objects=(6,))
+    with pytest.raises(ValueError, match="n_items"):
+        TaskConfig(n_items=0)
+
+
+def test_episodes_are_distinct_seeded_and_answers_follow_bindings():
+    cfg = TaskConfig()
+    a = sample_episodes(np.random.default_rng(5), cfg, 50, 12)
+    b = sample_episodes(np.random.default_rng(5), cfg, 50, 12)
+    assert np.array_equal(a.colours, b.colours) and np.array_equal(a.items, b.items)
+    for arr, pool in ((a.colours, 216), (a.shapes, 216), (a.items, 32)):
+        assert all(len(set(row)) == 12 for row in arr) and arr.max() < pool and arr.min() >= 0
+    assert np.array_equal(a.answers, a.items[np.arange(50), a.query])
+    c = sample_episodes(np.random.default_rng(6), cfg, 50, 12)
+    assert not np.array_equal(a.colours, c.colours)
+
+
+def test_text_layout_encodes_the_two_hops():
+    v = Vocab(SMALL)
+    ep = sample_episodes(np.random.default_rng(0), SMALL, 20)
+    lay = layout(ep, v)
+    assert lay.ids.shape == (20, 4 * 4 + 4) and bool((lay.mask == 1).all())
+    for b in range(20):
+        toks = v.decode(lay.ids[b]).split()
+        ctx, rest = toks[1:toks.index("|")], toks[toks.index("|") + 1:]
+        assoc, query = rest[:rest.index("?")], rest[-1]
+        shape = ctx[ctx.index(query) + 1]                     # hop 1: colour -> shape (context)
+        item = assoc[assoc.index(shape) + 1]                  # hop 2: shape -> item (associations)
+        assert v.tokens[int(lay.answer[b])] == item
+        assert int(lay.last[b]) == len(toks) - 1
+    assert (lay.positions("ctx_colour") == torch.arange(1, 9, 2)).all()
+
+
+def test_image_and_noise_layouts_place_external_tokens():
+    v = Vocab(SMALL)
+    rng = np.random.default_rng(1)
+    ep = sample_episodes(rng, SMALL, 6)
+    gaps = noise_gaps(rng, 6, ep.n, 10)
+    lay = layout(ep, v, "text", gaps=gaps)
+    assert int((lay.ext_code == NOISE).sum()) == 60
+    for b in range(6):  # noise never splits a colour-shape pair
+        roles = lay.role[b].tolist()
+        for i, r in enumerate(roles):
+            if r == ROLES["ctx_colour"]:
+                assert roles[i + 1] == ROLES["ctx_shape"]
+    img = layout(ep, v, "image", n_image=16, gaps=noise_gaps(rng, 6, 16, 3))
+    assert int((img.ext_code >= 0).sum()) == 6 * 16 and int((img.ext_code == NOISE).sum()) == 18
+    assert (img.role == ROLES["ctx_colour"]).sum() == 0
+    feats = torch.randn(6, 16, 5)
+    pool = torch.randn(40, 5)
+    ext = external_tokens(img, feats, pool, rng)
+    codes, rows = img.ext_code[img.ext], img.ext.nonzero()[:, 0]
+    patch = codes >= 0
+    assert torch.equal(ext[patch], feats[rows[patch], codes[patch]])  # patches in raster order per row
+    assert all(any(torch.equal(e, p) for p in pool) for e in ext[~patch])
+    with pytest.raises(ValueError, match="noise positions"):
+        external_tokens(img, feats, None, None)
+
+
+def test_multi_query_training_layout_extends_the_single_query_layout():
+    from interp.binding.task import train_queries
+
+    v = Vocab(SMALL)
+    rng = np.random.default_rng(3)
+    ep = sample_episodes(rng, SMALL, 16)
+    after = train_queries(rng, ep, 3)
+    assert after.shape == (16, 2) and after.min() >= 0 and after.max() < ep.n
+    one, many = layout(ep, v), layout(ep, v, after=after)
+    assert torch.equal(many.ids[:, : one.ids.shape[1]], one.ids) and torch.equal(many.last, one.last)
+    pos, ans = many.scored
+    assert pos.shape == ans.shape == (16, 3) and torch.equal(pos[:, 0], one.last) and torch.equal(ans[:, 0], one.answer)
+    for b in range(16):  # every scored position is a query colour whose answer follows the two hops
+        for p_, a in zip(pos[b].tolist(), ans[b].tolist()):
+            k = list(ep.colours[b]).index(int(many.ids[b, p_]) - v.colour0)
+            assert a == v.item(int(ep.items[b, k]))
+            if p_ + 1 < int(many.mask[b].sum()):
+                assert int(many.ids[b, p_ + 1]) == a  # teacher-forced answer after each non-final query
+    assert one.scored[0].shape == (16, 1)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        train_queries(rng, ep, 0)
+
+
+def test_reassign_keeps_the_context():
+    rng = np.random.default_rng(2)
+    ep = sample_episodes(rng, SMALL, 30, grid_cells=16)
+    new = reassign(rng, ep, SMALL)
+    assert np.array_equal(new.colours, ep.colours) and np.array_equal(new.cells, ep.cells)
+    assert not np.array_equal(new.items, ep.items)
+
+
+def test_vocab_tokenizer_matches_ids():
+    v = Vocab(SMALL)
+    tok = v.hf_tokenizer()
+    ids = tok("C3 S5 | S5 I2 ? C3", add_special_tokens=False)["input_ids"]
+    assert ids == [v.colour(3), v.shape(5), v.ctx_end, v.shape(5), v.item(2), v.query, v.colour(3)]
+
+
+# ------------------------------------------------------------------- render
+def test_render_pools_and_pixels():
+    from interp.binding.render import (BACKGROUND, colour_order, colour_rgb, render_context, shape_order,
+                                       shape_params)
+
+    assert len(set(colour_rgb(c) for c in range(216))) == 216
+    assert len(set(shape_params(s) for s in range(216))) == 216
+    with pytest.raises(ValueError, match="valid 0..215"):
+        colour_rgb(216)
+    first = [shape_params(s) for s in shape_order()[:6]]
+    assert len({k for k, _, _ in first}) == 6 and len({n for _, n, _ in first}) == 6
+    rgb = np.array([colour_rgb(c) for c in colour_order()[:16]], float)
+    dist = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + 1e9 * np.eye(16)
+    assert dist.min() > 100  # the first 16 colours are far apart in RGB
+    im = np.asarray(render_context([colour_order()[3]], [0], [8], size=224, grid=7))  # polygon, cell (1, 1)
+    assert tuple(im[48 + 4, 48]) == colour_rgb(colour_order()[3])  # inside the triangle, below its centre
+    assert tuple(im[5, 200]) == BACKGROUND
+    with pytest.raises(ValueError, match="distinct"):
+        render_context([0, 1], [0, 1], [3, 3])
+
+
+# -------------------------------------------------------------------- model
+def test_model_embed_forward_and_hooked_view_agree():
+    m = tiny_model()
+    v = m.vocab
+    rng = np.random.default_rng(0)
+    ep = sample_episodes(rng, SMALL, 3)
+    lay = layout(ep, v, "image", n_image=16)
+    feats = torch.randn(3, 16, 32)
+    ext = external_tokens(lay, feats)
+    x = m.embed(lay, ext)
+    assert torch.allclose(x[lay.ext], m.projector(feats.reshape(-1, 32)), atol=1e-6)
+    assert torch.equal(x[~lay.ext], m.hf.model.embed_tokens(lay.ids)[~lay.ext])
+    logits = m(lay, ext)
+    assert logits.shape == (3, len(v))
+    logits.sum().backward()
+    assert m.projector.weight.grad is not None and m.projector.weight.grad.abs().sum() > 0
+    hooked = m.hooked()
+    assert hooked.n_layers == 2 and "blocks.1.attn.hook_attn_scores" in hooked.hook_names()
+    with torch.no_grad():
+        ref = m.hf.model(inputs_embeds=x, attention_mask=lay.mask).last_hidden_state
+        out = hooked(x.detach(), lay.mask)
+    assert torch.allclose(out, ref, atol=1e-4)
+    with pytest.raises(ValueError, match="no external tokens"):
+        m.embed(lay)
+
+
+# ----------------------------------------------------------------- training
+def _sources(task=SMALL):
+    from interp.binding.bank import Bank
+    from interp.binding.train import Sources
+
+    rng = np.random.default_rng(0)
+    ep = sample_episodes(rng, task, 12, task.n_objects, grid_cells=16)
+    bank = Bank(ep, torch.randn(12, 16, 32), "test")
+    return Sources(task, Vocab(task), bank, torch.randn(64, 32), n_noise=5, n_image=16)
+
+
+def test_training_resumes_exactly(tmp_path):
+    from interp.binding.train import Phase, TrainConfig, train_segment
+
+    cfg = TrainConfig(batch_size=8, text_steps=1, warmup_steps=2, checkpoint_every=3, log_every=2)
+    phases = [Phase(4, "image", 1.0), Phase(4, "noise-text", 0.25)]
+    src = _sources()
+    straight = tiny_model()
+    train_segment(straight, src, phases, cfg, tmp_path / "a", seed=1, name="x", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    resumed = tiny_model()
+    calls = {"n": 0}
+    real = src.batch
+
+    def failing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 9:  # dies during step 5, after the checkpoint at step 3
+            raise Stop
+        return real(*a, **k)
+
+    src.batch = failing
+    with pytest.raises(Stop):
+        train_segment(resumed, src, phases, cfg, tmp_path / "b", seed=1, name="x", progress=False)
+    assert (tmp_path / "b" / "checkpoint.pt").exists() and not (tmp_path / "b" / "model.safetensors").exists()
+    src.batch = real
+    fresh = tiny_model()
+    log = train_segment(fresh, src, phases, cfg, tmp_path / "b", seed=1, name="x", progress=False)
+    for (k, a), b in zip(straight.state().items(), fresh.state().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    assert log["steps"] == 8 and not (tmp_path / "b" / "checkpoint.pt").exists()
+    again = tiny_model(seed=5)  # a finished segment is loaded, not retrained
+    train_segment(again, src, phases, cfg, tmp_path / "b", seed=1, name="x", progress=False)
+    assert torch.equal(again.state()["projector.weight"], straight.state()["projector.weight"])
+
+
+def test_curriculum_and_regimes():
+    from interp.binding.train import TrainConfig, curriculum
+
+    cfg = TrainConfig(image_steps=10, mix_steps=20, mix_frac=0.2)
+    assert [(p.steps, p.slot, p.slot_frac) for p in curriculum("image-text", cfg)] == [(10, "image", 1.0), (20, "image", 0.2)]
+    assert {p.slot for p in curriculum("text", cfg)} == {"text"}
+    assert {p.slot for p in curriculum("noise-image-text", cfg)} == {"noise-image"}
+    with pytest.raises(ValueError, match="valid regimes"):
+        curriculum("video", cfg)
+
+
+def test_training_lowers_the_answer_loss_and_learns_the_answer_space(tmp_path):
+    """Training works: a few hundred small steps move the answer log-probability up by a
+    lot and put the argmax on one of the episode's items (retrieval itself, the binding,
+    needs far longer: see docs/binding.md)."""
+    from interp.binding.evaluate import EvalSet, accuracy
+    from interp.binding.train import Phase, TrainConfig, train_segment
+
+    task = TaskConfig(n_colours=6, n_shapes=6, n_items=4, n_objects=2, ood_objects=(3,))
+    src = _sources(task)
+    m = BindingModel(ModelConfig(n_layers=2, d_model=64, n_heads=4, d_ff=128, d_ext=32), Vocab(task), seed=0)
+    es = EvalSet("text", 2, 400, 9)
+    before = accuracy(m, src, es)
+    cfg = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=20, text_steps=1, queries=2)
+    log = train_segment(m, src, [Phase(200, "text", 0.0)], cfg, tmp_path, seed=0, name="learn", progress=False)
+    after = accuracy(m, src, es)
+    assert after["logp"] > before["logp"] + 1.0, (before, after)
+    lay, _ = src.batch("text", np.random.default_rng(3), 200, 2)
+    with torch.no_grad():
+        pred = m(lay).argmax(-1)
+    items = lay.ids[lay.role == ROLES["assoc_item"]].reshape(200, -1)
+    assert (pred[:, None] == items).any(1).float().mean() > 0.95
+    assert log["history"][-1]["loss"] < log["history"][0]["loss"]
+
+
+# ---------------------------------------------------------------- mechanisms
+def test_interchange_pairs_invariants():
+    from interp.binding.interventions import interchange_pairs
+
+    task = TaskConfig()
+    base, src, ix = interchange_pairs(np.random.default_rng(0), task, 40, 8)
+    r = np.arange(40)
+    assert (len({*zip(ix["q_b"], ix["j_b"], ix["k_s"])}) > 1)
+    assert ((ix["q_b"] != ix["j_b"]) & (ix["j_b"] != ix["k_s"]) & (ix["q_b"] != ix["k_s"])).all()
+    assert (src.colours[r, ix["k_s"]] == base.colours[r, ix["j_b"]]).all()
+    assert (src.query == ix["k_s"]).all() and (base.query == ix["q_b"]).all()
+    for b in range(40):
+        assert not set(src.items[b]) & set(base.items[b])
+        assert set(src.colours[b]) & set(base.colours[b]) == {base.colours[b, ix["j_b"][b]]}
+    with pytest.raises(ValueError, match="2n <= the pools"):
+        interchange_pairs(np.random.default_rng(0), task, 4, 20)
+
+
+def test_patching_the_query_state_moves_the_answer_as_designed():
+    """At the embedding the patch swaps the query token (base now asks for c*: same answer as
+    the base episode queried at j_b); after the last block it copies the source's answer."""
+    from interp.binding.interventions import interchange_pairs, patched_predictions
+
+    m = tiny_model(layers=3, seed=3)
+    v = m.vocab
+    base, src, ix = interchange_pairs(np.random.default_rng(1), SMALL, 64, 4)
+    hooked = m.hooked()
+    preds = patched_predictions(hooked, m, v, base, src)
+    asked = Episodes(base.colours, base.shapes, base.items, base.assoc_order, ix["j_b"].copy())
+    with torch.no_grad():
+        want0 = m(layout(asked, v)).argmax(-1)
+        want_last = m(layout(src, v)).argmax(-1)
+    assert torch.equal(preds["blocks.0.hook_resid_pre"], want0)
+    assert torch.equal(preds["blocks.2.hook_resid_post"], want_last)
+    assert torch.equal(preds["clean"], m(layout(base, v)).argmax(-1))
+
+
+def test_knockout_cuts_exactly_the_route():
+    from interp.binding.interventions import _route_mask
+
+    v = Vocab(SMALL)
+    lay = layout(sample_episodes(np.random.default_rng(0), SMALL, 2), v)
+    cut = _route_mask(lay, "query->context")
+    assert cut.sum() == 2 * 8
+    assert cut[0, lay.last[0]].nonzero().squeeze(1).tolist() == list(range(1, 9))
+    assert _route_mask(lay, "assoc->context").sum() == 2 * 8 * 8
+    with pytest.raises(ValueError, match="valid routes"):
+        _route_mask(lay, "everything")
+
+
+def test_knockout_zeroes_exactly_the_cut_attention_and_changes_the_output():
+    """With a route cut, the attention pattern puts zero weight on the cut (query, key)
+    pairs of the knocked-out layers only, rows still sum to one, and the answer logits move."""
+    from interp.binding.interventions import MechConfig, _route_mask, knockout
+
+    m = tiny_model(layers=3, seed=4)
+    hooked, v = m.hooked(), m.vocab
+    lay = layout(sample_episodes(np.random.default_rng(0), SMALL, 8), v)
+    x = m.embed(lay).detach()
+    cut = _route_mask(lay, "query->context")
+    seen = {}
+
+    def ko(t, hook):
+        return t.masked_fill(cut[:, None], float("-inf"))
+
+    def grab(t, hook):
+        seen[hook.name] = t.detach().clone()
+
+    hooks = [("blocks.1.attn.hook_attn_scores", ko)] + [(f"blocks.{i}.attn.hook_pattern", grab) for i in range(3)]
+    with torch.no_grad():
+        h = hooked(x, lay.mask, fwd_hooks=hooks)
+        clean = hooked(x, lay.mask)
+    pats = [seen[k] for k in sorted(seen)]
+    assert len(pats) == 3 and pats[1].shape[:2] == (8, 2)
+    c = cut[:, None].expand_as(pats[1])
+    assert float(pats[1][c].abs().max()) == 0.0
+    assert float(pats[0][c].min()) > 0 and float(pats[2][c].min()) > 0  # other layers untouched
+    assert torch.allclose(pats[1].sum(-1)[lay.mask[:, None].expand(-1, 2, -1).bool()], torch.tensor(1.0), atol=1e-5)
+    rows = torch.arange(8)
+    assert not torch.allclose(h[rows, lay.last], clean[rows, lay.last], atol=1e-4)
+    out = knockout(hooked, m, SMALL, v, MechConfig(size=16, knockout_window=2, probe_size=40))
+    assert {(r["route"], r["layer"]) for r in out} == {(rt, l) for rt in ("query->context", "query->assoc",
+                                                                        "assoc->context") for l in (0, 1)}
+    assert all(0.0 <= r["acc"] <= 1.0 and r["acc_clean"] == out[0]["acc_clean"] for r in out)
+
+
+# --------------------------------------------------------------- integration
+@pytest.fixture(scope="module")
+def effnet():
+    from interp.models.encoders import load_encoder
+
+    return load_encoder("efficientnet-lite0")
+
+
+def test_context_bank_is_cached_and_the_encoder_sees_objects_in_their_cells(effnet, tmp_path):
+    from interp.binding.bank import ImageConfig, context_bank, noise_bank
+    from interp.binding.render import render_context
+
+    task, image = TaskConfig(), ImageConfig(bank_size=6, eval_bank_size=2, noise_images=2)
+    a = context_bank(task, image, effnet, 8, 6, seed=0, folder=tmp_path, progress=False)
+    assert a.features.shape == (6, 49, 1280) and torch.isfinite(a.features).all()
+    files = list(tmp_path.glob("contexts-*.safetensors"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
+    b = context_bank(task, image, effnet, 8, 6, seed=0, folder=tmp_path, progress=False)
+    assert files[0].stat().st_mtime_ns == mtime and torch.equal(a.features, b.features)
+    assert set(a.episodes.colours.ravel()) <= set(image.colour_pool(task))
+    noise = noise_bank(effnet, 2, seed=0, folder=tmp_path)
+    assert noise.shape == (98, 1280)
+    # locality at the 3x3-neighbourhood level: recolouring one object changes the tokens
+    # around its cell most (EfficientNet's receptive field spreads it over ~3x3 tokens)
+    for cell, other in ((24, 0), (10, 40)):
+        one = effnet.encode([render_context([0, 215], [0, 42], [cell, other])])[0]
+        two = effnet.encode([render_context([180, 215], [0, 42], [cell, other])])[0]
+        change = (one - two).norm(dim=-1).reshape(7, 7)
+        r, c = divmod(cell, 7)
+        near = torch.zeros(7, 7, dtype=torch.bool)
+        near[max(0, r - 1): r + 2, max(0, c - 1): c + 2] = True
+        far = torch.ones(7, 7, dtype=torch.bool)
+        far[max(0, r - 2): r + 3, max(0, c - 2): c + 3] = False
+        assert bool(near.reshape(-1)[int(change.argmax())]), (cell, change)
+        assert change[near].mean() > 3 * change[far].mean(), (cell, change)
+
+
+def test_cli_end_to_end_and_resume(tmp_path):
+    """The whole study on a tiny config (tiny encoder, 2-layer decoder): tables, report,
+    summary; a re-run skips every finished unit."""
+    from interp.binding.__main__ import main
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(f"""
+name = "tiny"
+out_dir = "{tmp_path / 'out'}"
+seeds = [0]
+regimes = ["text", "image-text", "noise-text"]
+figures = false
+[task]
+n_colours = 24
+n_shapes = 24
+n_items = 16
+n_objects = 4
+ood_objects = [6]
+[model]
+n_layers = 2
+d_model = 32
+n_heads = 2
+d_ff = 64
+d_ext = 32
+[image]
+encoder = "tiny-encoder"
+colours = 8
+shapes = 8
+grid = 4
+bank_size = 16
+eval_bank_size = 8
+noise_images = 2
+[train]
+batch_size = 8
+text_steps = 6
+image_steps = 4
+mix_steps = 4
+[eval]
+size = 32
+image_size = 16
+[mech]
+size = 16
+probe_size = 40
+probe_shapes = 8
+""")
+    os.environ["INTERP_CACHE"] = str(tmp_path / "cache")
+    try:
+        main([str(cfg), "--no-progress", "--set", "threads=1"])
+        out = tmp_path / "out"
+        for f in ("accuracy.csv", "interchange.csv", "knockout.csv", "probes.csv", "training.csv", "report.md",
+                  "summary.json", "config.json"):
+            assert (out / f).exists(), f
+        summary = json.loads((out / "summary.json").read_text())
+        assert set(summary["accuracy"]) == {"phase1", "text", "image-text", "noise-text"}
+        report = (out / "report.md").read_text()
+        assert "37.2" in report and "69.5" in report and "| image-text ratio |" in report
+        stamp = (out / "seed0" / "image-text" / "model.safetensors").stat().st_mtime_ns
+        main([str(cfg), "--no-progress", "--set", "threads=1"])
+        assert (out / "seed0" / "image-text" / "model.safetensors").stat().st_mtime_ns == stamp
+        with pytest.raises(ValueError, match="valid regimes"):
+            main([str(cfg), "--set", "regimes=['video']"])
+        with pytest.raises(ValueError, match="unknown keys"):
+            main([str(cfg), "--set", "train.epochs=3"])
+    finally:
+        os.environ.pop("INTERP_CACHE", None)
