@@ -38,9 +38,10 @@ from interp.projector import CheckpointMismatchError, Projector
 from interp.sequence import Batch, Segment, build_batch
 from interp.vlm import LogitsAt, VLMCache, VLMOutput, _as_positions
 
-# Checked 2026-11-23 (no network here): the deployments listed in nnsight's remote-execution
-# tutorial (nnsight.net, "Remote Execution", output of nnsight.ndif_status()). Deployments
-# change: `ndif_models()` asks the service itself when the network is there.
+# Checked 2026-11-23 (no network here, so from stored copies of public pages): the deployments in
+# nnsight's "Remote Execution" tutorial (nnsight.net, output of nnsight.ndif_status()) and, marked
+# "2025-02", those listed in nnsight pull request #335 (ndif-team/nnsight, 2025-02-24).
+# Deployments change: `ndif_models()` asks the service itself when the network is there.
 NDIF_CHECKED = "2026-11-23"
 NDIF_MODELS: dict[str, str] = {
     "meta-llama/Llama-3.1-8B": "Dedicated",
@@ -51,6 +52,8 @@ NDIF_MODELS: dict[str, str] = {
     "meta-llama/Llama-3.1-405B": "Dedicated",
     "meta-llama/Llama-2-7b-hf": "Dedicated",
     "allenai/Olmo-3-1025-7B": "Pilot-Only",
+    "deepseek-ai/DeepSeek-R1-Distill-Llama-8B": "listed 2025-02",
+    "deepseek-ai/DeepSeek-R1-Distill-Llama-70B": "listed 2025-02",
     "openai-community/gpt2": "Dedicated (GPT-2 module tree: not supported by RemoteVLM)",
     "EleutherAI/gpt-j-6b": "Dedicated (GPT-J module tree: not supported by RemoteVLM)",
 }

@@ -146,6 +146,23 @@ def test_nnsight_intervention_changes_output(lm):
     assert out.shape == clean.shape and not torch.allclose(out, clean)
 
 
+def test_start_at_layer_keeps_nnsight_wrapping(lm):
+    """Skipping blocks (start_at_layer) must hand back nnsight's in-place wrapped forwards:
+    a later trace still sees every block (it failed with OutOfOrderError when they were lost)."""
+    vlm = make_vlm(lm)
+    b = _batch(vlm)
+    feats = torch.randn(2, 16, 32)
+    nm = vlm.nnsight_model
+    inputs = vlm.nnsight_inputs(b, feats)
+    with nm.trace(**inputs):
+        before = nm.model.layers[0].input.save()
+    _, cache = vlm.run_with_cache(b, feats, names=["blocks.2.hook_resid_pre"])
+    lm.forward(cache["blocks.2.hook_resid_pre"], b.attention_mask, start_at_layer=2)
+    with nm.trace(**inputs):
+        after = nm.model.layers[0].input.save()
+    assert torch.allclose(before, after)
+
+
 def test_missing_features_and_bad_image_index(lm):
     vlm = make_vlm(lm)
     b = _batch(vlm)

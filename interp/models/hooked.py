@@ -148,13 +148,20 @@ class HookedLM(nn.Module):
         def identity(hidden_states=None, *args, **kwargs):
             return hidden_states if hidden_states is not None else args[0]
 
+        # an instance-level ``forward`` may already be there (nnsight wraps every module's
+        # forward in place when a model is traced): keep it and put it back afterwards
+        _missing = object()
+        saved = [block.__dict__.get("forward", _missing) for block in skipped]
         for block in skipped:  # bypass nn.Module/bridge __setattr__: shadow the bound method
             object.__setattr__(block, "forward", identity)
         try:
             yield
         finally:
-            for block in skipped:
-                object.__delattr__(block, "forward")
+            for block, prev in zip(skipped, saved):
+                if prev is _missing:
+                    object.__delattr__(block, "forward")
+                else:
+                    object.__setattr__(block, "forward", prev)
 
     def forward(
         self,
