@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--corrupt", default="shark")
     ap.add_argument("--question", default="Is there a bird in the image?")
     ap.add_argument("--tokens", nargs=2, default=[" Yes", " No"], metavar=("GOOD", "BAD"))
+    ap.add_argument("--attribution", action="store_true",
+                    help="also estimate the grid by attribution patching (one forward + backward) and report "
+                         "its agreement with the exact grid")
     ap.add_argument("--checkpoint", type=Path, default=None, help="projector.safetensors (default: the quick study's)")
     ap.add_argument("--lm", default=None, help="LM name (default: the checkpoint's)")
     ap.add_argument("--out", type=Path, default=Path("runs/patch"))
@@ -130,6 +133,20 @@ def main(argv: list[str] | None = None) -> None:
         save_figure(fig, stem, width=1200, height=600)
         print(f"patched {len(layers)} layers x {len(positions)} positions; max {grid.max():.3f} at "
               f"{divmod(int(grid.argmax()), len(positions))}")
+        if args.attribution:
+            from interp.analysis.attribution import attribution_grid, compare_to_exact
+
+            att = attribution_grid(vlm, clean, corr, metric, hook=args.hook, layers=layers, positions=positions,
+                                   normalise=True)
+            for row, v in zip(rows, att.grid.flatten().tolist()):
+                row["attribution"] = v
+            fig = heatmap(att.grid.numpy(), xl, [str(l) for l in layers], title=f"Attribution patching {args.hook}: "
+                          f"{args.clean} -> {args.corrupt} (normalised)", xlabel="position (modality)", ylabel="layer")
+            save_figure(fig, stem.with_name(stem.name + "-attribution"), width=1200, height=600)
+            if grid.numel() >= 3:
+                agree = compare_to_exact(att.grid, grid)
+                print(f"attribution vs exact over {agree.n_cells} cells: Pearson {agree.pearson:.3f}, "
+                      f"sign agreement {agree.sign_agreement:.2f}")
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -49,3 +49,14 @@ def test_patch_cli_bad_inputs(checkpoint, tmp_path):
         main(["--checkpoint", str(checkpoint), "--lm", "tiny-llama", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="no concept 'unicornfish'"):
         main(["--checkpoint", str(checkpoint), "--clean", "unicornfish", "--out", str(tmp_path)])
+
+
+def test_patch_cli_attribution_column(checkpoint, tmp_path, capsys):
+    from interp.patch import main
+
+    main(["--checkpoint", str(checkpoint), "--layer", "all", "--positions", "image", "--attribution",
+          "--out", str(tmp_path)])
+    lines = next(tmp_path.glob("*.csv")).read_text().splitlines()
+    assert lines[0] == "layer,position,modality,token,value,attribution" and len(lines) == 1 + 30 * 4
+    assert "attribution vs exact over 120 cells" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("*-attribution.png"))) == 1
