@@ -1,0 +1,56 @@
+"""`python -m interp.analyze CHECKPOINT`: look inside a trained VLM (probes, directions,
+steering, logit lens, similarity, patching + attribution), tables + figures + report.md.
+
+Examples:
+    python -m interp.analyze runs/quick/runs/lm-original-100pct-s42/projector.safetensors
+    python -m interp.analyze CKPT --only probes,lens --out runs/inside-smollm
+    python -m interp.analyze CKPT --set steering_layer=9 --set patch_clean=robin
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+
+def _coerce(field_type, text: str):
+    t = str(field_type)
+    if "tuple" in t:
+        return tuple(float(x) if "float" in t else x for x in text.split(","))
+    if "int" in t and "None" in t:
+        return None if text.lower() == "none" else int(text)
+    if t in ("int", "<class 'int'>"):
+        return int(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    from interp.studies.inside import ANALYSES, InsideConfig, parse_analyses, run
+
+    ap = argparse.ArgumentParser(prog="python -m interp.analyze", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", type=Path, help="projector.safetensors of a study run")
+    ap.add_argument("--only", default="all", help=f"comma-separated subset of {', '.join(ANALYSES)}")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: runs/inside/<run id>)")
+    ap.add_argument("--config", default="experiments/quick.toml", help="the study config the checkpoint came from")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any InsideConfig field")
+    args = ap.parse_args(argv)
+    known = {f.name: f for f in fields(InsideConfig)}
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in known:
+            ap.error(f"--set {key}: unknown setting; known: {sorted(known)}")
+        overrides[key] = _coerce(known[key].type, value)
+    out = args.out or Path("runs/inside") / args.checkpoint.parent.name
+    cfg = InsideConfig(checkpoint=str(args.checkpoint), out_dir=str(out), study_config=args.config,
+                       analyses=parse_analyses(args.only), **overrides)
+    summary = run(cfg)
+    print((out / "report.md").read_text())
+    print(json.dumps({"out": str(out), "seconds": round(summary["seconds"], 1)}))
+
+
+if __name__ == "__main__":
+    main()

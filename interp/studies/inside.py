@@ -1,0 +1,354 @@
+"""Look inside a trained VLM (issue 4): where does an image of a robin start to look like "bird"?
+
+One run over a projector checkpoint of the taxonomic study (any LM) writes tidy CSV
+tables, plotly figures (HTML + PNG) and ``report.md`` into ``out_dir``:
+
+- ``probes``     per-layer linear probes for each hypernym (balanced accuracy, k-fold, seeded)
+                 on the concept word's text tokens, the pooled image tokens and the last
+                 question token; text -> image and image -> text transfer;
+- ``directions`` difference-of-means hypernym directions per modality and layer, cosine
+                 between the text- and the image-derived direction;
+- ``steering``   the image-derived direction added at the image positions: change in P(Yes)
+                 for that hypernym's question vs other hypernyms' questions and a random direction;
+- ``lens``       logit lens at the image positions: top tokens per layer and the rank of each
+                 concept's hypernym words per layer;
+- ``similarity`` linear CKA and RSA between modalities per layer; UMAP of both modalities;
+- ``patching``   exact resid_pre patching grid (clean image vs corrupted image), attribution
+                 patching of the same grid, and their agreement.
+
+Concept activations are computed once per (checkpoint, concept list) and cached as
+safetensors in ``out_dir``. Experiments write tables; :func:`figures` redraws from them.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from interp.io import atomic_path, environment, load_tensors, save_tensors, sha256_file, write_json, write_text
+
+ANALYSES = ("probes", "directions", "steering", "lens", "similarity", "patching")
+
+
+@dataclass
+class InsideConfig:
+    checkpoint: str
+    out_dir: str = "runs/inside"
+    study_config: str = "experiments/quick.toml"  # images, taxonomy, splits of the checkpoint's study
+    split: str = "test"                           # which images give the concept activations
+    max_concepts: int | None = None               # None: the study config's own (keep the checkpoint's split)
+    analyses: tuple[str, ...] = ANALYSES
+    min_members: int = 6                          # hypernyms with at least this many concepts (and non-members)
+    folds: int = 5
+    seed: int = 0
+    steering_scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  # x mean residual norm at the image positions
+    steering_layer: int | None = None             # default: the layer of best text->image transfer
+    steering_hypernyms: int = 8
+    lens_top_k: int = 5
+    patch_clean: str = "eagle"
+    patch_corrupt: str = "shark"
+    patch_question: str = "Is there a bird in the image?"
+    attribution_cells: int = 48
+    device: str = "cpu"
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        bad = [a for a in self.analyses if a not in ANALYSES]
+        if bad:
+            raise ValueError(f"unknown analyses {bad}; choose from {list(ANALYSES)}")
+
+
+@dataclass
+class Context:
+    """What every analysis needs: the VLM, the concepts, their activations and the taxonomy."""
+
+    vlm: Any
+    taxonomy: Any
+    concepts: list[str]
+    features: torch.Tensor       # [n_concepts, tokens, d_img] one image per concept
+    acts: Any                    # interp.analysis.collect.ConceptActs ([layers, n, d] per modality)
+    hypernyms: list[str]
+    members: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k, v in r.items():
+            try:
+                r[k] = float(v) if any(c in v for c in ".e") or v.lstrip("-").isdigit() else v
+            except ValueError:
+                pass
+    return rows
+
+
+# --------------------------------------------------------------------- context
+def build_context(cfg: InsideConfig, progress: bool = True) -> Context:
+    from interp.analysis.collect import ConceptActs, concept_activations, one_image_per_concept
+    from interp.studies.config import load_config
+    from interp.studies.taxonomy import load_data
+    from interp.vlm import load_vlm
+
+    ckpt = Path(cfg.checkpoint)
+    if not ckpt.exists():
+        raise FileNotFoundError(f"no projector checkpoint at {ckpt}: train one with `python -m interp.train "
+                                f"{cfg.study_config}` (or `python -m interp.run {cfg.study_config}`)")
+    vlm = load_vlm(ckpt, device=cfg.device)
+    overrides = {"model.lm": vlm.lm.name.split("+random")[0], "model.encoder": vlm.projector.config.encoder}
+    if cfg.max_concepts is not None:
+        overrides["data.max_concepts"] = cfg.max_concepts
+    study = load_config(cfg.study_config, overrides)
+    data = load_data(study, vlm.encoder, progress=progress)
+    if cfg.split not in data.splits:
+        raise ValueError(f"split {cfg.split!r} not in the study's splits {sorted(data.splits)}")
+    concepts, rows = one_image_per_concept(data.records, data.splits[cfg.split])
+    tax = data.taxonomy
+    features = data.features[rows]
+    out = Path(cfg.out_dir)
+    key = sha256_file(ckpt)[:16]
+    cache = out / f"acts-{key}-{cfg.split}.safetensors"
+    acts = None
+    if cache.exists():
+        t, meta = load_tensors(cache)
+        if meta.get("concepts") == concepts:
+            acts = ConceptActs(concepts, t["text"], t["image"], t["last"])
+    if acts is None:
+        acts = concept_activations(vlm, concepts, [tax.phrase(c) for c in concepts], features,
+                                   batch_size=cfg.batch_size)
+        save_tensors(cache, {"text": acts.text, "image": acts.image, "last": acts.last},
+                     {"concepts": concepts, "checkpoint": str(ckpt), "lm": vlm.lm.name})
+    present = set(concepts)
+    members = {h: set(tax.leaves_of(h)) & present for h in tax.hypernyms}
+    hyps = sorted(h for h, m in members.items() if cfg.min_members <= len(m) <= len(concepts) - cfg.min_members)
+    if not hyps:
+        raise ValueError(f"no hypernym has >= {cfg.min_members} member and non-member concepts among "
+                         f"{len(concepts)}; lower min_members")
+    return Context(vlm, tax, concepts, features, acts, hyps, members)
+
+
+def _labels(ctx: Context, h: str) -> np.ndarray:
+    return np.array([c in ctx.members[h] for c in ctx.concepts])
+
+
+# --------------------------------------------------------------------- analyses
+def probes(ctx: Context, cfg: InsideConfig) -> list[dict]:
+    """Balanced accuracy per (hypernym, layer, probe): on each modality (k-fold) and across."""
+    from interp.analysis.probes import probe_layers, transfer_layers
+
+    a = ctx.acts
+    rows = []
+    for h in ctx.hypernyms:
+        y = _labels(ctx, h)
+        res = {f"{m}": probe_layers(getattr(a, m), y, folds=cfg.folds, seed=cfg.seed, scoring="balanced_accuracy")
+               for m in ("text", "image", "last")}
+        res["text->image"] = transfer_layers(a.text, y, a.image, y, seed=cfg.seed, scoring="balanced_accuracy")
+        res["image->text"] = transfer_layers(a.image, y, a.text, y, seed=cfg.seed, scoring="balanced_accuracy")
+        for probe, vals in res.items():
+            rows += [{"hypernym": h, "n_members": int(y.sum()), "layer": l, "probe": probe, "balanced_accuracy": float(v)}
+                     for l, v in enumerate(vals)]
+    return rows
+
+
+def directions(ctx: Context, cfg: InsideConfig) -> list[dict]:
+    """Cosine between text- and image-derived difference-of-means directions, per hypernym and
+    layer, with a permutation baseline (same sizes, shuffled membership)."""
+    from interp.analysis.directions import cosine_per_layer, mean_difference
+
+    g = torch.Generator().manual_seed(cfg.seed)
+    rows = []
+    for h in ctx.hypernyms:
+        y = torch.tensor(_labels(ctx, h))
+        cos = cosine_per_layer(mean_difference(ctx.acts.text, y), mean_difference(ctx.acts.image, y))
+        perm = y[torch.randperm(len(y), generator=g)]
+        base = cosine_per_layer(mean_difference(ctx.acts.text, perm), mean_difference(ctx.acts.image, perm))
+        rows += [{"hypernym": h, "layer": l, "cosine": float(c), "shuffled_cosine": float(b)}
+                 for l, (c, b) in enumerate(zip(cos, base))]
+    return rows
+
+
+def best_transfer_layer(probe_rows: list[dict]) -> int:
+    by_layer: dict[int, list[float]] = {}
+    for r in probe_rows:
+        if r["probe"] == "text->image":
+            by_layer.setdefault(int(r["layer"]), []).append(float(r["balanced_accuracy"]))
+    return max(by_layer, key=lambda l: np.mean(by_layer[l]))
+
+
+def steering(ctx: Context, cfg: InsideConfig, layer: int) -> list[dict]:
+    from interp.analysis.directions import mean_difference
+    from interp.analysis.steering import steering_table
+    from interp.studies.questions import image_question
+
+    hyps = sorted(ctx.hypernyms, key=lambda h: -len(ctx.members[h]))[:cfg.steering_hypernyms]
+    img = ctx.acts.image[layer : layer + 1]
+    dirs = {h: mean_difference(img, torch.tensor(_labels(ctx, h)))[0] for h in hyps}
+    norm = float(ctx.acts.image[layer].norm(dim=-1).mean())
+    return steering_table(ctx.vlm, ctx.features, ctx.concepts, ctx.members, dirs, layer=layer,
+                          scales=cfg.steering_scales, resid_norm=norm, seed=cfg.seed,
+                          question=lambda h: image_question(ctx.taxonomy.phrase(h)))
+
+
+def lens(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], list[dict]]:
+    """(rank rows: concept, hypernym, layer, rank of the hypernym's first word token at the image
+    position; top rows: concept, layer, top-k tokens) from the logit lens over image positions."""
+    from interp.analysis.lens import logit_lens
+
+    tok = ctx.vlm.tokenizer
+    words = sorted({h for c in ctx.concepts for h in ctx.taxonomy.hypernyms_of(c)})
+    first = {h: tok(" " + h.split()[-1], add_special_tokens=False)["input_ids"][0] for h in words}
+    targets = sorted(set(first.values()))
+    col = {t: i for i, t in enumerate(targets)}
+    res = logit_lens(ctx.vlm.lm, ctx.acts.image, top_k=cfg.lens_top_k, targets=targets)
+    ranks, top = [], []
+    n_layers = ctx.acts.image.shape[0]
+    for j, c in enumerate(ctx.concepts):
+        for h in sorted(ctx.taxonomy.hypernyms_of(c)):
+            ranks += [{"concept": c, "hypernym": h, "token": tok.decode(first[h]), "layer": l,
+                       "rank": int(res["ranks"][l, j, col[first[h]]])} for l in range(n_layers)]
+        top += [{"concept": c, "layer": l, "top_tokens": " | ".join(tok.decode(int(i)) for i in res["top_ids"][l, j])}
+                for l in range(n_layers)]
+    return ranks, top
+
+
+def similarity(ctx: Context, cfg: InsideConfig) -> list[dict]:
+    from interp.analysis.similarity import linear_cka, rsa
+
+    a = ctx.acts
+    g = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(len(ctx.concepts), generator=g)
+    return [{"layer": l, "cka": linear_cka(a.text[l], a.image[l]), "rsa": rsa(a.text[l], a.image[l]),
+             "cka_shuffled": linear_cka(a.text[l], a.image[l][perm]), "rsa_shuffled": rsa(a.text[l], a.image[l][perm])}
+            for l in range(a.text.shape[0])]
+
+
+def patching(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], dict]:
+    """Exact and attribution resid_pre grids for clean vs corrupted image; their agreement."""
+    from interp.analysis.attribution import attribution_grid, compare_to_exact
+    from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid
+    from interp.sequence import single_token_id, vlm_item
+
+    vlm = ctx.vlm
+    for c in (cfg.patch_clean, cfg.patch_corrupt):
+        if c not in ctx.concepts:
+            raise ValueError(f"patch concept {c!r} is not among the {len(ctx.concepts)} {cfg.split} concepts")
+    batch = vlm.build([vlm_item(0, cfg.patch_question)])
+    clean = PatchInput(batch, ctx.features[[ctx.concepts.index(cfg.patch_clean)]])
+    corr = PatchInput(batch, ctx.features[[ctx.concepts.index(cfg.patch_corrupt)]])
+    metric = logit_diff_metric(vlm, single_token_id(vlm.tokenizer, " Yes"), single_token_id(vlm.tokenizer, " No"))
+    t = time.perf_counter()
+    exact = patch_grid(vlm, clean, corr, metric)
+    t_exact = time.perf_counter() - t
+    t = time.perf_counter()
+    att = attribution_grid(vlm, clean, corr, metric)
+    t_att = time.perf_counter() - t
+    agree = compare_to_exact(att.grid, exact - att.corrupted)
+    labels = batch.labels(0)
+    toks = [vlm.tokenizer.decode(int(i)) for i in batch.input_ids[0]]
+    rows = [{"layer": l, "position": p, "modality": labels[p], "token": toks[p] if labels[p] != "image" else "<img>",
+             "exact_effect": float(exact[l, p] - att.corrupted), "attribution": float(att.grid[l, p])}
+            for l in range(exact.shape[0]) for p in range(exact.shape[1])]
+    summary = {"clean": cfg.patch_clean, "corrupt": cfg.patch_corrupt, "question": cfg.patch_question,
+               "clean_metric": att.clean, "corrupted_metric": att.corrupted, "agreement": agree.as_dict(),
+               "seconds_exact": t_exact, "seconds_attribution": t_att}
+    return rows, summary
+
+
+# ------------------------------------------------------------------------ run
+def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
+    """Run the chosen analyses; write tables, figures and report.md to ``cfg.out_dir``."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    ctx = build_context(cfg, progress)
+    summary: dict[str, Any] = {"config": asdict(cfg), "environment": environment(), "lm": ctx.vlm.lm.name,
+                               "n_concepts": len(ctx.concepts), "hypernyms": ctx.hypernyms}
+    seconds: dict[str, float] = {"context": time.perf_counter() - t0}
+    summary["seconds_by_analysis"] = seconds
+
+    def timed(name: str, t: float) -> None:
+        seconds[name] = time.perf_counter() - t
+
+    probe_rows: list[dict] = []
+    if "probes" in cfg.analyses or ("steering" in cfg.analyses and cfg.steering_layer is None):
+        t = time.perf_counter()
+        probe_rows = probes(ctx, cfg)
+        _write_csv(out / "probes.csv", probe_rows)
+        timed("probes", t)
+    if "directions" in cfg.analyses:
+        t = time.perf_counter()
+        _write_csv(out / "directions.csv", directions(ctx, cfg))
+        timed("directions", t)
+    if "steering" in cfg.analyses:
+        t = time.perf_counter()
+        layer = cfg.steering_layer if cfg.steering_layer is not None else best_transfer_layer(probe_rows)
+        ctx.vlm.lm.check_layer(layer)
+        summary["steering_layer"] = layer
+        _write_csv(out / "steering.csv", steering(ctx, cfg, layer))
+        timed("steering", t)
+    if "lens" in cfg.analyses:
+        t = time.perf_counter()
+        ranks, top = lens(ctx, cfg)
+        _write_csv(out / "lens_ranks.csv", ranks)
+        _write_csv(out / "lens_top.csv", top)
+        timed("lens", t)
+    if "similarity" in cfg.analyses:
+        t = time.perf_counter()
+        _write_csv(out / "similarity.csv", similarity(ctx, cfg))
+        _umap_table(ctx, out, cfg.seed)
+        timed("similarity", t)
+    if "patching" in cfg.analyses:
+        t = time.perf_counter()
+        rows, psum = patching(ctx, cfg)
+        _write_csv(out / "patching.csv", rows)
+        summary["patching"] = psum
+        timed("patching", t)
+    summary["seconds"] = time.perf_counter() - t0
+    write_json(out / "summary.json", summary)
+    from interp.studies.inside_report import figures, findings
+
+    figures(out)
+    write_text(out / "report.md", findings(out))
+    return summary
+
+
+def _umap_table(ctx: Context, out: Path, seed: int, layer: int | None = None) -> None:
+    """2-D UMAP of text and image concept representations at ``layer`` (default: last), one table."""
+    import umap
+
+    a = ctx.acts
+    layer = a.text.shape[0] - 1 if layer is None else layer
+    x = torch.cat([a.text[layer], a.image[layer]]).float().numpy()
+    emb = umap.UMAP(n_neighbors=10, random_state=seed).fit_transform(x)
+    n = len(ctx.concepts)
+    tax = ctx.taxonomy
+    top = [min(tax.hypernyms_of(c), key=lambda h: (tax.depth(h), h)) if tax.hypernyms_of(c) else "-" for c in ctx.concepts]
+    rows = [{"concept": c, "modality": m, "top_hypernym": t, "layer": layer, "x": float(emb[i + k * n, 0]),
+             "y": float(emb[i + k * n, 1])} for k, m in enumerate(("text", "image")) for i, (c, t) in
+            enumerate(zip(ctx.concepts, top))]
+    _write_csv(out / "umap.csv", rows)
+
+
+def parse_analyses(text: str) -> tuple[str, ...]:
+    items = tuple(a.strip() for a in text.split(",") if a.strip())
+    return ANALYSES if items in ((), ("all",)) else items
+
+
+def layers_where(values: Sequence[float], threshold: float) -> int | None:
+    """First index whose value reaches ``threshold`` (None if none)."""
+    return next((i for i, v in enumerate(values) if v >= threshold), None)
