@@ -170,10 +170,12 @@ def aggregate(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG"
 
 
 def _value(text: str):
+    """A Python literal (lists become tuples, as in a TOML-loaded config), else the text."""
     try:
-        return ast.literal_eval(text)
+        value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+    return tuple(value) if isinstance(value, list) else value
 
 
 def parse_overrides(items: Sequence[str], out: str | None = None) -> dict[str, Any]:

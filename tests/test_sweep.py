@@ -51,6 +51,18 @@ def test_run_keys_depend_on_what_determines_a_result():
     assert run_key(replace(cfg, model=replace(cfg.model, dtype="bfloat16")), runs[0].spec) != runs[0].key
 
 
+def test_list_overrides_become_tuples_like_toml_lists():
+    from interp.sweep import parse_overrides
+
+    over = parse_overrides(["grid.control_ablations=[]", "grid.worlds=['original', 'within']", "train.lr=3e-4",
+                            "model.lm=qwen3-8b"])
+    assert over == {"grid.control_ablations": (), "grid.worlds": ("original", "within"), "train.lr": 3e-4,
+                    "model.lm": "qwen3-8b"}
+    cfg = load_config(QUICK, over)  # a list here used to fail in GridConfig (tuple + list)
+    assert cfg.grid.control_ablations == () and len(list_runs(cfg)) == 2
+    assert run_key(cfg, list_runs(cfg)[0]) == run_key(load_config(QUICK, over), list_runs(cfg)[0])
+
+
 def test_select_index_and_shards():
     runs = list_runs(load_config(QUICK, {"grid.seeds": (1, 2, 3)}))
     assert len(runs) == 12
