@@ -1,0 +1,105 @@
+"""Batched activation patching vs TransformerLens's one-forward-per-cell helpers, same grid.
+
+Grid: ``blocks.{l}.hook_resid_pre`` x every position of a text pair (TransformerLens's
+``patching`` helpers take token ids, not embeddings, so the comparison is on text; our
+image-token grids run through the same code). Metric: logit(" Yes") - logit(" No") at the
+last position. Measured in one run:
+
+- ``transformer_lens.patching.get_act_patch_resid_pre`` (full forward and full-vocabulary
+  logits per cell) vs :func:`interp.analysis.patching.patch_grid` (one forward per layer
+  row, started at the patched layer, two unembedding rows): identical values, speed ratio
+  (target >= 20x, issue 4);
+- :func:`interp.analysis.attribution.attribution_grid` on the same grid: its time, and its
+  agreement with the exact grid over every cell.
+
+    .venv/bin/python benchmarks/bench_patching.py [--quick]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import parser, save  # noqa: E402
+
+from interp.analysis.attribution import attribution_grid, compare_to_exact  # noqa: E402
+from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid  # noqa: E402
+from interp.models.hooked import HookedLM  # noqa: E402
+from interp.models.lm import load_lm  # noqa: E402
+from interp.sequence import single_token_id, vlm_item  # noqa: E402
+from interp.vlm import HookedVLM  # noqa: E402
+
+CLEAN = "Question: is a robin a kind of bird? Answer with yes or no. Answer:"
+CORRUPT = "Question: is a salmon a kind of bird? Answer with yes or no. Answer:"
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    from transformer_lens import patching
+
+    lm = HookedLM(load_lm("gemma-3-270m"))
+    vlm = HookedVLM(lm, HookedVLM.new_projector(lm, "efficientnet-lite0", 1280, 1))
+    tok = lm.tokenizer
+    clean, corr = PatchInput(vlm.build([vlm_item(None, CLEAN)])), PatchInput(vlm.build([vlm_item(None, CORRUPT)]))
+    if clean.batch.shape != corr.batch.shape:
+        raise SystemExit(f"the prompts tokenize to different lengths: {clean.batch.shape} vs {corr.batch.shape}")
+    yes, no = single_token_id(tok, " yes"), single_token_id(tok, " no")
+    layers = [0, 6, 12, 17] if args.quick else list(range(lm.n_layers))
+    n_pos = clean.batch.shape[1]
+
+    # --- TransformerLens: one full forward (all-position, full-vocabulary logits) per cell
+    bridge = lm.bridge
+    bridge.eval()
+    clean_ids, corr_ids = clean.batch.input_ids, corr.batch.input_ids
+
+    def tl_metric(logits: torch.Tensor) -> torch.Tensor:
+        return logits[0, -1, yes] - logits[0, -1, no]
+
+    with torch.no_grad():
+        _, clean_cache = bridge.run_with_cache(clean_ids, names_filter=lambda n: n.endswith("hook_resid_pre"))
+        t = time.perf_counter()
+        index_df = _index_df(layers, n_pos)
+        # get_act_patch_resid_pre is this call with index_axis_names=("layer", "pos"); the explicit
+        # index lets the quick mode patch a subset of layers with the same loop
+        tl = patching.generic_activation_patch(bridge, corr_ids, clean_cache, tl_metric,
+                                               patching.layer_pos_patch_setter, "resid_pre", index_df=index_df)
+        t_tl = time.perf_counter() - t
+    tl = tl.reshape(len(layers), n_pos).float().cpu()
+
+    # --- ours: one forward per layer row, started at the layer, metric from two unembedding rows
+    metric = logit_diff_metric(vlm, yes, no)
+    t = time.perf_counter()
+    ours = patch_grid(vlm, clean, corr, metric, layers=layers)
+    t_ours = time.perf_counter() - t
+
+    # --- attribution patching over the same grid, checked against the exact grid
+    t = time.perf_counter()
+    att = attribution_grid(vlm, clean, corr, metric, layers=layers)
+    t_att = time.perf_counter() - t
+    agreement = compare_to_exact(att.grid, ours - att.corrupted)
+
+    cells = len(layers) * n_pos
+    save("patching_quick" if args.quick else "patching", {
+        "lm": lm.name, "hook": "hook_resid_pre", "layers": len(layers), "positions": n_pos, "cells": cells,
+        "tl_cells_per_s": cells / t_tl, "ours_cells_per_s": cells / t_ours, "speedup_vs_transformer_lens": t_tl / t_ours,
+        "target_speedup": 20.0, "max_abs_diff_vs_transformer_lens": float((tl - ours).abs().max()),
+        "metric_range": float(ours.max() - ours.min()),
+        "attribution_cells_per_s": cells / t_att, "attribution_speedup_vs_exact": t_ours / t_att,
+        "attribution_vs_exact": agreement.as_dict(),
+        "clean_metric": att.clean, "corrupted_metric": att.corrupted,
+    })
+
+
+def _index_df(layers: list[int], n_pos: int):
+    """The (layer, pos) cells for TransformerLens's explicit-index mode."""
+    import pandas as pd
+
+    return pd.DataFrame([(l, p) for l in layers for p in range(n_pos)], columns=["layer", "pos"])
+
+
+if __name__ == "__main__":
+    main()
