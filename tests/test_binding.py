@@ -164,7 +164,7 @@ def test_model_embed_forward_and_hooked_view_agree():
     logits.sum().backward()
     assert m.projector.weight.grad is not None and m.projector.weight.grad.abs().sum() > 0
     hooked = m.hooked()
-    assert hooked.n_layers == 2 and "blocks.1.attn.hook_attn_scores" in hooked.hook_names()
+    assert hooked.n_layers == 2 and {"blocks.1.attn.hook_attn_scores", "blocks.1.hook_resid_post"} <= set(hooked.hook_names())
     with torch.no_grad():
         ref = m.hf.model(inputs_embeds=x, attention_mask=lay.mask).last_hidden_state
         out = hooked(x.detach(), lay.mask)
@@ -436,9 +436,13 @@ probe_shapes = 8
         assert set(summary["accuracy"]) == {"phase1", "text", "image-text", "noise-text"}
         report = (out / "report.md").read_text()
         assert "37.2" in report and "69.5" in report and "| image-text ratio |" in report
+        assert "**Not learned:**" in report  # 6 steps: every regime is at chance
         stamp = (out / "seed0" / "image-text" / "model.safetensors").stat().st_mtime_ns
         main([str(cfg), "--no-progress", "--set", "threads=1"])
         assert (out / "seed0" / "image-text" / "model.safetensors").stat().st_mtime_ns == stamp
+        with pytest.raises(ValueError, match="different config"):  # would silently reuse stale units
+            main([str(cfg), "--no-progress", "--set", "train.text_steps=7"])
+        main([str(cfg), "--no-progress", "--set", "threads=1", "--set", "figures=false"])  # same results config
         with pytest.raises(ValueError, match="valid regimes"):
             main([str(cfg), "--set", "regimes=['video']"])
         with pytest.raises(ValueError, match="unknown keys"):

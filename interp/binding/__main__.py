@@ -17,11 +17,18 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import tomllib
 
 import torch
 
 
 def _value(text: str):
+    """A --set value as TOML (``true``, ``[0, 1]``, ``1e-3``, ``'x'``), else a Python literal,
+    else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

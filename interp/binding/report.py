@@ -111,6 +111,12 @@ def summarise(tables: dict[str, list[dict]], cfg_dict: dict) -> dict[str, Any]:
     return out
 
 
+def learned_threshold(n_objects: int) -> float:
+    """In-distribution accuracy below which a model counts as not having learned the task:
+    twice the chance of picking one of the episode's items, and at least 50%."""
+    return max(0.5, 2.0 / n_objects)
+
+
 def _ratio(s: float, p: float) -> float:
     if p > 0:
         return s / p
@@ -158,6 +164,14 @@ def report_markdown(tables: dict[str, list[dict]], summary: dict, cfg_dict: dict
                      f"{_fmt(s['image-text']['ood_mean'], s['image-text']['ood_ci'])} |")
     lines += ["", "The brief's OOD numbers come from its own OOD object counts and full training; compare the "
               "direction (image-text above text) rather than the values when the training budget differs.", ""]
+    chance = 1.0 / t["n_objects"]
+    unlearned = [r for r in regimes if s.get(r, {}).get("id", float("nan")) < learned_threshold(t["n_objects"])]
+    if unlearned:
+        lines += [f"**Not learned:** {', '.join(unlearned)} answer(s) in distribution below "
+                  f"{100 * learned_threshold(t['n_objects']):.0f}% (chance among the episode's items: "
+                  f"{100 * chance:.1f}%). These models have not learned the binding, so their OOD accuracies, "
+                  "interchange ratios, knockout and probe results describe an untrained retrieval mechanism and "
+                  "cannot be compared with the brief.", ""]
     # interchange
     if tables["interchange"]:
         sym = _group(tables["interchange"], ("regime", "layer"), "symbolic")

@@ -83,6 +83,13 @@ class BindingConfig:
         return stable_hash(self.to_dict())
 
     @property
+    def result_hash(self) -> str:
+        """Hash of everything the results depend on (not the output folder, device, threads,
+        figures or name): a results folder holds the results of one such config."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "out_dir", "device", "threads", "figures")}
+        return stable_hash(d)
+
+    @property
     def needs_images(self) -> bool:
         return any(REGIMES[r] != "text" for r in self.regimes)
 
@@ -188,8 +195,13 @@ def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFI
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "source": str(source),
-                                     "environment": environment()})
+    if (out / "config.json").exists():
+        old = read_json(out / "config.json").get("result_hash")
+        if old is not None and old != cfg.result_hash:
+            raise ValueError(f"{out} holds results of a different config (result hash {old}, this config "
+                             f"{cfg.result_hash}); finished units would be reused: pass --out NEW_DIR or delete {out}")
+    write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "result_hash": cfg.result_hash,
+                                     "source": str(source), "environment": environment()})
     vocab = Vocab(cfg.task)
     bank = eval_bank = pool = None
     n_image = 0
