@@ -198,6 +198,9 @@ def train_projector(
         raise ValueError("no training examples")
 
     device = vlm.lm.device
+    if vlm.lm.dtype == torch.float16:
+        raise ValueError("training with the frozen LM in float16 would need loss scaling (GradScaler), which this "
+                         "trainer does not do: use model.dtype = 'bfloat16' (GPU) or 'float32'")
     amp = resolve_precision(precision, vlm.lm.dtype, device)
     tokens = QuestionTokens(vlm.tokenizer)
     per_epoch, total = plan(len(examples), cfg)

@@ -80,3 +80,19 @@ def test_gemma_vlm_patch_cache_and_routes(gemma):
     loss = vlm.answer_loss(b, feats)
     loss.backward()
     assert vlm.projector.net[0].weight.grad.abs().sum() > 0 and not gemma.parameters_require_grad()
+
+
+def test_unusable_device_and_dtype_are_named():
+    import torch
+
+    from interp.models.lm import check_device
+    from interp.studies.config import ModelConfig
+
+    assert check_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="'cuda:0' asked for.*no usable CUDA"):
+            check_device("cuda:0")
+    with pytest.raises(ValueError, match="model.dtype 'bf16': valid dtypes are"):
+        ModelConfig(dtype="bf16")
+    with pytest.raises(ValueError, match="model.device 'gpu'"):
+        ModelConfig(device="gpu")

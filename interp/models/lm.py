@@ -152,6 +152,19 @@ def load_tokenizer(name: str):
     return AutoTokenizer.from_pretrained(src, local_files_only=local)
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, or a clear error when this torch build cannot use it."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {str(device)!r} asked for, but this torch {torch.__version__} has no usable CUDA "
+                           "(CPU build or no GPU): use device 'cpu', or install a CUDA build of torch on a GPU machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RuntimeError(f"device {str(device)!r}: valid CUDA devices are 0..{torch.cuda.device_count() - 1}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device {str(device)!r} asked for, but MPS is not available here: use 'cpu'")
+    return dev
+
+
 def load_lm(
     name: str,
     *,
@@ -167,6 +180,7 @@ def load_lm(
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    check_device(device)
     spec = get_spec(name, "lm")
     tok = load_tokenizer(name)
     if spec.source == "tiny":

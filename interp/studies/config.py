@@ -23,6 +23,9 @@ class DataConfig:
     seed: int = 0
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     lm: str = "gemma-3-270m"
@@ -31,6 +34,14 @@ class ModelConfig:
     pool_to: int | None = None
     device: str = "cpu"
     dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype {self.dtype!r}: valid dtypes are {list(DTYPES)}")
+        if self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"model.device {self.device!r}: use cpu, cuda, cuda:<i> or mps")
+        if self.pool_to is not None and self.pool_to < 1:
+            raise ValueError(f"model.pool_to {self.pool_to}: must be >= 1 (or absent for every patch token)")
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> St
         raise ValueError(f"unknown top-level keys {unknown} in {path}: valid are name, out_dir and sections {sorted(sections)}")
     cfg = StudyConfig(**top, **{k: _build(cls, raw.get(k, {}), k) for k, cls in sections.items()})
     for key, value in (overrides or {}).items():
+        value = tuple(value) if isinstance(value, list) else value  # as TOML lists become tuples
         section, _, name = key.partition(".")
         if name:
             cfg = replace(cfg, **{section: replace(getattr(cfg, section), **{name: value})})
