@@ -283,7 +283,6 @@ def resolve_lms(cfg: AlignModelsConfig) -> tuple[list[str], list[tuple[str, str]
                 ok.append(check_lm(spec.name))
             except ModelUnavailableError as e:
                 skipped.append((spec.name, str(e)))
-                log.warning("alignment: skipping %s (not available here): %s", spec.name, e)
         if not ok:
             raise ModelUnavailableError("no registered LM is available here: " + "; ".join(w for _, w in skipped))
         return ok, skipped
@@ -743,6 +742,7 @@ def load_outputs(study_dir: Path) -> tuple[AlignmentConfig, list[dict], list[dic
             [tuple(s) for s in meta.get("skipped_lms", [])])
 
 
+_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 LM_ONLY_NUMERIC = {"n_pairs": int, "n_hypernyms": int, "macro_f1": float, "majority_f1": float, "yes_rate": float,
                    "pairwise_acc": float, "cloze_acc": float}
 
@@ -785,17 +785,20 @@ def write_figures(study_dir: Path, fig_dir: Path, *, score_layer: int = -1, conf
             rs = [pearson([by_lm[s["lm"]][m] for s in ss], [s["top1"] for s in ss])[0] for m in LM_ONLY_METRICS]
             fig = make_subplots(rows=1, cols=len(LM_ONLY_METRICS), shared_yaxes=True,
                                 subplot_titles=[f"{m} (r = {r:.2f})" for m, r in zip(LM_ONLY_METRICS, rs)])
+            colors = {b: c for b, c in zip(sorted({s["lm_base"] for s in ss}), _COLORS * 10)}
             for col, m in enumerate(LM_ONLY_METRICS, start=1):
                 for s in ss:
                     fig.add_trace(go.Scatter(
-                        x=[by_lm[s["lm"]][m]], y=[s["top1"]], name=s["lm"], mode="markers+text", text=[s["lm"]],
-                        textposition="top center", showlegend=False,
+                        x=[by_lm[s["lm"]][m]], y=[s["top1"]], name=s["lm"], mode="markers", showlegend=col == 1,
+                        legendgroup=s["lm"],
                         error_y=dict(type="data", array=[0 if s["top1_ci"] != s["top1_ci"] else s["top1_ci"]]),
-                        marker=dict(size=11, symbol="circle-open" if s["lm_init"] == "random" else "circle")),
+                        marker=dict(size=11, color=colors[s["lm_base"]],
+                                    symbol="circle-open" if s["lm_init"] == "random" else "circle")),
                         row=1, col=col)
                 fig.update_xaxes(title_text=f"LM-only {m} (%)", row=1, col=col)
             fig.update_yaxes(title_text="zero-shot top-1 at the score layer (%)", row=1, col=1)
-            fig.update_layout(title=f"Alignment score vs LM-only hypernym test (split by {split}; n = {len(ss)} LMs)")
+            fig.update_layout(title=f"Alignment score vs LM-only hypernym test (split by {split}; n = {len(ss)} LMs; "
+                                    "open = random init)")
             files += save_figure(fig, fig_dir / f"score_vs_lm_only_{split}", width=1300, height=520)
     files += _confusion_figures(study_dir, fig_dir, rows, score_layer, confusion_lm, confusion, group_confusion,
                                 heatmap, save_figure)
@@ -825,7 +828,7 @@ def _confusion_figures(study_dir, fig_dir, rows, score_layer, confusion_lm, conf
         m = m[order][:, order]
         labels = [names[j] for j in order]
         fig = heatmap(m.numpy(), labels, labels, title=f"Confusion among held-out classes: {lm}, layer {layer}, "
-                      f"split by {split}, seed {units[0]['seed']} (rows: true, sorted by top-level hypernym)",
+                      f"split by {split}, seed {units[0]['seed']}<br>(rows: true, sorted by top-level hypernym)",
                       xlabel="predicted (top-1)", ylabel="true", colorscale="Blues", zmid=None)
         files += save_figure(fig, fig_dir / f"confusion_classes_{split}", width=1100, height=1000)
         if groups:
@@ -837,7 +840,7 @@ def _confusion_figures(study_dir, fig_dir, rows, score_layer, confusion_lm, conf
                 p_names += [n[p[0]] for p in got["pred"]]
             gnames, gm = group_confusion(t_names, p_names, {c: groups[c] for c in set(t_names) | set(p_names)})
             fig = heatmap(gm.numpy(), gnames, gnames, title=f"Held-out images by top-level hypernym: true vs predicted "
-                          f"class's ({lm}, layer {layer}, split by {split}, all seeds)", xlabel="predicted",
+                          f"class's<br>({lm}, layer {layer}, split by {split}, all seeds)", xlabel="predicted",
                           ylabel="true", colorscale="Blues", zmid=None)
             files += save_figure(fig, fig_dir / f"confusion_hypernyms_{split}", width=1000, height=900)
     return files
