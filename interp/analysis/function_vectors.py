@@ -139,8 +139,12 @@ def head_indirect_effects(vlm: HookedVLM, prompts: Sequence[list[Segment]], feat
 
     For every head, its last-token ``z`` is replaced by ``mean_z`` and the probability of the
     prompt's answer token (``answer_ids[i]``) is read; AIE = mean over prompts of
-    ``p(patched) - p(corrupted)``. Batched: per layer, all heads x prompts in one pass that
-    starts at that layer from the cached corrupted residual.
+    ``p(patched) - p(corrupted)``.
+
+    Only the last token changes, and attention is causal, so nothing before it does: each
+    prompt's prefix runs once into a KV cache, then its last token alone runs once per
+    (layer, head) in one batch (``batch_size`` rows per pass; layers are chunked to fit). This
+    is exact and about ``prompt length`` times cheaper than re-running whole prompts.
 
     Returns (aie ``[n_layers, n_heads]``, corrupted probabilities ``[n_prompts]``).
     """
@@ -150,43 +154,44 @@ def head_indirect_effects(vlm: HookedVLM, prompts: Sequence[list[Segment]], feat
         raise ValueError(f"mean_z must be [{len(layers)}, {n_heads}, {d_head}]; got {tuple(mean_z.shape)}")
     if len(answer_ids) != len(prompts):
         raise ValueError(f"{len(answer_ids)} answer ids for {len(prompts)} prompts")
-    w = vlm.lm.hf.lm_head.weight
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    lm, w = vlm.lm, vlm.lm.hf.lm_head.weight
+    mz = mean_z.to(lm.device, lm.dtype)
+    per_chunk = max(1, batch_size // n_heads)  # layers per pass
+    chunks = [list(range(s, min(s + per_chunk, len(layers)))) for s in range(0, len(layers), per_chunk)]
+    heads = torch.arange(n_heads)
     total = torch.zeros(len(layers), n_heads)
     base_all = []
-    per_chunk = max(1, batch_size // n_heads)
-    start = 0
-    for batch, feats in batches(vlm, prompts, features, per_chunk):
-        n = len(batch)
-        ans = torch.tensor(list(answer_ids[start:start + n]))
-        start += n
-        last = _last_idx(batch)
-        resid_pre: dict[int, torch.Tensor] = {}
+    for i, prompt in enumerate(prompts):
+        (batch, feats), = batches(vlm, [prompt], features, 1)
+        emb = vlm.embed(batch, feats)  # [1, T, d_model], no padding
+        T = emb.shape[1]
+        if T < 2:
+            raise ValueError(f"prompt {i} has {T} token(s): the indirect effect needs a prefix before the last token")
+        ans = torch.tensor([int(answer_ids[i])])
+        base = None
+        for ci, chunk in enumerate(chunks):
+            n_rows = len(chunk) * n_heads + (1 if ci == 0 else 0)  # + one unpatched row (the corrupted run)
+            hooks = []
+            for r, li in enumerate(chunk):
+                sel = torch.arange(r * n_heads, (r + 1) * n_heads)
 
-        def saver(l: int):
-            def hook(t, hook):
-                resid_pre[l] = t.detach()
-            return hook
+                def patch(t, hook, sel=sel, li=li):
+                    t = t.clone()
+                    t[sel.to(t.device), -1, heads.to(t.device)] = mz[li]
+                    return t
 
-        final = vlm.lm(vlm.embed(batch, feats), batch.attention_mask,
-                       fwd_hooks=[(f"blocks.{l}.hook_resid_pre", saver(l)) for l in layers])
-        base = _prob(final[torch.arange(n), last], w, ans, vlm.lm.softcap)
-        base_all.append(base)
-        rows = torch.arange(n * n_heads)
-        last_r = last.repeat(n_heads)
-        head_of_row = torch.arange(n_heads).repeat_interleave(n)
-        mask = batch.attention_mask.repeat(n_heads, 1)
-        for li, l in enumerate(layers):
-            mz = mean_z[li].to(vlm.lm.device, vlm.lm.dtype)
-
-            def patch(t, hook, mz=mz):
-                t = t.clone()
-                t[rows, last_r.to(t.device), head_of_row.to(t.device)] = mz[head_of_row]
-                return t
-
-            x = resid_pre[l].repeat(n_heads, 1, 1)
-            out = forward_from(vlm, x, mask, l, fwd_hooks=[(f"blocks.{l}.attn.hook_z", patch)])
-            p = _prob(out[rows, last_r], w, ans.repeat(n_heads), vlm.lm.softcap).view(n_heads, n)
-            total[li] += (p - base[None]).sum(1)
+                hooks.append((f"blocks.{layers[li]}.attn.hook_z", patch))
+            cache = lm.prefix_cache(emb[:, :-1])
+            out = lm.forward_suffix(cache, T - 1, torch.zeros(n_rows, dtype=torch.long), emb[:, -1:].expand(n_rows, -1, -1),
+                                    torch.ones(n_rows, 1, dtype=torch.long, device=emb.device), fwd_hooks=hooks)[:, -1]
+            p = _prob(out, w, ans.expand(n_rows), lm.softcap)
+            if ci == 0:
+                base = p[-1]
+                p = p[:-1]
+            total[chunk] += (p - base).view(len(chunk), n_heads)
+        base_all.append(base.view(1))
     return total / len(prompts), torch.cat(base_all)
 
 
