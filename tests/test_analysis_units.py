@@ -66,3 +66,14 @@ def test_concept_activations_shapes_and_text_span(tiny_gemma):
     acts2 = concept_activations(vlm, ["robin", "hot_dog", "apple"], ["a robin", "a hot dog", "an apple"],
                                 torch.randn(3, 16, 32), batch_size=3)
     assert torch.allclose(acts.text, acts2.text, atol=1e-5) and not torch.allclose(acts.image, acts2.image)
+
+
+def test_rank_counting_equals_broadcast_comparison_with_ties():
+    from interp.analysis.lens import _count_above
+
+    g = torch.Generator().manual_seed(0)
+    for rows, vocab, k in [(7, 1000, 5), (3, 50, 20), (4, 300, 1)]:
+        logits = torch.randn(rows, vocab, generator=g).round(decimals=1)  # many ties
+        values = logits.gather(1, torch.randint(0, vocab, (rows, k), generator=g))
+        expected = (logits.unsqueeze(1) > values.unsqueeze(-1)).sum(-1)
+        assert torch.equal(_count_above(logits, values), expected)

@@ -34,6 +34,20 @@ def logit_lens(lm: HookedLM, resid: torch.Tensor, *, top_k: int = 5, targets: Se
         top_logits.view(-1, top_k)[idx] = v.cpu()
         if len(tgt):
             t = logits[:, tgt.to(logits.device)]
-            ranks.view(-1, len(tgt))[idx] = (logits.unsqueeze(1) > t.unsqueeze(-1)).sum(-1).cpu()
+            ranks.view(-1, len(tgt))[idx] = _count_above(logits, t).cpu()
             logprobs.view(-1, len(tgt))[idx] = (t - logits.logsumexp(-1, keepdim=True)).cpu()
     return {"top_ids": top_ids, "top_logits": top_logits, "ranks": ranks, "logprobs": logprobs}
+
+
+def _count_above(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``[rows, d_vocab]``, ``[rows, k]`` -> ``[rows, k]``: how many logits of each row are
+    strictly greater than each value (the rank, 0 = top). One pass over the vocabulary:
+    each logit is bucketed among the row's sorted values (``searchsorted``), the buckets are
+    counted and summed from the top, so memory is ``[rows, d_vocab]`` indices and time does
+    not grow with ``k`` (a broadcast comparison is ``[rows, k, d_vocab]``: 3 GB at 256 x 50)."""
+    sorted_v, order = values.sort(dim=-1)
+    bucket = torch.searchsorted(sorted_v.contiguous(), logits.contiguous())  # [rows, d_vocab]: #values below
+    counts = torch.zeros(values.shape[0], values.shape[1] + 1, dtype=torch.long, device=logits.device)
+    counts.scatter_add_(1, bucket, torch.ones((), dtype=torch.long, device=logits.device).expand_as(bucket))
+    above_sorted = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # sorted value j: logits in buckets > j
+    return torch.empty_like(above_sorted).scatter_(1, order, above_sorted)
