@@ -77,3 +77,20 @@ def test_rank_counting_equals_broadcast_comparison_with_ties():
         values = logits.gather(1, torch.randint(0, vocab, (rows, k), generator=g))
         expected = (logits.unsqueeze(1) > values.unsqueeze(-1)).sum(-1)
         assert torch.equal(_count_above(logits, values), expected)
+
+
+def test_balanced_accuracy_probes_are_class_weighted():
+    """A rare membership label (12 of 400) with a real signal: the unweighted probe predicts the
+    majority and scores chance; the default probe for balanced accuracy finds the signal."""
+    import numpy as np
+
+    from interp.analysis.probes import probe_layers
+
+    g = torch.Generator().manual_seed(0)
+    y = np.zeros(400, dtype=bool)
+    y[:12] = True
+    x = torch.randn(1, 400, 64, generator=g)
+    x[0, :12, :8] += 1.5
+    weighted = probe_layers(x, y, scoring="balanced_accuracy")[0]
+    plain = probe_layers(x, y, scoring="balanced_accuracy", class_weight=None)[0]
+    assert weighted > 0.75 and weighted > plain + 0.15, (weighted, plain)

@@ -1,6 +1,7 @@
 """`python -m interp.analyze` end to end on the small embedded LM (fresh projector, few concepts)."""
 
 import csv
+import json
 
 import pytest
 
@@ -47,6 +48,12 @@ def test_analyze_writes_every_table_figure_and_report(checkpoint, tmp_path, caps
     from interp.studies.inside_report import figures
 
     assert len(figures(out)) >= 18
+    # a partial re-run (one analysis) keeps what the others recorded
+    main([str(checkpoint), "--out", str(out), "--only", "similarity", "--set", "max_concepts=80",
+          "--set", "min_members=5", "--set", "split=train"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert "patching" in summary and set(summary["seconds_by_analysis"]) >= {"probes", "patching", "similarity"}
+    assert "## Patching" in (out / "report.md").read_text()
 
 
 def test_analyze_bad_inputs(checkpoint, tmp_path):

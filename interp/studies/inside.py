@@ -319,7 +319,7 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
         summary["patching"] = psum
         timed("patching", t)
     summary["seconds"] = time.perf_counter() - t0
-    write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", _merge_summary(out / "summary.json", summary))
     from interp.studies.inside_report import figures, findings
 
     figures(out)
@@ -342,6 +342,23 @@ def _umap_table(ctx: Context, out: Path, seed: int, layer: int | None = None) ->
              "y": float(emb[i + k * n, 1])} for k, m in enumerate(("text", "image")) for i, (c, t) in
             enumerate(zip(ctx.concepts, top))]
     _write_csv(out / "umap.csv", rows)
+
+
+def _merge_summary(path: Path, new: dict[str, Any]) -> dict[str, Any]:
+    """A partial re-run (``--only lens``) of the same checkpoint keeps what earlier runs of the
+    other analyses recorded (their tables stay in the folder too); another checkpoint starts over."""
+    from interp.io import read_json
+
+    if not path.exists():
+        return new
+    old = read_json(path)
+    if old.get("config", {}).get("checkpoint") != new["config"]["checkpoint"] or old.get("lm") != new["lm"]:
+        return new
+    merged = {**old, **new}
+    merged["seconds_by_analysis"] = {**old.get("seconds_by_analysis", {}), **new["seconds_by_analysis"]}
+    merged["config"] = {**new["config"], "analyses": sorted(set(old["config"].get("analyses", ())) |
+                                                            set(new["config"]["analyses"]))}
+    return merged
 
 
 def parse_analyses(text: str) -> tuple[str, ...]:
