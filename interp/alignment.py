@@ -19,45 +19,22 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import ast
 
-
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+from interp.configfile import add_study_args, cli_overrides, set_threads
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m interp.alignment", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("config", help="alignment TOML (experiments/alignment_quick.toml, alignment_full.toml)")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="override a config value, e.g. --set split.seeds=[0,1] --set models.layers='every:4'")
-    ap.add_argument("--out", help="output folder (default: the config's out_dir)")
-    ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's, i.e. OMP_NUM_THREADS when set)")
+    add_study_args(ap, "alignment TOML (experiments/alignment_quick.toml, alignment_full.toml)",
+                   "--set split.seeds=[0,1] --set models.layers='every:4'")
     args = ap.parse_args(argv)
-    import torch
-
-    if args.threads is not None:
-        if args.threads < 1:
-            ap.error(f"--threads {args.threads}: must be >= 1")
-        torch.set_num_threads(args.threads)
 
     from interp.studies.alignment import load_config, run
 
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            ap.error(f"--set {item!r}: expected SECTION.KEY=VALUE")
-        overrides[key] = _value(value)
-    if args.out:
-        overrides["out_dir"] = args.out
+    overrides = cli_overrides(ap, args)
     try:
+        set_threads(args.threads)
         cfg = load_config(args.config, overrides)
     except (FileNotFoundError, ValueError, TypeError) as e:
         ap.error(str(e))

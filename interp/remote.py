@@ -26,7 +26,6 @@ the tests use here, and a dry run before spending an NDIF job.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -35,8 +34,8 @@ from typing import Any, Sequence
 import torch
 
 from interp.projector import CheckpointMismatchError, Projector
-from interp.sequence import Batch, Segment, build_batch
-from interp.vlm import LogitsAt, VLMCache, VLMOutput, _as_positions
+from interp.sequence import Batch
+from interp.vlm import LogitsAt, VLMCache, VLMInputs, VLMOutput, _as_positions
 
 # Checked 2026-11-23 (no network here, so from stored copies of public pages): the deployments in
 # nnsight's "Remote Execution" tutorial (nnsight.net, output of nnsight.ndif_status()) and, marked
@@ -284,7 +283,7 @@ def _embed_scale(module, config) -> float:
     return math.sqrt(config.hidden_size) if config.model_type.startswith("gemma") else 1.0
 
 
-class RemoteVLM:
+class RemoteVLM(VLMInputs):
     """A projector here and an LM behind nnsight (remote on NDIF, simulated, or local).
 
     ``model``: an nnsight ``TransformersModel`` (``from_hub`` builds one on the meta
@@ -341,17 +340,6 @@ class RemoteVLM:
         return cls(projector, model, remote=remote, hub_id=hub)
 
     # ------------------------------------------------------------- inputs
-    @property
-    def tokenizer(self):
-        return self.lm.tokenizer
-
-    @property
-    def n_image_tokens(self) -> int:
-        return self.projector.config.n_tokens_out
-
-    def build(self, items: Sequence[Sequence[Segment]], **kw) -> Batch:
-        return build_batch(self.tokenizer, items, self.n_image_tokens, **kw)
-
     def request(self, batch: Batch, features: torch.Tensor | None = None, **kw) -> RemoteRequest:
         """The request that would travel (see :func:`build_request`)."""
         return build_request(self.projector, self.lm.embed_scale, self.lm.n_layers, batch, features, **kw)

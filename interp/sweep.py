@@ -24,7 +24,6 @@ its checkpoint, and a run folder holding another configuration's results is refu
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import socket
@@ -33,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from interp.configfile import parse_sets
 from interp.io import environment, read_json, stable_hash, write_json
 from interp.studies.config import StudyConfig, load_config
 from interp.studies.taxonomy import RunSpec, grid_runs
@@ -169,26 +169,9 @@ def aggregate(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG"
     return run_study(cfg, progress=progress, source=source)
 
 
-def _value(text: str):
-    """A Python literal (lists become tuples, as in a TOML-loaded config), else the text."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-    return tuple(value) if isinstance(value, list) else value
-
-
 def parse_overrides(items: Sequence[str], out: str | None = None) -> dict[str, Any]:
     """``["train.lr=1e-4", ...]`` -> ``{"train.lr": 1e-4}`` (the ``--set`` syntax of ``interp.run``)."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE")
-        overrides[key] = _value(value)
-    if out:
-        overrides["out_dir"] = out
-    return overrides
+    return parse_sets(items, out)
 
 
 def _index_arg(value: str) -> int:

@@ -32,7 +32,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from interp import distributed as D
 from interp.examples import Example, QuestionTokens, example_batch
 from interp.io import atomic_path, environment, read_json, write_json
+from interp.schedule import warmup_cosine
 from interp.vlm import HookedVLM
 
 PRECISIONS = ("float32", "bfloat16")
@@ -65,16 +66,9 @@ class TrainConfig:
             raise ValueError(f"invalid TrainConfig: batch_size={self.batch_size} (>=1), epochs={self.epochs} (>0), lr={self.lr} (>0)")
 
 
-def lr_lambda(total: int, warmup: int):
+def lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
     """Linear warmup to 1 over ``warmup`` steps, then cosine to 0 at ``total``."""
-
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
+    return warmup_cosine(total, warmup)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ Three routes over the same weights give the same activations:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -91,7 +91,27 @@ def _as_positions(batch: Batch, logits_at: LogitsAt) -> torch.Tensor | None:
     raise ValueError(f"logits_at={logits_at!r}: use 'last', 'answer', 'all', a [batch] index or a bool mask")
 
 
-class HookedVLM(nn.Module):
+class VLMInputs:
+    """Building inputs from ``self.lm`` (tokenizer, device) and ``self.projector`` (image
+    tokens per image): shared by :class:`HookedVLM` and :class:`interp.remote.RemoteVLM`."""
+
+    lm: Any
+    projector: Projector
+
+    @property
+    def tokenizer(self):
+        return self.lm.tokenizer
+
+    @property
+    def n_image_tokens(self) -> int:
+        return self.projector.config.n_tokens_out
+
+    def build(self, items: Sequence[Sequence[Segment]], **kw) -> Batch:
+        """Tokenize sequences into a :class:`Batch` on the LM's device."""
+        return build_batch(self.tokenizer, items, self.n_image_tokens, **kw).to(self.lm.device)
+
+
+class HookedVLM(VLMInputs, nn.Module):
     """A frozen encoder (optional: features may come from the cache), a projector and a frozen
     :class:`HookedLM`. Gradients reach the projector only."""
 
@@ -123,18 +143,6 @@ class HookedVLM(nn.Module):
         return proj.to(lm.device)
 
     # ----------------------------------------------------------------- inputs
-    @property
-    def tokenizer(self):
-        return self.lm.tokenizer
-
-    @property
-    def n_image_tokens(self) -> int:
-        return self.projector.config.n_tokens_out
-
-    def build(self, items: Sequence[Sequence[Segment]], **kw) -> Batch:
-        """Tokenize sequences into a :class:`Batch` on the LM's device."""
-        return build_batch(self.tokenizer, items, self.n_image_tokens, **kw).to(self.lm.device)
-
     def encode(self, images) -> torch.Tensor:
         """Run the frozen encoder: PIL images -> ``[n, tokens, d_img]``."""
         if self.encoder is None:

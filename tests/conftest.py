@@ -49,3 +49,17 @@ def make_vlm(lm, n_tokens: int = 16, d_img: int = 32, pool_to: int | None = None
 
     proj = HookedVLM.new_projector(lm, "tiny-encoder", d_img, n_tokens, kind=kind, pool_to=pool_to, seed=seed)
     return HookedVLM(lm, proj)
+
+
+def fresh_smollm_checkpoint(tmp_path_factory, smollm, pool_to: int):
+    """A fresh (untrained) EfficientNet-Lite0 -> SmolLM2 projector saved as a checkpoint, for the
+    CLIs that load one; skips when the embedded image set is not built."""
+    from interp.data.images import verify
+    from interp.vlm import HookedVLM
+
+    ok, why = verify()
+    if not ok:
+        pytest.skip(f"embedded image set not built ({why})")
+    path = tmp_path_factory.mktemp("ckpt") / "projector.safetensors"
+    HookedVLM.new_projector(smollm, "efficientnet-lite0", 1280, 49, pool_to=pool_to).save(path)
+    return path

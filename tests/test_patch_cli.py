@@ -2,21 +2,14 @@
 
 import pytest
 
-from interp.data.images import verify
+from conftest import fresh_smollm_checkpoint
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, smollm):
-    ok, why = verify()
-    if not ok:
-        pytest.skip(f"embedded image set not built ({why})")
-    from interp.vlm import HookedVLM
-
-    path = tmp_path_factory.mktemp("ckpt") / "projector.safetensors"
-    HookedVLM.new_projector(smollm, "efficientnet-lite0", 1280, 49, pool_to=4).save(path)
-    return path
+    return fresh_smollm_checkpoint(tmp_path_factory, smollm, pool_to=4)
 
 
 def test_patch_cli_image_grid(checkpoint, tmp_path, capsys):

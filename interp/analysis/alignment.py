@@ -22,7 +22,6 @@ Pieces (each usable alone):
 from __future__ import annotations
 
 import logging
-import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from interp.io import load_tensors, save_tensors, stable_hash
+from interp.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -353,12 +353,6 @@ def info_nce(text: torch.Tensor, image: torch.Tensor, logit_scale: float) -> tor
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-
 @dataclass
 class HeadResult:
     head: AlignHead
@@ -403,7 +397,7 @@ def train_head(text_feats: torch.Tensor, image_feats: torch.Tensor, image_class:
         head.fit_stats(text_feats[cls.to(device)], image_feats[train_imgs.to(device)], cfg)
         opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         warmup = int(cfg.warmup_frac * cfg.steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.steps, warmup))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, warmup))
         head.train()
         for _ in range(cfg.steps):
             j = torch.randperm(len(cls), generator=gen)[:b]

@@ -15,51 +15,24 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import ast
-import os
-import tomllib
+from pathlib import Path
 
-import torch
-
-
-def _value(text: str):
-    """A --set value as TOML (``true``, ``[0, 1]``, ``1e-3``, ``'x'``), else a Python literal,
-    else the plain string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        pass
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+from interp.configfile import add_study_args, cli_overrides, set_threads
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m interp.binding", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("config", help="study TOML (experiments/binding_quick.toml, binding_full.toml)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a value: SECTION.KEY=VALUE or a top-level key, e.g. --set train.text_steps=500 "
-                         "--set seeds=[0,1]")
-    ap.add_argument("--out", help="output folder (default: the config's out_dir)")
-    ap.add_argument("--no-progress", action="store_true")
+    add_study_args(ap, "study TOML (experiments/binding_quick.toml, binding_full.toml)",
+                   "--set train.text_steps=500 --set seeds=[0,1] (threads: --set threads=N)", threads=False)
     args = ap.parse_args(argv)
 
     from interp.binding.study import load_config, run_study
 
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            ap.error(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = _value(value)
-    if args.out:
-        overrides["out_dir"] = args.out
-    cfg = load_config(args.config, overrides)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    cfg = load_config(args.config, cli_overrides(ap, args))
+    set_threads(cfg.threads or None)
     summary = run_study(cfg, progress=not args.no_progress, source=args.config)
-    print(open(os.path.join(cfg.out_dir, "report.md")).read())
+    print((Path(cfg.out_dir) / "report.md").read_text())
     print(f"[binding] done in {summary['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
 
 

@@ -18,8 +18,7 @@ Layout of ``out_dir``::
 from __future__ import annotations
 
 import time
-import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from interp.binding.interventions import MechConfig, interchange, knockout, prob
 from interp.binding.model import BindingModel, ModelConfig
 from interp.binding.task import TaskConfig, Vocab
 from interp.binding.train import REGIMES, Phase, Sources, TrainConfig, curriculum, train_segment
+from interp.configfile import Hashed, load_sectioned
 from interp.io import environment, read_json, stable_hash, write_json
 
 
@@ -53,7 +53,7 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class BindingConfig:
+class BindingConfig(Hashed):
     name: str = "binding-quick"
     out_dir: str = "runs/binding-quick"
     seeds: tuple[int, ...] = (0,)
@@ -75,13 +75,6 @@ class BindingConfig:
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one seed, e.g. seeds = [0]")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def hash(self) -> str:
-        return stable_hash(self.to_dict())
-
     @property
     def result_hash(self) -> str:
         """Hash of everything the results depend on (not the output folder, device, threads,
@@ -99,38 +92,12 @@ SECTIONS = {"task": TaskConfig, "model": ModelConfig, "image": ImageConfig, "tra
 TOP = ("name", "out_dir", "seeds", "regimes", "device", "threads", "figures")
 
 
-def _build(cls, raw: dict[str, Any], where: str):
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} in [{where}]: valid keys are {sorted(names)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-
-
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BindingConfig:
-    """Read a binding-study TOML (top level: name, out_dir, seeds, regimes, device, threads;
-    sections [task], [model], [image], [train], [eval], [mech]) and apply ``section.key``
-    overrides (``--set train.text_steps=100``)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no binding config at {path}; presets: experiments/binding_quick.toml, "
-                                "experiments/binding_full.toml")
-    raw = tomllib.loads(path.read_text())
-    unknown = sorted(set(raw) - set(TOP) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} in {path}: valid are {list(TOP)} and sections {list(SECTIONS)}")
-    for key, value in (overrides or {}).items():
-        section, _, name = key.partition(".")
-        if name:
-            if section not in SECTIONS:
-                raise ValueError(f"--set {key}: unknown section {section!r}; valid sections are {list(SECTIONS)}")
-            raw.setdefault(section, {})[name] = value
-        else:
-            if key not in TOP:
-                raise ValueError(f"--set {key}: unknown key; valid top-level keys are {list(TOP)}")
-            raw[key] = value
-    top = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in TOP}
-    return BindingConfig(**top, **{k: _build(cls, raw.get(k, {}), k) for k, cls in SECTIONS.items()})
+    """Read a binding-study TOML (top level: name, out_dir, seeds, regimes, device, threads,
+    figures; sections [task], [model], [image], [train], [eval], [mech]) and apply overrides
+    (``--set train.text_steps=100``, ``--set seeds=[0,1]``)."""
+    return load_sectioned(path, BindingConfig, SECTIONS, top=TOP, overrides=overrides,
+                          presets="experiments/binding_quick.toml, experiments/binding_full.toml")
 
 
 # ------------------------------------------------------------------------ run

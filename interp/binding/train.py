@@ -18,7 +18,6 @@ Resume: every batch is a pure function of (seed, segment name, step), and a chec
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from interp.binding.model import BindingModel
 from interp.binding.task import (Layout, TaskConfig, external_tokens, layout, noise_gaps, reassign, sample_episodes,
                                  train_queries)
 from interp.io import atomic_path, environment, load_tensors, read_json, save_tensors, stable_hash, write_json
+from interp.schedule import warmup_cosine
 
 SLOT_KINDS = ("text", "noise-text", "image", "noise-image")
 
@@ -125,14 +125,6 @@ class Sources:
         return lay, external_tokens(lay, bank.features[torch.as_tensor(rows)], self.noise_pool, rng)
 
 
-def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
-    """Linear warmup to 1, then cosine down to ``floor`` at ``total``."""
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def _phase_at(phases: list[Phase], step: int) -> Phase:
     for p in phases:
         if step < p.steps:
@@ -166,7 +158,7 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
     total = sum(p.steps for p in phases)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, min(cfg.warmup_steps, max(1, total // 10)), cfg.min_lr_frac))
+        opt, warmup_cosine(total, min(cfg.warmup_steps, max(1, total // 10)), cfg.min_lr_frac))
     step, history, seconds = 0, [], 0.0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True, map_location="cpu")

@@ -28,8 +28,7 @@ import csv
 import gc
 import logging
 import time
-import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +39,8 @@ from interp.analysis.alignment import (DEFAULT_TEMPLATE, NO_GROUP, POOLS, SPLIT_
                                        cached_lm_class_features, class_split, feature_cache_path,
                                        load_cached_features, pool_image_features, top_hypernyms, train_head,
                                        zero_shot)
+from interp import configfile
+from interp.configfile import Hashed, build_section, load_sectioned
 from interp.io import environment, read_json, stable_hash, write_json, write_text
 from interp.metrics import mean_ci, pearson
 
@@ -130,7 +131,7 @@ class AlignEvalConfig:
 
 
 @dataclass(frozen=True)
-class AlignmentConfig:
+class AlignmentConfig(Hashed):
     name: str = "alignment-quick"
     out_dir: str = "runs/alignment-quick"
     data: AlignDataConfig = field(default_factory=AlignDataConfig)
@@ -139,60 +140,32 @@ class AlignmentConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     eval: AlignEvalConfig = field(default_factory=AlignEvalConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def hash(self) -> str:
-        return stable_hash(self.to_dict())
-
 
 SECTIONS = {"data": AlignDataConfig, "models": AlignModelsConfig, "split": AlignSplitConfig, "head": HeadConfig,
             "eval": AlignEvalConfig}
 
 
-def _section(cls, raw: dict[str, Any], where: str):
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} in [{where}]: valid keys are {sorted(names)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-
-
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AlignmentConfig:
     """Read an alignment TOML (top level ``name``/``out_dir``; sections [data], [models],
     [split], [head], [eval]); ``overrides`` maps "section.key" (or "name"/"out_dir") to values."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no alignment config at {path}; presets: experiments/alignment_quick.toml, "
-                                "experiments/alignment_full.toml")
-    raw = tomllib.loads(path.read_text())
-    top = {k: v for k, v in raw.items() if k not in SECTIONS}
-    unknown = sorted(set(top) - {"name", "out_dir"})
-    if unknown:
-        raise ValueError(f"unknown top-level keys {unknown} in {path}: valid are name, out_dir and sections "
-                         f"{sorted(SECTIONS)}")
-    cfg = AlignmentConfig(**top, **{k: _section(c, raw.get(k, {}), k) for k, c in SECTIONS.items()})
-    return apply_overrides(cfg, overrides or {})
+    return load_sectioned(path, AlignmentConfig, SECTIONS, overrides=overrides,
+                          presets="experiments/alignment_quick.toml, experiments/alignment_full.toml")
 
 
 def apply_overrides(cfg: AlignmentConfig, overrides: dict[str, Any]) -> AlignmentConfig:
-    for key, value in overrides.items():
-        section, _, name = key.partition(".")
-        value = tuple(value) if isinstance(value, list) else value
-        if not name:
-            if section not in ("name", "out_dir"):
-                raise ValueError(f"override {key!r}: use SECTION.KEY (sections {sorted(SECTIONS)}) or name/out_dir")
-            cfg = replace(cfg, **{section: value})
-            continue
-        if section not in SECTIONS:
-            raise ValueError(f"override {key!r}: unknown section {section!r}; sections are {sorted(SECTIONS)}")
-        sub = getattr(cfg, section)
-        if name not in {f.name for f in fields(sub)}:
-            raise ValueError(f"override {key!r}: unknown key {name!r}; [{section}] keys are "
-                             f"{sorted(f.name for f in fields(sub))}")
-        cfg = replace(cfg, **{section: replace(sub, **{name: value})})
-    return cfg
+    return configfile.apply_overrides(cfg, overrides, SECTIONS)
+
+
+def _spec_k(spec: str, minimum: int) -> int:
+    """K of a layer spec ``'every:K'`` / ``'spaced:K'``, at least ``minimum``."""
+    kind, _, text = spec.partition(":")
+    try:
+        k = int(text)
+    except ValueError:
+        k = minimum - 1
+    if k < minimum:
+        raise ValueError(f"layers {spec!r}: K in '{kind}:K' must be an integer >= {minimum}")
+    return k
 
 
 def parse_layers(spec: tuple[int, ...] | list[int] | str, n_layers: int) -> list[int]:
@@ -204,20 +177,10 @@ def parse_layers(spec: tuple[int, ...] | list[int] | str, n_layers: int) -> list
         if spec == "last":
             return [n_layers - 1]
         if spec.startswith("every:"):
-            try:
-                k = int(spec.split(":", 1)[1])
-            except ValueError:
-                k = 0
-            if k < 1:
-                raise ValueError(f"layers {spec!r}: K in 'every:K' must be an integer >= 1")
+            k = _spec_k(spec, 1)
             return sorted(set(range(0, n_layers, k)) | {n_layers - 1})
         if spec.startswith("spaced:"):
-            try:
-                k = int(spec.split(":", 1)[1])
-            except ValueError:
-                k = 0
-            if k < 2:
-                raise ValueError(f"layers {spec!r}: K in 'spaced:K' must be an integer >= 2")
+            k = _spec_k(spec, 2)
             return sorted({round(j * (n_layers - 1) / (k - 1)) for j in range(k)})
         raise ValueError(f"layers {spec!r}: use 'all', 'last', 'every:K', 'spaced:K' or a list of block indices")
     out = []
@@ -727,7 +690,7 @@ def write_outputs(cfg: AlignmentConfig, rows: list[dict], lm_only: list[dict], o
 def config_from_dict(d: dict[str, Any]) -> AlignmentConfig:
     """The inverse of :meth:`AlignmentConfig.to_dict` (e.g. from a study's config.json)."""
     top = {k: v for k, v in d.items() if k not in SECTIONS}
-    return AlignmentConfig(**top, **{k: _section(c, d.get(k, {}), k) for k, c in SECTIONS.items()})
+    return AlignmentConfig(**top, **{k: build_section(c, d.get(k, {}), k) for k, c in SECTIONS.items()})
 
 
 def load_outputs(study_dir: Path) -> tuple[AlignmentConfig, list[dict], list[dict], list[tuple[str, str]]]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from interp.conditions import WORLDS, Ablation
-from interp.io import stable_hash
+from interp.configfile import Hashed, load_sectioned
 from interp.train import TrainConfig
 
 
@@ -70,7 +69,7 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(Hashed):
     name: str = "quick"
     out_dir: str = "runs/quick"
     data: DataConfig = field(default_factory=DataConfig)
@@ -78,13 +77,6 @@ class StudyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def hash(self) -> str:
-        return stable_hash(self.to_dict())
 
 
 def parse_ablation(text: str) -> Ablation:
@@ -100,32 +92,11 @@ def parse_ablation(text: str) -> Ablation:
     raise ValueError(f"bad ablation {text!r}: use 'random:<rate in 0..1>' or 'systematic:<n categories>'")
 
 
-def _build(cls, raw: dict[str, Any], where: str):
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} in [{where}]: valid keys are {sorted(names)}")
-    conv = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    return cls(**conv)
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "grid": GridConfig, "eval": EvalConfig}
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
-    """Read a study TOML (sections: top level name/out_dir, [data], [model], [train], [grid], [eval])."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no study config at {path}; presets are in experiments/ (quick.toml, full.toml, paper.toml)")
-    raw = tomllib.loads(path.read_text())
-    sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "grid": GridConfig, "eval": EvalConfig}
-    top = {k: v for k, v in raw.items() if k not in sections}
-    unknown = sorted(set(top) - {"name", "out_dir"})
-    if unknown:
-        raise ValueError(f"unknown top-level keys {unknown} in {path}: valid are name, out_dir and sections {sorted(sections)}")
-    cfg = StudyConfig(**top, **{k: _build(cls, raw.get(k, {}), k) for k, cls in sections.items()})
-    for key, value in (overrides or {}).items():
-        value = tuple(value) if isinstance(value, list) else value  # as TOML lists become tuples
-        section, _, name = key.partition(".")
-        if name:
-            cfg = replace(cfg, **{section: replace(getattr(cfg, section), **{name: value})})
-        else:
-            cfg = replace(cfg, **{section: value})
-    return cfg
+    """Read a study TOML (top level name/out_dir; sections [data], [model], [train], [grid],
+    [eval]); ``overrides`` maps "section.key" (or "name"/"out_dir") to values."""
+    return load_sectioned(path, StudyConfig, SECTIONS, overrides=overrides,
+                          presets="experiments/ (quick.toml, full.toml, paper.toml)")

@@ -30,9 +30,8 @@ from __future__ import annotations
 import csv
 import random
 import time
-import tomllib
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,6 +40,7 @@ import torch
 
 from interp.analysis import function_vectors as fvs
 from interp.analysis import task_vectors as tvs
+from interp.configfile import Hashed, load_sectioned
 from interp.io import environment, load_tensors, read_json, save_tensors, stable_hash, write_json, write_text
 
 SOURCES = ("text_examples", "instruction", "image_examples", "instruction+examples", "text_examples_vlm")
@@ -163,7 +163,7 @@ class CurveConfig:
 
 
 @dataclass(frozen=True)
-class TaskVectorConfig:
+class TaskVectorConfig(Hashed):
     name: str = "task_vectors_quick"
     out_dir: str = "runs/task_vectors_quick"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -171,13 +171,6 @@ class TaskVectorConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     fv: FunctionVectorConfig = field(default_factory=FunctionVectorConfig)
     curve: CurveConfig = field(default_factory=CurveConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def hash(self) -> str:
-        return stable_hash(self.to_dict())
 
     def task_hash(self, task: str) -> str:
         """What a task's results depend on (not the task list, out_dir or name)."""
@@ -190,37 +183,10 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "method": MethodConfig, "f
             "curve": CurveConfig}
 
 
-def _build(cls, raw: dict[str, Any], where: str):
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} in [{where}]: valid keys are {sorted(names)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-
-
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TaskVectorConfig:
     """Read a task-vector TOML (top level name/out_dir; sections [model] [data] [method] [fv] [curve])."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no config at {path}; presets: experiments/task_vectors_quick.toml, "
-                                f"experiments/task_vectors_full.toml")
-    raw = tomllib.loads(path.read_text())
-    top = {k: v for k, v in raw.items() if k not in SECTIONS}
-    unknown = sorted(set(top) - {"name", "out_dir"})
-    if unknown:
-        raise ValueError(f"unknown top-level keys {unknown} in {path}: valid are name, out_dir and sections "
-                         f"{sorted(SECTIONS)}")
-    cfg = TaskVectorConfig(**top, **{k: _build(cls, raw.get(k, {}), k) for k, cls in SECTIONS.items()})
-    for key, value in (overrides or {}).items():
-        section, _, name = key.partition(".")
-        if name:
-            if section not in SECTIONS:
-                raise ValueError(f"--set {key}: unknown section {section!r}; valid are {sorted(SECTIONS)}")
-            value = tuple(value) if isinstance(value, list) else value
-            cfg = replace(cfg, **{section: replace(getattr(cfg, section), **{name: value})})
-        else:
-            cfg = replace(cfg, **{section: value})
-    return cfg
+    return load_sectioned(path, TaskVectorConfig, SECTIONS, overrides=overrides,
+                          presets="experiments/task_vectors_quick.toml, experiments/task_vectors_full.toml")
 
 
 # -------------------------------------------------------------------- data

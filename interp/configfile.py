@@ -1,0 +1,152 @@
+"""Study config files, shared by every study runner and CLI.
+
+A study config is a frozen dataclass with a few top-level keys (``name``, ``out_dir``...) and
+sections (``[data]``, ``[train]``...), each a frozen dataclass that validates itself in
+``__post_init__``. This module reads such a TOML file, applies ``section.key`` overrides
+(the CLIs' ``--set``) with errors that name the valid keys, and holds the CLI plumbing
+every runner shares (``--set/--out/--no-progress/--threads``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import tomllib
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TypeVar
+
+from interp.io import stable_hash
+
+C = TypeVar("C")
+
+
+class Hashed:
+    """``to_dict()`` and a stable ``hash`` for a (frozen) dataclass config."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @property
+    def hash(self) -> str:
+        return stable_hash(self.to_dict())
+
+
+def _tuples(value: Any) -> Any:
+    """Lists become tuples, as TOML lists do in a loaded config (frozen and hashable)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _check_keys(cls, keys, where: str) -> None:
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(keys) - names)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in [{where}]: valid keys are {sorted(names)}")
+
+
+def build_section(cls: type[C], raw: Mapping[str, Any], where: str) -> C:
+    """One TOML table -> its dataclass; an unknown key fails naming the valid ones."""
+    _check_keys(cls, raw, where)
+    return cls(**{k: _tuples(v) for k, v in raw.items()})
+
+
+def apply_overrides(cfg: C, overrides: Mapping[str, Any], sections: Mapping[str, type],
+                    top: Sequence[str] = ("name", "out_dir")) -> C:
+    """``{"train.lr": 1e-4, "out_dir": "runs/x"}`` applied to ``cfg``; every section
+    re-validates (``__post_init__``) with its new values."""
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        value = _tuples(value)
+        if not name:
+            if key not in top:
+                raise ValueError(f"override {key!r}: use SECTION.KEY (sections {sorted(sections)}) or a top-level "
+                                 f"key {list(top)}")
+            cfg = replace(cfg, **{key: value})  # type: ignore[type-var]
+            continue
+        if section not in sections:
+            raise ValueError(f"override {key!r}: unknown section {section!r}; valid sections are {sorted(sections)}")
+        sub = getattr(cfg, section)
+        _check_keys(type(sub), [name], section)
+        cfg = replace(cfg, **{section: replace(sub, **{name: value})})  # type: ignore[type-var]
+    return cfg
+
+
+def load_sectioned(path: str | Path, root: type[C], sections: Mapping[str, type], *,
+                   top: Sequence[str] = ("name", "out_dir"), overrides: Mapping[str, Any] | None = None,
+                   presets: str = "experiments/") -> C:
+    """Read a TOML config of ``root`` (top-level keys ``top``, tables ``sections``), then
+    apply ``overrides``. A missing file names the presets; unknown keys name the valid ones."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no config at {path}; presets: {presets}")
+    raw = tomllib.loads(path.read_text())
+    unknown = sorted(set(raw) - set(top) - set(sections))
+    if unknown:
+        raise ValueError(f"unknown top-level keys {unknown} in {path}: valid are {list(top)} and sections "
+                         f"{sorted(sections)}")
+    cfg = root(**{k: _tuples(v) for k, v in raw.items() if k in top},
+               **{k: build_section(cls, raw.get(k, {}), k) for k, cls in sections.items()})
+    return apply_overrides(cfg, overrides or {}, sections, top)
+
+
+# ------------------------------------------------------------------------- CLI
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as TOML (``true``, ``[0, 1]``, ``1e-3``, ``'x'``), else a Python
+    literal (``None``), else the plain string (``every:4``). Lists become tuples, as in a
+    loaded config."""
+    try:
+        return _tuples(tomllib.loads(f"v = {text}")["v"])
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return _tuples(ast.literal_eval(text))
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_sets(items: Sequence[str], out: str | None = None) -> dict[str, Any]:
+    """``["train.lr=1e-4", "seeds=[0,1]"]`` (+ ``--out``) -> overrides for :func:`apply_overrides`."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE (or a top-level KEY=VALUE)")
+        overrides[key] = parse_value(value)
+    if out:
+        overrides["out_dir"] = out
+    return overrides
+
+
+def cli_overrides(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """The overrides of ``--set`` and ``--out`` (see :func:`add_study_args`); a malformed
+    ``--set`` exits through ``ap.error`` with the bad item named."""
+    try:
+        return parse_sets(args.set, args.out)
+    except ValueError as e:
+        ap.error(str(e))
+        raise  # unreachable: ap.error exits
+
+
+def add_study_args(ap: argparse.ArgumentParser, config_help: str, set_example: str, *,
+                   threads: bool = True) -> None:
+    """The arguments every study CLI takes: CONFIG, --set, --out, --no-progress (, --threads)."""
+    ap.add_argument("config", help=config_help)
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help=f"override a config value (TOML syntax), e.g. {set_example}")
+    ap.add_argument("--out", help="output folder (default: the config's out_dir)")
+    ap.add_argument("--no-progress", action="store_true")
+    if threads:
+        ap.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: $OMP_NUM_THREADS if set, else all cores)")
+
+
+def set_threads(n: int | None = None) -> int:
+    """torch CPU threads: ``n``, else ``$OMP_NUM_THREADS``, else all cores."""
+    import torch
+
+    if n is not None and n < 1:
+        raise ValueError(f"threads {n}: must be >= 1")
+    n = n or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
