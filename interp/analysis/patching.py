@@ -1,10 +1,12 @@
 """Activation patching over a HookedVLM: one generic, batched loop.
 
 Like TransformerLens's ``patching`` module, one function covers every hook point and
-position set; unlike it, a whole row of the grid (all positions of one layer) runs in ONE
-forward pass (the batch axis holds the patched copies), the run starts at the patched
-layer from the cached corrupted residual (blocks before it are skipped, not recomputed),
-and the metric reads two unembedding rows, not the full vocabulary.
+position set; unlike it, a row of the grid (positions of one layer) runs in a few forward
+passes (the batch axis holds the patched copies), each pass starts at the patched layer
+from the cached corrupted residual (blocks before it are skipped, not recomputed) and
+computes only the positions the patch can change (the corrupted run's keys/values serve
+the ones before), cells where clean equals corrupted are not run, and the metric reads
+two unembedding rows, not the full vocabulary.
 
 Semantics follow TransformerLens: run the *corrupted* input, write the *clean*
 activation at (hook, position), read the metric. ``normalise`` maps the metric to
@@ -63,6 +65,65 @@ def _check_hook(vlm: HookedVLM, hook: str) -> str:
     return hook
 
 
+def plan_passes(positions: Sequence[int], cost: Callable[[list[int]], float], limit: Callable[[list[int]], bool]
+                ) -> list[list[int]]:
+    """Split sorted ``positions`` into contiguous groups (one forward pass each) minimising
+    the summed ``cost(group)``, every group within ``limit(group)``. Exact dynamic programme:
+    ``O(len(positions)^2)`` cost evaluations."""
+    pos = sorted(positions)
+    m = len(pos)
+    best = [0.0] + [float("inf")] * m  # best[j]: the cheapest plan of the first j positions
+    cut = [0] * (m + 1)
+    for j in range(1, m + 1):
+        for i in range(j - 1, -1, -1):
+            group = pos[i:j]
+            if not limit(group):
+                break  # longer groups only grow
+            c = best[i] + cost(group)
+            if c < best[j]:
+                best[j], cut[j] = c, i
+        if best[j] == float("inf"):
+            raise ValueError(f"position {pos[j - 1]} alone exceeds the pass limit")
+    groups, j = [], m
+    while j > 0:
+        groups.append(pos[cut[j]:j])
+        j = cut[j]
+    return groups[::-1]
+
+
+@dataclass(frozen=True)
+class PackedPass:
+    """Patched copies of one sequence packed into ONE row: the copy patched at position
+    ``p`` holds only positions ``p..n_pos-1`` (the earlier ones equal the corrupted run's,
+    whose keys/values stand in for them), copies side by side.
+
+    ``pos [T]``: the original position of each packed token; ``copy [T]``: its copy;
+    ``starts [copies]``: where each copy begins in the row (its patched token).
+    """
+
+    pos: torch.Tensor
+    copy: torch.Tensor
+    starts: torch.Tensor
+
+    @classmethod
+    def of(cls, patched: Sequence[int], n_pos: int) -> "PackedPass":
+        pos = torch.cat([torch.arange(p, n_pos) for p in patched])
+        copy = torch.cat([torch.full((n_pos - p,), i) for i, p in enumerate(patched)])
+        lengths = torch.tensor([n_pos - p for p in patched])
+        return cls(pos, copy, torch.cumsum(lengths, 0) - lengths)
+
+    def mask(self, n_pos: int, key_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Additive mask ``[1, 1, T, n_pos + T]`` over (the corrupted run's ``n_pos`` keys,
+        then the packed tokens): a token sees the corrupted keys before its copy's patched
+        position and the earlier tokens of its own copy; ``key_mask [n_pos]`` drops padding."""
+        first = self.pos[self.starts][self.copy]  # [T] the copy's patched position
+        prefix = (torch.arange(n_pos)[None, :] < first[:, None]) & key_mask.bool().cpu()[None, :]
+        own = (self.copy[:, None] == self.copy[None, :]) & (self.pos[None, :] <= self.pos[:, None])
+        allowed = torch.cat([prefix, own], dim=1)
+        out = torch.zeros(allowed.shape, dtype=dtype)
+        return out.masked_fill_(~allowed, torch.finfo(dtype).min)[None, None]
+
+
 @torch.no_grad()
 def patch_grid(
     vlm: HookedVLM,
@@ -75,11 +136,32 @@ def patch_grid(
     positions: Sequence[int] | None = None,
     max_batch: int = 64,
     normalise: bool = False,
+    packed: bool | None = None,
+    skip_identical: bool = True,
+    max_tokens: int = 1024,
+    pass_overhead: float = 64.0,
 ) -> torch.Tensor:
     """Patch clean activations into the corrupted run at every (layer, position).
 
     Clean and corrupted must have the same length (same token/image layout). Returns
     ``[len(layers), len(positions)]`` metric values (or normalised 0..1 scores).
+
+    Exact, and fast because nothing is computed that the patch cannot change:
+
+    - blocks before the patched layer are skipped: each pass starts from the cached
+      corrupted ``hook_resid_pre`` of that layer;
+    - a patch at position ``p`` of a causal LM leaves the positions before ``p`` as in the
+      corrupted run, so (``packed``) each patched copy computes only positions ``>= p`` and
+      reads the corrupted run's keys/values for the others; the copies of a layer are packed
+      side by side in one row with a block mask (:class:`PackedPass`), in passes of at most
+      ``max_tokens`` tokens planned by :func:`plan_passes` (cost: tokens + attention pairs +
+      ``pass_overhead`` tokens per pass);
+    - a cell whose clean and corrupted activations are equal (a shared prefix) IS the
+      corrupted run: its value is the corrupted metric, without a pass (``skip_identical``);
+    - the metric reads a few unembedding rows, not the full vocabulary.
+
+    ``packed=None``: packed unless a sliding attention window is shorter than the sequence
+    (then up to ``max_batch`` full-length copies per pass, the plain batched loop).
     """
     lm = vlm.lm
     hook = _check_hook(vlm, hook)
@@ -92,32 +174,80 @@ def patch_grid(
     bad = [p for p in positions if not 0 <= p < n_pos]
     if bad:
         raise ValueError(f"positions {bad} out of range 0..{n_pos - 1}")
-    names = [f"blocks.{l}.hook_resid_pre" for l in layers] + [f"blocks.{l}.{hook}" for l in layers]
-    _, clean_cache = vlm.run_with_cache(clean.batch, clean.features, names=sorted(set(names)), logits_at=None)
-    _, corr_cache = vlm.run_with_cache(corrupted.batch, corrupted.features, names=sorted(set(names)), logits_at=None)
-    base_clean = metric(vlm.lm(vlm.embed(clean.batch, clean.features), clean.batch.attention_mask), clean.batch)
-    base_corr = metric(vlm.lm(vlm.embed(corrupted.batch, corrupted.features), corrupted.batch.attention_mask),
-                       corrupted.batch)
-    out = torch.empty(len(layers), len(positions))
+    if max_batch < 1 or max_tokens < n_pos:
+        raise ValueError(f"max_batch {max_batch} (must be >= 1), max_tokens {max_tokens} (must be >= the sequence "
+                         f"length {n_pos})")
+    window = lm.sliding_window
+    if packed is None:
+        packed = window is None or n_pos <= window
+    elif packed and window is not None and n_pos > window:
+        raise ValueError(f"packed patching needs the sequence ({n_pos} positions) within the sliding window ({window})")
+    names = sorted({f"blocks.{l}.hook_resid_pre" for l in layers} | {f"blocks.{l}.{hook}" for l in layers})
+    mask = corrupted.batch.attention_mask
+    clean_out, clean_cache = vlm.run_with_cache(clean.batch, clean.features, names=names, logits_at=None)
+    corr_cache: dict[str, torch.Tensor] = {}
+    savers = [(n, lambda t, hook, n=n: corr_cache.__setitem__(n, t.detach())) for n in names]
+    corr_resid, kv = lm.forward_with_kv(vlm.embed(corrupted.batch, corrupted.features), mask, fwd_hooks=savers)
+    for name in names:
+        if clean_cache[name].shape[1] != n_pos:
+            raise ValueError(f"hook {name!r} has shape {tuple(clean_cache[name].shape)}: patching needs the position "
+                             f"axis second ([batch, pos, ...], pos = {n_pos}); attention patterns are not patchable here")
+    base_clean = metric(clean_out.resid, clean.batch)
+    base_corr = metric(corr_resid, corrupted.batch)
+    if packed:
+        attn = lm.attention_cost_ratio
+
+        def cost(group: list[int]) -> float:
+            t = sum(n_pos - p for p in group)
+            return t + attn * t * (n_pos + t) + pass_overhead
+
+        def limit(group: list[int]) -> bool:
+            return sum(n_pos - p for p in group) <= max_tokens
+    else:
+        def cost(group: list[int]) -> float:
+            return len(group) * n_pos + pass_overhead
+
+        def limit(group: list[int]) -> bool:
+            return len(group) <= max_batch
+
+    out = torch.full((len(layers), len(positions)), float(base_corr[0]))
+    where: dict[int, list[int]] = {}
+    for i, p in enumerate(positions):
+        where.setdefault(p, []).append(i)
     for li, layer in enumerate(layers):
         name = f"blocks.{layer}.{hook}"
         start = corr_cache[f"blocks.{layer}.hook_resid_pre"]
-        src = clean_cache[name]
-        for s in range(0, len(positions), max_batch):
-            chunk = positions[s:s + max_batch]
-            n = len(chunk)
-            rows = torch.arange(n)
-            cols = torch.tensor(chunk)
+        src, tgt = clean_cache[name], corr_cache[name]
+        todo = [p for p in where if not (skip_identical and torch.equal(src[0, p], tgt[0, p]))]
+        for group in plan_passes(todo, cost, limit):
+            n = len(group)
+            cols = torch.tensor(group)
+            if packed:
+                pk = PackedPass.of(group, n_pos)
+                dev = start.device
 
-            def write(t, hook, rows=rows, cols=cols):
-                t = t.clone()
-                t[rows, cols] = src[0, cols].to(t.dtype)
-                return t
+                def write(t, hook, at=pk.starts.to(dev), cols=cols):
+                    t = t.clone()
+                    t[0, at] = src[0, cols].to(t.dtype)
+                    return t
 
-            batch = _repeat(corrupted.batch, n)
-            resid = lm(start.expand(n, -1, -1), batch.attention_mask, start_at_layer=layer,
-                       fwd_hooks=[(name, write)])
-            out[li, s:s + n] = metric(resid, batch).float().cpu()
+                resid = lm(start[:, pk.pos.to(dev)], pk.mask(n_pos, mask[0], start.dtype).to(dev),
+                           start_at_layer=layer, fwd_hooks=[(name, write)], past=kv,
+                           position_ids=pk.pos[None].to(dev))
+                full = corr_resid.expand(n, -1, -1).clone()
+                full[pk.copy.to(dev), pk.pos.to(dev)] = resid[0].to(full.dtype)
+                resid = full
+            else:
+                def write(t, hook, rows=torch.arange(n), cols=cols):
+                    t = t.clone()
+                    t[rows, cols] = src[0, cols].to(t.dtype)
+                    return t
+
+                resid = lm(start.expand(n, -1, -1), mask.expand(n, -1), start_at_layer=layer,
+                           fwd_hooks=[(name, write)])
+            values = metric(resid, _repeat(corrupted.batch, n)).float().cpu()
+            for v, p in zip(values, group):
+                out[li, where[p]] = v
     if normalise:
         out = (out - base_corr.cpu()) / (base_clean.cpu() - base_corr.cpu())
     return out

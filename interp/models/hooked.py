@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -36,6 +37,35 @@ FwdHooks = Sequence[tuple[str | Callable[[str], bool], HookFn]]
 
 class _Stop(Exception):
     """Raised by a hook to end a forward pass early (stop_at_layer)."""
+
+
+@dataclass(frozen=True)
+class KVPrefix:
+    """The keys and values of every layer over the first positions of a run: the past of
+    later runs that share those positions (causal: what comes after cannot change them).
+
+    ``keys[i]``, ``values[i]``: ``[batch, kv_heads, pos, d_head]`` of block ``i`` (all
+    positions, also for sliding-window layers; the cache built from them keeps the window).
+    """
+
+    keys: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
+
+    @property
+    def n_pos(self) -> int:
+        return int(self.keys[0].shape[-2])
+
+    def as_cache(self, config, batch: int):
+        """A transformers ``DynamicCache`` holding this prefix for ``batch`` rows (a 1-row
+        prefix is broadcast)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=config)
+        for i, (k, v) in enumerate(zip(self.keys, self.values)):
+            if k.shape[0] not in (1, batch):
+                raise ValueError(f"a prefix of {k.shape[0]} rows cannot serve a batch of {batch}")
+            cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), i)
+        return cache
 
 
 class HookedLM(nn.Module):
@@ -81,6 +111,31 @@ class HookedLM(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.hf.parameters()).dtype
+
+    @property
+    def sliding_window(self) -> int | None:
+        """The sliding attention window of the layers that have one (``None``: every layer
+        attends to all earlier positions). Conservative: a configured window counts unless
+        the config says no layer uses it."""
+        cfg = self.hf.config
+        window = getattr(cfg, "sliding_window", None)
+        types = getattr(cfg, "layer_types", None)
+        if window is None or getattr(cfg, "use_sliding_window", True) is False:
+            return None
+        if types is not None and "sliding_attention" not in types:
+            return None
+        return int(window)
+
+    @property
+    def attention_cost_ratio(self) -> float:
+        """Multiply-adds of one (query, key) attention pair over those of one token through
+        the block weights, summed over layers (to plan packed passes): ``2 * heads * d_head /
+        (block params / layers)``."""
+        cfg = self.hf.config
+        heads = int(cfg.num_attention_heads)
+        d_head = int(getattr(cfg, "head_dim", None) or self.d_model // heads)
+        per_layer = sum(p.numel() for p in self.hf.model.layers.parameters()) / self.n_layers
+        return 2 * heads * d_head / per_layer
 
     def _alias_map(self) -> dict[str, str]:
         from transformer_lens.model_bridge.bridge_core import build_alias_to_canonical_map
@@ -171,21 +226,44 @@ class HookedLM(nn.Module):
         fwd_hooks: FwdHooks = (),
         start_at_layer: int | None = None,
         stop_at_layer: int | None = None,
+        past: KVPrefix | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the blocks and the final norm; return the normalised final residual.
 
         Args:
             embeds: ``[batch, pos, d_model]`` input embeddings, or with ``start_at_layer=k``
                 the residual entering block ``k`` (``blocks.{k}.hook_resid_pre``).
-            attention_mask: ``[batch, pos]`` 1 for real tokens (right padding).
+            attention_mask: ``[batch, pos]`` 1 for real tokens (right padding); with
+                ``past``, ``[batch, past.n_pos + pos]``. Or a full additive mask
+                ``[batch, 1, pos, past.n_pos + pos]`` (0 = attend, -inf = not), used as it
+                is (with ``position_ids``: several sequences packed in one row).
             fwd_hooks: ``[(hook name or filter, fn(tensor, hook))]``, active for this call.
             stop_at_layer: return the residual entering this block (not normalised).
+            past: keys/values of the positions before ``embeds`` (:meth:`forward_with_kv`):
+                only the later positions are computed; hooks see those positions only.
+            position_ids: ``[batch, pos]`` (default: ``past.n_pos + arange(pos)``).
 
         Returns:
-            ``[batch, pos, d_model]``; use :meth:`unembed` on the positions you need.
+            ``[batch, pos, d_model]`` (the positions of ``embeds``); use :meth:`unembed` on
+            the positions you need.
         """
+        n, s = embeds.shape[:2]
+        p = 0 if past is None else past.n_pos
         if attention_mask is None:
-            attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+            attention_mask = torch.ones(n, p + s, dtype=torch.long, device=embeds.device)
+        valid = [(n, p + s), (n, 1, s, p + s)]
+        if tuple(attention_mask.shape) not in valid:
+            raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)}: expected {valid[0]} or the full "
+                             f"mask {valid[1]} ({p} past + {s} new positions)")
+        kw: dict = {"use_cache": False}
+        if p:
+            kw = {"use_cache": True, "past_key_values": past.as_cache(self.hf.config, n),
+                  "position_ids": torch.arange(p, p + s, device=embeds.device).expand(n, -1)}
+        if position_ids is not None:
+            if tuple(position_ids.shape) != (n, s):
+                raise ValueError(f"position_ids of shape {tuple(position_ids.shape)}: expected {(n, s)}")
+            kw["position_ids"] = position_ids
         start = 0 if start_at_layer is None else self.check_layer(start_at_layer)
         hooks = list(fwd_hooks)
         stopped: list[torch.Tensor] = []
@@ -206,7 +284,7 @@ class HookedLM(nn.Module):
             if start == 0:
                 x = self.hook_point("hook_embed")(x)
             try:
-                out = self.hf.model(inputs_embeds=x, attention_mask=attention_mask, use_cache=False)
+                out = self.hf.model(inputs_embeds=x, attention_mask=attention_mask, **kw)
             except _Stop:
                 return stopped[0]
         if stopped:
@@ -214,6 +292,21 @@ class HookedLM(nn.Module):
         return out.last_hidden_state
 
     # ------------------------------------------------- shared-prefix fast path
+    @torch.no_grad()
+    def forward_with_kv(self, embeds: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                        fwd_hooks: FwdHooks = ()) -> tuple[torch.Tensor, KVPrefix]:
+        """:meth:`forward` from the embeddings ``[batch, pos, d_model]`` that also returns the
+        keys and values of every layer, so later runs can continue from it
+        (``forward(past=...)``): ``(normalised final residual, KVPrefix)``."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()  # without the config every layer keeps all positions
+        with self.hooks(fwd_hooks):
+            x = self.hook_point("hook_embed")(embeds)
+            out = self.hf.model(inputs_embeds=x, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
+        kv = KVPrefix(tuple(l.keys for l in cache.layers), tuple(l.values for l in cache.layers))
+        return out.last_hidden_state, kv
+
     @torch.no_grad()
     def prefix_cache(self, embeds: torch.Tensor):
         """Run unpadded prefixes ``[n, P, d_model]`` once and return their KV cache (for
