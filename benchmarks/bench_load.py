@@ -1,5 +1,6 @@
 """Load times (first = dequantize GGUF + cache; cached = reload) and peak memory of the
-embedded models. The first load is measured in a fresh cache folder.
+embedded models. The first load is measured in a fresh cache folder. Also the time to parse
+WordNet's noun files (Debian wordnet-base), read at the start of every study.
 
     .venv/bin/python benchmarks/bench_load.py [--quick]
 """
@@ -44,7 +45,20 @@ def main() -> None:
             cached, mem2 = _load(name, fresh)
             res[name] = {"first_load_s": first, "cached_load_s": cached, "first_over_cached": first / cached,
                          "peak_rss_mib_first": mem1, "peak_rss_mib_cached": mem2}
+    res["wordnet_parse_s"] = _wordnet_parse_seconds()
     save("load_quick" if args.quick else "load", res)
+
+
+def _wordnet_parse_seconds() -> float | None:
+    """Seconds to parse data.noun and index.noun (None when wordnet-base is not installed)."""
+    from interp.data import wordnet as wn
+
+    if not (wn.DEFAULT_DIR / "data.noun").exists():
+        return None
+    t = time.perf_counter()
+    wn._parse_data(wn.DEFAULT_DIR / "data.noun")
+    wn._parse_index(wn.DEFAULT_DIR / "index.noun")
+    return time.perf_counter() - t
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,9 @@ def wn():
     return wnmod.load_wordnet()
 
 
-def test_parse_is_fast_and_complete():
-    t = time.perf_counter()
+def test_parse_is_complete():
     syn = wnmod._parse_data(wnmod.DEFAULT_DIR / "data.noun")
     idx = wnmod._parse_index(wnmod.DEFAULT_DIR / "index.noun")
-    assert time.perf_counter() - t < 2.0
     assert len(syn) == 82115 and len(idx) > 100_000
 
 
