@@ -449,3 +449,30 @@ probe_shapes = 8
             main([str(cfg), "--set", "train.epochs=3"])
     finally:
         os.environ.pop("INTERP_CACHE", None)
+
+
+def test_main_query_sees_no_later_token():
+    """The causal mask holds at the scored positions: the main query's logits in the
+    multi-query training layout (whose answer token follows it) equal those of the
+    single-query layout, and editing a token after a position never changes its logits,
+    while editing the context does (the answer cannot leak; the context is read)."""
+    from interp.binding.task import train_queries
+
+    m = tiny_model().eval()
+    v = m.vocab
+    rng = np.random.default_rng(7)
+    ep = sample_episodes(rng, SMALL, 8)
+    one, many = layout(ep, v), layout(ep, v, after=train_queries(rng, ep, 4))
+    with torch.no_grad():
+        base = m(one)
+        assert torch.allclose(m(many), base, atol=1e-5)
+        pos, _ = many.scored
+        ref = m(many, positions=pos)
+        edited = many.ids.clone()
+        edited[:, pos[0, 1] + 1:] = v.item(0)  # everything after the second scored query
+        alt = m(type(many)(edited, many.mask, many.answer, many.last, many.role, many.ext_code), positions=pos)
+        assert torch.allclose(alt[:, :2], ref[:, :2], atol=1e-5) and not torch.allclose(alt[:, 2:], ref[:, 2:])
+        ctx = one.ids.clone()
+        ctx[:, 2] = v.shape(0) if int(ctx[0, 2]) != v.shape(0) else v.shape(1)
+        changed = m(type(one)(ctx, one.mask, one.answer, one.last, one.role, one.ext_code))
+        assert not torch.allclose(changed, base, atol=1e-5)
