@@ -9,9 +9,9 @@ reads it, so figures can be restyled without re-running anything:
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
+from interp.io import read_csv
 from interp.studies.report import aggregate, depth_table, grid_markdown, write_figures
 
 NUMERIC = {"rate": float, "seed": int, "depth": int, "n": int, "f1": float, "chance_f1": float, "yes_rate": float,
@@ -19,8 +19,7 @@ NUMERIC = {"rate": float, "seed": int, "depth": int, "n": int, "f1": float, "cha
 
 
 def read_rows(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [{k: NUMERIC.get(k, str)(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return read_csv(path, NUMERIC)
 
 
 def main() -> None:

@@ -8,14 +8,16 @@ Nothing here unpickles: tensors go to safetensors, configs and metadata to JSON.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
 import platform
+import re
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -49,6 +51,44 @@ def read_json(path: str | Path) -> Any:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_csv(path: str | Path, rows: Iterable[dict], columns: Sequence[str] | None = None) -> None:
+    """Write dict rows as a CSV table, atomically. ``columns``: the header (keys outside it
+    are dropped, missing cells left empty; written even without rows); default: every key
+    in first-seen order (nothing is written without rows)."""
+    rows = list(rows)
+    if columns is None:
+        if not rows:
+            return
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore", restval="")
+        w.writeheader()
+        w.writerows(rows)
+
+
+_INT = re.compile(r"[-+]?\d+")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(nan|inf)")
+
+
+def parse_cell(text: str) -> int | float | str:
+    """A CSV cell as Python wrote it: an int, a float (``nan``/``inf`` included), else the text."""
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return text
+
+
+def read_csv(path: str | Path, types: Mapping[str, Callable[[str], Any]] | None = None) -> list[dict]:
+    """Read a CSV table as dict rows. ``types``: a converter per column (other columns and
+    empty cells stay text); default: every cell through :func:`parse_cell`."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if types is None:
+        return [{k: parse_cell(v) for k, v in r.items()} for r in rows]
+    return [{k: (types[k](v) if k in types and v != "" else v) for k, v in r.items()} for r in rows]
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:

@@ -16,7 +16,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import torch
@@ -69,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, patch_grid
     from interp.sequence import single_token_id, vlm_item
+    from interp.io import write_csv
     from interp.vlm import load_vlm
 
     ckpt = args.checkpoint or _default_checkpoint()
@@ -147,10 +147,7 @@ def main(argv: list[str] | None = None) -> None:
                 agree = compare_to_exact(att.grid, grid)
                 print(f"attribution vs exact over {agree.n_cells} cells: Pearson {agree.pearson:.3f}, "
                       f"sign agreement {agree.sign_agreement:.2f}")
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(stem.with_suffix(".csv"), rows)
     print(f"wrote {stem}.csv")
 
 

@@ -6,13 +6,12 @@ Everything here reads the per-run result dicts (or the CSV tables written from t
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from interp.io import atomic_path, write_text
+from interp.io import read_csv, write_csv, write_text  # noqa: F401 (read_csv: used by figures/binding.py)
 from interp.metrics import mean_ci
 
 #: the brief's published numbers (section C of SEEDS.md)
@@ -38,29 +37,6 @@ def tidy(results: Iterable[dict]) -> dict[str, list[dict]]:
             for key in ("interchange", "knockout", "probes"):
                 tables[key] += [{"regime": regime, "seed": seed, **row} for row in mech[key]]
     return tables
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-
-
-def read_csv(path: Path) -> list[dict]:
-    def conv(v: str):
-        for t in (int, float):
-            try:
-                return t(v)
-            except ValueError:
-                pass
-        return v
-
-    with open(path) as f:
-        return [{k: conv(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def _ordered(regimes: Iterable[str]) -> list[str]:

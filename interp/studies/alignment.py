@@ -24,7 +24,6 @@ once, before any work, if one of its LMs cannot be loaded (the message says what
 
 from __future__ import annotations
 
-import csv
 import gc
 import logging
 import time
@@ -39,9 +38,9 @@ from interp.analysis.alignment import (DEFAULT_TEMPLATE, NO_GROUP, POOLS, SPLIT_
                                        cached_lm_class_features, class_split, feature_cache_path,
                                        load_cached_features, pool_image_features, top_hypernyms, train_head,
                                        zero_shot)
-from interp import configfile
+from interp import configfile, io
 from interp.configfile import Hashed, build_section, load_sectioned
-from interp.io import environment, read_json, stable_hash, write_json, write_text
+from interp.io import environment, read_json, stable_hash, write_csv, write_json, write_text
 from interp.metrics import mean_ci, pearson
 
 log = logging.getLogger(__name__)
@@ -470,20 +469,9 @@ NUMERIC = {"lm_seed": int, "layer": int, "n_layers": int, "rel_depth": float, "s
            "same_group_chance": float, "loss_first": float, "loss_last": float, "seconds": float}
 
 
-def write_csv(path: Path, rows: list[dict], columns: Sequence[str]) -> None:
-    from interp.io import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-
-
 def read_csv(path: Path, numeric: dict[str, type] | None = None) -> list[dict]:
-    numeric = NUMERIC if numeric is None else numeric
-    with open(path, newline="") as f:
-        return [{k: (numeric[k](v) if k in numeric and v != "" else v) for k, v in r.items()}
-                for r in csv.DictReader(f)]
+    """A table of this study, its numeric columns (default :data:`NUMERIC`) parsed."""
+    return io.read_csv(path, NUMERIC if numeric is None else numeric)
 
 
 def summarize(rows: list[dict]) -> list[dict]:

@@ -22,7 +22,6 @@ safetensors in ``out_dir``. Experiments write tables; :func:`figures` redraws fr
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from interp.io import atomic_path, environment, load_tensors, save_tensors, sha256_file, write_json, write_text
+from interp.io import environment, load_tensors, save_tensors, sha256_file, write_csv, write_json, write_text
 
 ANALYSES = ("probes", "directions", "steering", "lens", "similarity", "patching")
 
@@ -75,27 +74,6 @@ class Context:
     acts: Any                    # interp.analysis.collect.ConceptActs ([layers, n, d] per modality)
     hypernyms: list[str]
     members: dict[str, set[str]] = field(default_factory=dict)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for k, v in r.items():
-            try:
-                r[k] = float(v) if any(c in v for c in ".e") or v.lstrip("-").isdigit() else v
-            except ValueError:
-                pass
-    return rows
 
 
 # --------------------------------------------------------------------- context
@@ -288,34 +266,34 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
     if "probes" in cfg.analyses or ("steering" in cfg.analyses and cfg.steering_layer is None):
         t = time.perf_counter()
         probe_rows = probes(ctx, cfg)
-        _write_csv(out / "probes.csv", probe_rows)
+        write_csv(out / "probes.csv", probe_rows)
         timed("probes", t)
     if "directions" in cfg.analyses:
         t = time.perf_counter()
-        _write_csv(out / "directions.csv", directions(ctx, cfg))
+        write_csv(out / "directions.csv", directions(ctx, cfg))
         timed("directions", t)
     if "steering" in cfg.analyses:
         t = time.perf_counter()
         layer = cfg.steering_layer if cfg.steering_layer is not None else best_transfer_layer(probe_rows)
         ctx.vlm.lm.check_layer(layer)
         summary["steering_layer"] = layer
-        _write_csv(out / "steering.csv", steering(ctx, cfg, layer))
+        write_csv(out / "steering.csv", steering(ctx, cfg, layer))
         timed("steering", t)
     if "lens" in cfg.analyses:
         t = time.perf_counter()
         ranks, top = lens(ctx, cfg)
-        _write_csv(out / "lens_ranks.csv", ranks)
-        _write_csv(out / "lens_top.csv", top)
+        write_csv(out / "lens_ranks.csv", ranks)
+        write_csv(out / "lens_top.csv", top)
         timed("lens", t)
     if "similarity" in cfg.analyses:
         t = time.perf_counter()
-        _write_csv(out / "similarity.csv", similarity(ctx, cfg))
+        write_csv(out / "similarity.csv", similarity(ctx, cfg))
         _umap_table(ctx, out, cfg.seed)
         timed("similarity", t)
     if "patching" in cfg.analyses:
         t = time.perf_counter()
         rows, psum = patching(ctx, cfg)
-        _write_csv(out / "patching.csv", rows)
+        write_csv(out / "patching.csv", rows)
         summary["patching"] = psum
         timed("patching", t)
     summary["seconds"] = time.perf_counter() - t0
@@ -341,7 +319,7 @@ def _umap_table(ctx: Context, out: Path, seed: int, layer: int | None = None) ->
     rows = [{"concept": c, "modality": m, "top_hypernym": t, "layer": layer, "x": float(emb[i + k * n, 0]),
              "y": float(emb[i + k * n, 1])} for k, m in enumerate(("text", "image")) for i, (c, t) in
             enumerate(zip(ctx.concepts, top))]
-    _write_csv(out / "umap.csv", rows)
+    write_csv(out / "umap.csv", rows)
 
 
 def _merge_summary(path: Path, new: dict[str, Any]) -> dict[str, Any]:

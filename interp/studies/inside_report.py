@@ -16,7 +16,7 @@ from interp.plots import heatmap, line_with_ci, save_figure
 
 
 def _rows(out: Path, name: str) -> list[dict] | None:
-    from interp.studies.inside import read_csv
+    from interp.io import read_csv
 
     p = out / f"{name}.csv"
     return read_csv(p) if p.exists() else None

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from interp.io import write_text
+from interp.io import write_csv, write_text
 from interp.metrics import mean_ci, pearson
 from interp.plots import grouped_bars, line_with_ci, save_figure, scatter_groups
 
@@ -95,16 +94,8 @@ def coherence_table(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]
 def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source: str = "CONFIG") -> dict[str, Any]:
     """results.csv, lm_only.csv, report.md, figures/*.html|png; prints the grid."""
     out = Path(out)
-    if rows:
-        with open(out / "results.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-    if lm_only:
-        with open(out / "lm_only.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(lm_only[0]))
-            w.writeheader()
-            w.writerows(lm_only)
+    write_csv(out / "results.csv", rows)
+    write_csv(out / "lm_only.csv", lm_only)
     agg = aggregate(rows)
     depth = depth_table(rows)
     coh = coherence_table(rows)

@@ -27,7 +27,6 @@ of an accepted answer (the brief's metric); ``set`` = argmax over the task's ans
 
 from __future__ import annotations
 
-import csv
 import random
 import time
 from collections import defaultdict
@@ -41,7 +40,8 @@ import torch
 from interp.analysis import function_vectors as fvs
 from interp.analysis import task_vectors as tvs
 from interp.configfile import Hashed, load_sectioned
-from interp.io import environment, load_tensors, read_json, save_tensors, stable_hash, write_json, write_text
+from interp.io import (environment, load_tensors, read_csv, read_json, save_tensors, stable_hash, write_csv, write_json,
+                       write_text)
 
 SOURCES = ("text_examples", "instruction", "image_examples", "instruction+examples", "text_examples_vlm")
 TARGETS = ("text", "image")
@@ -593,14 +593,8 @@ CSV_FILES = {"test": "results.csv", "sweep": "sweep.csv", "curve": "curve.csv", 
              "heads": "heads.csv"}
 
 
-def _write_csv(path: Path, rows: list[dict], cols: list[str]) -> None:
-    from interp.io import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: r.get(c, "") for c in cols})
+TABLE_TYPES = {**{k: float for k in ("em", "set", "cos", "aie")},
+               **{k: int for k in ("layer", "n", "n_examples", "seed", "head")}, "top": lambda v: v == "True"}
 
 
 def read_tables(out: Path) -> dict[str, list[dict]]:
@@ -611,18 +605,7 @@ def read_tables(out: Path) -> dict[str, list[dict]]:
         if not path.exists():
             tables[kind] = []
             continue
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
-        for r in rows:
-            for key in ("em", "set", "cos", "aie"):
-                if key in r and r[key] != "":
-                    r[key] = float(r[key])
-            for key in ("layer", "n", "n_examples", "seed", "head"):
-                if key in r and r[key] not in ("", None):
-                    r[key] = int(r[key])
-            if "top" in r:
-                r["top"] = r["top"] == "True"
-        tables[kind] = rows
+        tables[kind] = read_csv(path, TABLE_TYPES)
     return tables
 
 
@@ -721,7 +704,7 @@ def write_outputs(cfg: TaskVectorConfig, results: list[dict], out: Path, source:
     rows = [r for res in results for r in res["rows"]]
     rows += constant_rows(cfg, results, rows)
     for kind, name in CSV_FILES.items():
-        _write_csv(out / name, [r for r in rows if r["kind"] == kind], CSV_FIELDS[kind])
+        write_csv(out / name, [r for r in rows if r["kind"] == kind], CSV_FIELDS[kind])
     tables = read_tables(out)
     layers = sorted({r["layer"] for r in tables["cosine"]}) or list(cfg.method.layers)
     cos = cosine_summary(out, [r["task"] for r in results], layers)

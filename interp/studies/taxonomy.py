@@ -10,7 +10,6 @@ plotly figures. Results land in ``config.out_dir``.
 
 from __future__ import annotations
 
-import csv
 import random
 import time
 from dataclasses import asdict, dataclass, replace
@@ -23,7 +22,7 @@ import torch
 from interp.conditions import removed_leaves, world_mapping
 from interp.evaluate import continuation_logprob, score_examples, text_yes_no
 from interp.examples import Example
-from interp.io import atomic_path, environment, read_json, stable_hash, write_json
+from interp.io import environment, read_json, stable_hash, write_csv, write_json
 from interp.metrics import coherence, macro_f1
 from interp.studies.config import StudyConfig, parse_ablation
 from interp.studies.questions import cloze_prompt, examples_for_images, text_test_items, truth_question
@@ -164,11 +163,7 @@ def evaluate_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Pat
     scores = score_examples(vlm, data.features, examples, batch_size=cfg.eval.batch_size, progress=progress,
                             desc=f"eval {spec.run_id}")
     rows = per_hypernym_rows(examples, scores, spec, world_coherence(data, mapping))
-    with atomic_path(run_dir / "scores.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(examples[0].to_row()) + ["score"])
-        w.writeheader()
-        for ex, sc in zip(examples, scores.tolist()):
-            w.writerow({**ex.to_row(), "score": sc})
+    write_csv(run_dir / "scores.csv", [{**ex.to_row(), "score": sc} for ex, sc in zip(examples, scores.tolist())])
     write_json(run_dir / "rows.json", {"rows": rows, "n_test_examples": len(examples), "config": cfg.to_dict(),
                                        "train": {k: v for k, v in (train_summary or {}).items() if k != "losses"},
                                        "data_manifest": data.manifest_hash, "environment": environment()})

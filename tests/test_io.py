@@ -1,0 +1,33 @@
+"""Tidy tables: the one CSV writer/reader every study uses."""
+
+import math
+
+from interp.io import parse_cell, read_csv, write_csv
+
+
+def test_csv_round_trip_parses_what_python_wrote(tmp_path):
+    rows = [{"layer": 3, "f1": 0.25, "name": "eagle", "token": " 3", "score": float("nan")},
+            {"layer": -1, "f1": 1e-7, "name": "inf-like", "extra": "x"}]
+    path = tmp_path / "t.csv"
+    write_csv(path, rows)
+    back = read_csv(path)
+    assert list(back[0]) == ["layer", "f1", "name", "token", "score", "extra"]  # every key, first-seen order
+    assert back[0]["layer"] == 3 and isinstance(back[0]["layer"], int) and back[0]["f1"] == 0.25
+    assert back[0]["token"] == " 3" and back[0]["name"] == "eagle" and math.isnan(back[0]["score"])
+    assert back[1]["f1"] == 1e-7 and back[1]["token"] == "" and back[1]["extra"] == "x"
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left over
+
+
+def test_csv_columns_and_types(tmp_path):
+    path = tmp_path / "t.csv"
+    write_csv(path, [{"a": "1", "b": "2", "dropped": 9}], columns=["a", "b", "c"])
+    assert read_csv(path, {"a": int, "c": float}) == [{"a": 1, "b": "2", "c": ""}]
+    write_csv(tmp_path / "empty.csv", [], columns=["a"])
+    assert (tmp_path / "empty.csv").read_text().strip() == "a"
+    write_csv(tmp_path / "none.csv", [])
+    assert not (tmp_path / "none.csv").exists()
+
+
+def test_parse_cell():
+    assert [parse_cell(x) for x in ["7", "-2", "1.5", ".5", "2e3", "inf", "True", "", "a1"]] == \
+        [7, -2, 1.5, 0.5, 2000.0, math.inf, "True", "", "a1"]
