@@ -62,11 +62,11 @@ def score_examples(
     for imgs in tqdm(chunks, desc=desc, disable=not progress, unit="batch"):
         prefix = build_batch(tok, [[Segment("bos"), Segment("image", image=j)] for j in range(len(imgs))],
                              vlm.n_image_tokens).to(lm.device)
-        cache = lm.prefix_cache(vlm.embed(prefix, features[torch.tensor(imgs)]))
+        _, kv = lm.forward_with_kv(vlm.embed(prefix, features[torch.tensor(imgs)]))
         q_idx = [i for j in imgs for i in by_image[j]]
         rows = torch.tensor([k for k, j in enumerate(imgs) for _ in by_image[j]])
         suffix = build_batch(tok, [[Segment("text", ids=tokens(examples[i].question))] for i in q_idx], 0).to(lm.device)
-        h = lm.forward_suffix(cache, prefix.shape[1], rows, lm.embed_tokens(suffix.input_ids), suffix.attention_mask)
+        h = lm(lm.embed_tokens(suffix.input_ids), suffix.attention_mask, past=kv.select(rows))
         last = h[torch.arange(len(q_idx), device=h.device), suffix.last("text")]
         logits = last @ w.T
         if lm.softcap:

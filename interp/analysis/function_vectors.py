@@ -170,6 +170,7 @@ def head_indirect_effects(vlm: HookedVLM, prompts: Sequence[list[Segment]], feat
         if T < 2:
             raise ValueError(f"prompt {i} has {T} token(s): the indirect effect needs a prefix before the last token")
         ans = torch.tensor([int(answer_ids[i])])
+        _, prefix = lm.forward_with_kv(emb[:, :-1])  # once per prompt, shared by every chunk
         base = None
         for ci, chunk in enumerate(chunks):
             n_rows = len(chunk) * n_heads + (1 if ci == 0 else 0)  # + one unpatched row (the corrupted run)
@@ -183,9 +184,7 @@ def head_indirect_effects(vlm: HookedVLM, prompts: Sequence[list[Segment]], feat
                     return t
 
                 hooks.append((f"blocks.{layers[li]}.attn.hook_z", patch))
-            cache = lm.prefix_cache(emb[:, :-1])
-            out = lm.forward_suffix(cache, T - 1, torch.zeros(n_rows, dtype=torch.long), emb[:, -1:].expand(n_rows, -1, -1),
-                                    torch.ones(n_rows, 1, dtype=torch.long, device=emb.device), fwd_hooks=hooks)[:, -1]
+            out = lm(emb[:, -1:].expand(n_rows, -1, -1), past=prefix, fwd_hooks=hooks)[:, -1]
             p = _prob(out, w, ans.expand(n_rows), lm.softcap)
             if ci == 0:
                 base = p[-1]

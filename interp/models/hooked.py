@@ -55,6 +55,10 @@ class KVPrefix:
     def n_pos(self) -> int:
         return int(self.keys[0].shape[-2])
 
+    def select(self, rows: torch.Tensor) -> "KVPrefix":
+        """The prefixes of ``rows [m]`` (row ``j`` of the result is prefix ``rows[j]``)."""
+        return KVPrefix(tuple(k[rows.to(k.device)] for k in self.keys), tuple(v[rows.to(v.device)] for v in self.values))
+
     def as_cache(self, config, batch: int):
         """A transformers ``DynamicCache`` holding this prefix for ``batch`` rows (a 1-row
         prefix is broadcast)."""
@@ -235,7 +239,8 @@ class HookedLM(nn.Module):
             embeds: ``[batch, pos, d_model]`` input embeddings, or with ``start_at_layer=k``
                 the residual entering block ``k`` (``blocks.{k}.hook_resid_pre``).
             attention_mask: ``[batch, pos]`` 1 for real tokens (right padding); with
-                ``past``, ``[batch, past.n_pos + pos]``. Or a full additive mask
+                ``past``, ``[batch, past.n_pos + pos]`` (or ``[batch, pos]``: every past
+                position is real). Or a full additive mask
                 ``[batch, 1, pos, past.n_pos + pos]`` (0 = attend, -inf = not), used as it
                 is (with ``position_ids``: several sequences packed in one row).
             fwd_hooks: ``[(hook name or filter, fn(tensor, hook))]``, active for this call.
@@ -252,6 +257,8 @@ class HookedLM(nn.Module):
         p = 0 if past is None else past.n_pos
         if attention_mask is None:
             attention_mask = torch.ones(n, p + s, dtype=torch.long, device=embeds.device)
+        elif p and tuple(attention_mask.shape) == (n, s):
+            attention_mask = torch.cat([attention_mask.new_ones(n, p), attention_mask], dim=1)
         valid = [(n, p + s), (n, 1, s, p + s)]
         if tuple(attention_mask.shape) not in valid:
             raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)}: expected {valid[0]} or the full "
@@ -306,32 +313,6 @@ class HookedLM(nn.Module):
             out = self.hf.model(inputs_embeds=x, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
         kv = KVPrefix(tuple(l.keys for l in cache.layers), tuple(l.values for l in cache.layers))
         return out.last_hidden_state, kv
-
-    @torch.no_grad()
-    def prefix_cache(self, embeds: torch.Tensor):
-        """Run unpadded prefixes ``[n, P, d_model]`` once and return their KV cache (for
-        scoring many continuations of the same prefix, e.g. many questions per image)."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.hf.config)
-        self.hf.model(inputs_embeds=embeds, past_key_values=cache, use_cache=True)
-        return cache
-
-    @torch.no_grad()
-    def forward_suffix(self, cache, prefix_len: int, rows: torch.Tensor, embeds: torch.Tensor,
-                       attention_mask: torch.Tensor, *, fwd_hooks: FwdHooks = ()) -> torch.Tensor:
-        """Continue prefix ``rows[j]`` of ``cache`` with suffix ``embeds[j]`` (``[m, S, d_model]``,
-        right-padded by ``attention_mask [m, S]``); returns normalised final residuals
-        ``[m, S, d_model]`` of the suffix positions. Consumes ``cache``. Hooks see suffix
-        positions only."""
-        cache.batch_select_indices(rows.to(embeds.device))
-        m, s = attention_mask.shape
-        full_mask = torch.cat([attention_mask.new_ones(m, prefix_len), attention_mask], dim=1)
-        pos = torch.arange(prefix_len, prefix_len + s, device=embeds.device).expand(m, -1)
-        with self.hooks(fwd_hooks):
-            out = self.hf.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=pos,
-                                past_key_values=cache, use_cache=True)
-        return out.last_hidden_state
 
     def unembed(self, resid_normed: torch.Tensor) -> torch.Tensor:
         """Logits from normalised final residuals: ``[..., d_model] -> [..., d_vocab]``."""

@@ -673,14 +673,14 @@ def constant_rows(cfg: TaskVectorConfig, results: list[dict], rows: list[dict]) 
     i.e. the largest share of test items that one first token answers (a vector that makes
     the model say " animal" to everything scores this much). Model-free: tokenizer only."""
     from interp.data.tasks import load_task
-    from interp.models.lm import load_tokenizer
+    from interp.models.lm import ModelUnavailableError, load_tokenizer
 
     if not results:
         return []
     lm = str(results[0].get("lm") or cfg.model.lm).split("+random")[0]
     try:
         tok = load_tokenizer(lm)
-    except Exception:  # an LM outside the registry: no chance line rather than no report
+    except (KeyError, OSError, ModelUnavailableError):  # not registered / not available here: no chance line, still a report
         return []
     out = []
     for res in results:
