@@ -15,15 +15,15 @@ from dataclasses import fields
 from pathlib import Path
 
 
-def _coerce(field_type, text: str):
-    t = str(field_type)
-    if "tuple" in t:
-        return tuple(float(x) if "float" in t else x for x in text.split(","))
-    if "int" in t and "None" in t:
-        return None if text.lower() == "none" else int(text)
-    if t in ("int", "<class 'int'>"):
-        return int(text)
-    return text
+def _setting(field_type, text: str):
+    """A ``--set`` value (TOML, else Python literal, ``none``, else text); a tuple setting takes a
+    comma list or one value (``steering_scales=0,2`` or ``steering_scales=2``)."""
+    from interp.configfile import parse_value
+
+    value = None if text.strip().lower() in ("none", "null") else parse_value(text)
+    if "tuple" in str(field_type) and not isinstance(value, tuple):
+        value = (value,)
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         key, _, value = item.partition("=")
         if key not in known:
             ap.error(f"--set {key}: unknown setting; known: {sorted(known)}")
-        overrides[key] = _coerce(known[key].type, value)
+        overrides[key] = _setting(known[key].type, value)
     out = args.out or Path("runs/inside") / args.checkpoint.parent.name
     cfg = InsideConfig(checkpoint=str(args.checkpoint), out_dir=str(out), study_config=args.config,
                        analyses=parse_analyses(args.only), **overrides)

@@ -58,6 +58,7 @@ class InsideConfig:
     batch_size: int = 32
 
     def __post_init__(self) -> None:
+        self.steering_scales = tuple(float(s) for s in self.steering_scales)
         bad = [a for a in self.analyses if a not in ANALYSES]
         if bad:
             raise ValueError(f"unknown analyses {bad}; choose from {list(ANALYSES)}")
