@@ -125,12 +125,26 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 _TRACKED = ("torch", "transformers", "transformer-lens", "nnsight", "numpy", "scikit-learn", "einops", "safetensors")
 
 
+def code_hash() -> str:
+    """sha256 (16 hex) over the source of the ``interp`` package (every ``.py`` and ``.json`` file,
+    by relative path): two results with the same hash came from the same code."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json") and "__pycache__" not in p.parts):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def environment() -> dict[str, Any]:
-    """Versions of Python and of the packages a result depends on."""
+    """Versions of Python and of the packages a result depends on, the CPU, the thread count
+    and a hash of the toolkit's own source (:func:`code_hash`)."""
     versions = {}
     for name in _TRACKED:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
+            "processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+            "interp_code": code_hash()}

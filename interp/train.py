@@ -39,8 +39,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from interp import distributed as D
+from interp.diagnostics import learning_curve_figure, verdict
 from interp.examples import Example, QuestionTokens, example_batch
-from interp.io import atomic_path, environment, read_json, write_json
+from interp.io import atomic_path, environment, read_json, write_csv, write_json
+from interp.plots import save_figure
 from interp.schedule import warmup_cosine
 from interp.vlm import HookedVLM
 
@@ -60,10 +62,14 @@ class TrainConfig:
     seed: int = 42
     checkpoint_every: int = 50
     max_steps: int | None = None
+    eval_every: int = 0
+    fresh_negatives: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.epochs <= 0 or self.lr <= 0:
             raise ValueError(f"invalid TrainConfig: batch_size={self.batch_size} (>=1), epochs={self.epochs} (>0), lr={self.lr} (>0)")
+        if self.eval_every < 0:
+            raise ValueError(f"invalid TrainConfig: eval_every={self.eval_every} (0 = off, else >= 1)")
 
 
 def lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
@@ -86,9 +92,11 @@ def plan(n_examples: int, cfg: TrainConfig) -> tuple[int, int]:
     return per_epoch, total
 
 
-def _save_checkpoint(path: Path, projector: nn.Module, opt, sched, step: int, losses: list[float]) -> None:
+def _save_checkpoint(path: Path, projector: nn.Module, opt, sched, step: int, losses: list[float],
+                     diagnostics: list[dict], train_seconds: float) -> None:
     state = {"projector": projector.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "step": step, "losses": torch.tensor(losses, dtype=torch.float64)}
+             "step": step, "losses": torch.tensor(losses, dtype=torch.float64),
+             "diagnostics": json.dumps(diagnostics), "train_seconds": torch.tensor(train_seconds, dtype=torch.float64)}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -110,6 +118,22 @@ def resolve_precision(precision: str | None, lm_dtype: torch.dtype, device: torc
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """bf16 autocast on ``device`` (a no-op context when ``dtype`` is None)."""
     return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def verdict_now(record: dict) -> list[str]:
+    """Warnings about one diagnostic record, skipped at step 0 (an untrained projector is at chance)."""
+    return verdict([record]) if record["step"] > 0 else []
+
+
+def postfix(diagnostics: list[dict]) -> dict[str, str]:
+    """Progress-bar fields from the latest diagnostic record."""
+    if not diagnostics:
+        return {}
+    last, out = diagnostics[-1], {}
+    for key, label in (("heldout_leaf_f1", "val_f1"), ("token_cosine", "cos"), ("norm_ratio", "norm")):
+        if last.get(key) is not None:
+            out[label] = f"{last[key]:.2f}" if key != "heldout_leaf_f1" else f"{last[key]:.1f}"
+    return out
 
 
 class _Wrapped(nn.Module):
@@ -154,10 +178,14 @@ def answer_ce_sum(vlm: HookedVLM, batch, features: torch.Tensor) -> tuple[torch.
     return nn.functional.cross_entropy(out.logits.float(), targets, reduction="sum"), int(targets.numel())
 
 
+Examples = Sequence[Example] | Callable[[int], Sequence[Example]]
+Monitor = Callable[[], dict]
+
+
 def train_projector(
     vlm: HookedVLM,
     features: torch.Tensor,
-    examples: Sequence[Example],
+    examples: Examples,
     cfg: TrainConfig,
     run_dir: str | Path,
     *,
@@ -165,11 +193,18 @@ def train_projector(
     meta: dict | None = None,
     stop_after: int | None = None,
     precision: str | None = None,
+    monitor: Monitor | None = None,
 ) -> dict:
     """Train ``vlm.projector`` on ``examples`` (rows of ``features [n_images, tokens, d_img]``).
 
-    Writes to ``run_dir``: ``checkpoint.pt`` while running, then ``projector.safetensors``
-    and ``train.json`` (config, losses, timing, versions, ``meta``). Returns the summary.
+    ``examples``: a list, or ``epoch -> list`` (the same number of examples every epoch, e.g.
+    fresh distractors per epoch). ``monitor``: called every ``cfg.eval_every`` steps and at the
+    end (and at step 0); returns held-out diagnostics (see :mod:`interp.diagnostics`), shown
+    in the progress bar and recorded in ``train.json`` and ``diagnostics.csv``.
+
+    Writes to ``run_dir``: ``checkpoint.pt`` while running, then ``projector.safetensors``,
+    ``train.json`` (config, losses, diagnostics, timing, versions, ``meta``),
+    ``diagnostics.csv`` and ``learning_curve.html/.png``. Returns the summary.
     ``stop_after`` ends the call after that many steps (to test resuming).
     ``precision``: None (auto: bf16 autocast when the LM is bf16), "float32" or "bfloat16".
 
@@ -188,7 +223,9 @@ def train_projector(
         proj, _ = Projector.load(final, lm=vlm.lm.name, encoder=vlm.projector.config.encoder)
         vlm.projector.load_state_dict(proj.state_dict())
         return read_json(summary_path)
-    if not examples:
+    epoch_examples = examples if callable(examples) else (lambda epoch: examples)
+    n_examples = len(epoch_examples(0))
+    if not n_examples:
         raise ValueError("no training examples")
 
     device = vlm.lm.device
@@ -197,18 +234,41 @@ def train_projector(
                          "trainer does not do: use model.dtype = 'bfloat16' (GPU) or 'float32'")
     amp = resolve_precision(precision, vlm.lm.dtype, device)
     tokens = QuestionTokens(vlm.tokenizer)
-    per_epoch, total = plan(len(examples), cfg)
+    per_epoch, total = plan(n_examples, cfg)
     opt = torch.optim.AdamW(vlm.projector.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, max(1, round(cfg.warmup_frac * total))))
-    step, losses = 0, []
+    step, losses, diagnostics, t_train = 0, [], [], 0.0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True, map_location=device)
         vlm.projector.load_state_dict(state["projector"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, losses = int(state["step"]), state["losses"].tolist()
+        diagnostics = json.loads(state.get("diagnostics", "[]"))
+        t_train = float(state.get("train_seconds", 0.0))  # seconds in training steps, across sessions
+    # every rank runs the monitor: with a sharded LM its forwards are collectives
+    every = cfg.eval_every if monitor is not None else 0
+    said: set[str] = set()
+
+    def diagnose(at: int) -> None:
+        if not every or any(d["step"] == at for d in diagnostics):
+            return
+        was = vlm.projector.training
+        vlm.projector.eval()
+        rec = {"step": at, "train_seconds": t_train, "loss": sum(losses[-every:]) / len(losses[-every:]) if losses else None,
+               **monitor()}
+        vlm.projector.train(was)
+        diagnostics.append(rec)
+        now = verdict_now(rec) if info.is_main else []
+        for w in now:  # said once per kind of problem, again when it changes
+            if w.split(":")[0] not in said:
+                tqdm.write(f"[train] {run_dir.name}: {w}")
+        said.clear()
+        said.update(w.split(":")[0] for w in now)
 
     projector = vlm.projector  # the unwrapped module: what checkpoints hold
+    if step == 0:
+        diagnose(0)
     projector.train()
     t0, n_seen = time.perf_counter(), 0
     order, order_epoch = None, -1
@@ -220,8 +280,13 @@ def train_projector(
         while step < total:
             epoch, i = divmod(step, per_epoch)
             if epoch != order_epoch:
-                order, order_epoch = epoch_order(len(examples), cfg.seed, epoch), epoch
-            chunk = [examples[j] for j in order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()]
+                current = epoch_examples(epoch)
+                if len(current) != n_examples:
+                    raise ValueError(f"epoch {epoch} has {len(current)} examples, epoch 0 had {n_examples}: "
+                                     "an example function must give the same number every epoch")
+                order, order_epoch = epoch_order(n_examples, cfg.seed, epoch), epoch
+            t_step = time.perf_counter()
+            chunk = [current[j] for j in order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()]
             mine = D.shard(chunk, info)
             # fewer examples than ranks in this batch: run one with weight 0, so that this rank
             # joins the collectives (DDP's gradient all-reduce, FSDP's all-gathers) with zeros
@@ -243,10 +308,13 @@ def train_projector(
             ran += 1
             n_seen += len(chunk)
             losses.append(ce_global / n_global)
+            t_train += time.perf_counter() - t_step
+            if every and (step % every == 0 or step == total):
+                diagnose(step)
             bar.update(1)
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", **postfix(diagnostics))
             if info.is_main and (step % cfg.checkpoint_every == 0 or step == total):
-                _save_checkpoint(ckpt, projector, opt, sched, step, losses)
+                _save_checkpoint(ckpt, projector, opt, sched, step, losses, diagnostics, t_train)
             if stop_after is not None and ran >= stop_after and step < total:
                 bar.close()
                 D.barrier(info)
@@ -257,12 +325,15 @@ def train_projector(
     summary = {
         "train_config": asdict(cfg),
         "projector": asdict(vlm.projector.config),
-        "n_examples": len(examples),
+        "n_examples": n_examples,
         "steps": total,
         "steps_per_epoch": per_epoch,
         "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
         "losses": losses,
+        "diagnostics": diagnostics,
+        "warnings": verdict(diagnostics),
         "seconds_this_session": elapsed,
+        "train_seconds": t_train,
         "examples_per_second_this_session": n_seen / elapsed if elapsed > 0 else None,
         "world_size": info.world_size,
         "device": str(device),
@@ -274,10 +345,15 @@ def train_projector(
     if info.is_main:
         vlm.projector.save(final, extra={"train_config": asdict(cfg),
                                          "meta": json.loads(json.dumps(meta or {}, default=str))})
+        if diagnostics:
+            write_csv(run_dir / "diagnostics.csv", diagnostics)
+            save_figure(learning_curve_figure(diagnostics, losses, title=f"learning curve: {run_dir.name}"),
+                        run_dir / "learning_curve")
         write_json(summary_path, summary)
         ckpt.unlink(missing_ok=True)
     D.barrier(info)  # every rank returns once the results are on disk
     return summary
+
 
 def warm_caches(cfg, progress: bool = True) -> None:
     """Build the image set and cache the encoder features of a study config once (what every
@@ -313,10 +389,10 @@ def run_spec(cfg, spec, *, evaluate: bool = True, progress: bool = True, shard_l
     rows_path = out / "runs" / spec.run_id / "rows.json"
     encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
     data = D.main_first(lambda: tx.load_data(cfg, encoder, progress=show), info)  # rank 0 builds the caches
-    lm = tx._models(cfg, spec.random_init, spec.seed)
+    lm = tx.load_study_lm(cfg, spec.random_init, spec.seed)
     if shard_lm:
         D.shard_lm(lm, info)
-    vlm = tx._new_vlm(lm, encoder, cfg, spec.seed)
+    vlm = tx.new_study_vlm(lm, encoder, cfg, spec.seed)
     summary = tx.train_run(vlm, data, spec, cfg, out, show)
     if not evaluate or rows_path.exists() or not (info.is_main or shard_lm):
         return read_json(rows_path)["rows"] if evaluate and info.is_main and rows_path.exists() else []

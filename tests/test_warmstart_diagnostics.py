@@ -1,0 +1,139 @@
+"""The learning recipe's parts: prototypes, the classifier warm start, in-training diagnostics,
+fresh distractors per epoch, and resuming with diagnostics (tiny models)."""
+
+import pytest
+import torch
+
+from conftest import make_vlm
+from interp.diagnostics import COLLAPSED_COSINE, token_stats, verdict
+from interp.examples import Example
+from interp.train import TrainConfig, train_projector
+from interp.warmstart import WarmStartConfig, fit_classifier, prototype_init
+
+WORDS = ["bird", "fish", "tool", "fruit", "vehicle", "item of clothing"]
+
+
+def _examples(n=24, shift=0):
+    return [Example(i % 6, f"Is there a {WORDS[(i + shift) % 6]} in the image?", "Yes" if i % 2 else "No", "leaf", "c",
+                    WORDS[i % 6]) for i in range(n)]
+
+
+def _features():
+    return torch.randn(6, 16, 32, generator=torch.Generator().manual_seed(0))
+
+
+def test_classifier_fits_separable_features():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(5, 20, generator=g) * 3
+    y = torch.arange(5).repeat(8)
+    x = centers[y] + 0.3 * torch.randn(40, 20, generator=g)
+    W, b = fit_classifier(x, y, 5)
+    assert ((x @ W.T + b).argmax(1) == y).all()
+
+
+def test_prototype_init_maps_each_image_onto_its_row(tiny_llama):
+    vlm = make_vlm(tiny_llama, n_tokens=4, d_img=24, pool_to=1)
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(6).repeat(3)
+    centers = torch.randn(6, 24, generator=g) * 4
+    feats = (centers[labels].unsqueeze(1) + 0.2 * torch.randn(18, 4, 24, generator=g))
+    d = tiny_llama.d_model
+    u, D = torch.randn(d, generator=g), torch.randn(6, d, generator=g)
+    report = prototype_init(vlm.projector, feats, labels, u, D, tiny_llama.embed_scale, WarmStartConfig(active=1, gain=1.0))
+    assert report["classifier_train_acc"] == 100.0
+    out = vlm.projector(feats)[:, 0] * tiny_llama.embed_scale - u  # the concept part of each token
+    nearest = (torch.nn.functional.normalize(out, dim=-1) @ torch.nn.functional.normalize(D, dim=-1).T).argmax(1)
+    assert (nearest == labels).float().mean() == 1.0
+
+
+def test_prototype_init_refuses_other_kinds_and_too_many_concepts(tiny_llama):
+    lin = make_vlm(tiny_llama, kind="linear")
+    with pytest.raises(ValueError, match="mlp2x_gelu"):
+        prototype_init(lin.projector, torch.randn(2, 16, 32), torch.tensor([0, 1]), torch.zeros(tiny_llama.d_model),
+                       torch.zeros(2, tiny_llama.d_model), 1.0)
+    mlp = make_vlm(tiny_llama)
+    n = tiny_llama.d_model + 1
+    with pytest.raises(ValueError, match="at most d_model"):
+        prototype_init(mlp.projector, torch.randn(2, 16, 32), torch.tensor([0, 1]), torch.zeros(tiny_llama.d_model),
+                       torch.zeros(n, tiny_llama.d_model), 1.0)
+    with pytest.raises(ValueError, match="warm_start.kind"):
+        WarmStartConfig(kind="magic")
+
+
+def test_token_stats_detects_a_constant_projector(tiny_llama):
+    vlm = make_vlm(tiny_llama, pool_to=1)
+    with torch.no_grad():
+        vlm.projector.net[2].weight.zero_()  # output = bias: every image gives the same token
+    s = token_stats(vlm, _features(), WORDS, text_norm=1.0)
+    assert s["token_cosine"] == pytest.approx(1.0, abs=1e-5)
+    assert any("COLLAPSED" in w for w in verdict([{"step": 5, **s}]))
+    fresh = make_vlm(tiny_llama, pool_to=1)
+    assert token_stats(fresh, _features(), WORDS, 1.0)["token_cosine"] < COLLAPSED_COSINE
+
+
+def test_verdict_names_a_run_at_chance():
+    warn = verdict([{"step": 100, "heldout_leaf_f1": 51.0, "token_cosine": 0.3}])
+    assert len(warn) == 1 and "NOT LEARNING" in warn[0] and "51.0" in warn[0]
+    assert verdict([{"step": 100, "heldout_leaf_f1": 91.0, "token_cosine": 0.3}]) == []
+
+
+def test_verdict_tells_collapse_from_near_constant_tokens_that_still_see():
+    seeing = verdict([{"step": 9, "heldout_leaf_f1": 70.0, "token_cosine": 0.98, "image_part": 0.12}])
+    assert len(seeing) == 1 and seeing[0].startswith("NEAR-CONSTANT") and "12%" in seeing[0] and "70.0" in seeing[0]
+    blind = verdict([{"step": 9, "heldout_leaf_f1": 52.0, "token_cosine": 0.98, "image_part": 0.01}])
+    assert [w.split(":")[0] for w in blind] == ["NOT LEARNING", "COLLAPSED"]
+
+
+def test_monitor_is_recorded_shown_and_survives_resume(tiny_llama, tmp_path):
+    calls = []
+
+    def monitor():
+        calls.append(1)
+        return {"heldout_leaf_f1": 50.0 + len(calls), "token_cosine": 0.2, "norm_ratio": 1.0}
+
+    cfg = TrainConfig(epochs=2, batch_size=4, checkpoint_every=1, eval_every=4, seed=3)
+    a = make_vlm(tiny_llama, seed=1)
+    full = train_projector(a, _features(), _examples(), cfg, tmp_path / "a", progress=False, monitor=monitor)
+    steps = [d["step"] for d in full["diagnostics"]]
+    assert steps == [0, 4, 8, 12]
+    assert (tmp_path / "a" / "diagnostics.csv").exists() and (tmp_path / "a" / "learning_curve.html").exists()
+    assert full["warnings"] and "NOT LEARNING" in full["warnings"][0]
+    b = make_vlm(tiny_llama, seed=1)
+    train_projector(b, _features(), _examples(), cfg, tmp_path / "b", progress=False, monitor=monitor, stop_after=6)
+    c = make_vlm(tiny_llama, seed=1)
+    resumed = train_projector(c, _features(), _examples(), cfg, tmp_path / "b", progress=False, monitor=monitor)
+    assert [d["step"] for d in resumed["diagnostics"]] == [0, 4, 8, 12]
+    for pa, pc in zip(a.projector.parameters(), c.projector.parameters()):
+        assert torch.allclose(pa, pc, atol=1e-6)
+
+
+def test_fresh_examples_per_epoch(tiny_llama, tmp_path):
+    seen = []
+
+    def per_epoch(epoch):
+        seen.append(epoch)
+        return _examples(shift=epoch)
+
+    s = train_projector(make_vlm(tiny_llama), _features(), per_epoch, TrainConfig(epochs=3, batch_size=8), tmp_path,
+                        progress=False)
+    assert s["steps"] == 9 and {0, 1, 2} <= set(seen)
+    with pytest.raises(ValueError, match="same number"):
+        train_projector(make_vlm(tiny_llama), _features(), lambda e: _examples(24 + e), TrainConfig(epochs=2, batch_size=8),
+                        tmp_path / "bad", progress=False)
+
+
+def test_fresh_distractors_change_only_the_no_questions():
+    from interp.data.taxonomy import build_taxonomy
+    from interp.studies.questions import examples_for_images
+
+    tax = build_taxonomy({f"leaf{i}": ["animal"] for i in range(8)} | {f"tool{i}": ["tool"] for i in range(4)},
+                         {"animal": None, "tool": None})
+    imgs = [(i, c) for i, c in enumerate(sorted(tax.leaves))]
+    ident = {c: c for c in tax.leaves}
+    e0 = examples_for_images(imgs, tax, ident, {}, train=True, seed=1)
+    e1 = examples_for_images(imgs, tax, ident, {}, train=True, seed=1, epoch=1)
+    assert len(e0) == len(e1)
+    assert [e.question for e in e0 if e.answer == "Yes"] == [e.question for e in e1 if e.answer == "Yes"]
+    assert [e.question for e in e0 if e.kind == "leaf" and e.answer == "No"] != \
+        [e.question for e in e1 if e.kind == "leaf" and e.answer == "No"]
+    assert e0 == examples_for_images(imgs, tax, ident, {}, train=True, seed=1, epoch=0)
