@@ -61,8 +61,9 @@ def run_key(cfg: StudyConfig, spec: RunSpec) -> str:
     """Hash of what determines a run's result (see the module doc)."""
     d = cfg.to_dict()
     model = {k: v for k, v in d["model"].items() if k != "device"}
-    train = {k: v for k, v in d["train"].items() if k != "checkpoint_every"}
-    return stable_hash({"data": d["data"], "model": model, "train": train, "spec": asdict(spec)})
+    train = {k: v for k, v in d["train"].items() if k not in ("checkpoint_every", "eval_every")}
+    return stable_hash({"data": d["data"], "model": model, "train": train, "spec": asdict(spec),
+                        "warm_start": d["warm_start"], "prototypes": d["prototypes"]})
 
 
 def list_runs(cfg: StudyConfig) -> list[SweepRun]:

@@ -41,14 +41,16 @@ def test_run_keys_depend_on_what_determines_a_result():
     assert [r.index for r in runs] == list(range(4)) and len({r.key for r in runs}) == 4
     assert [r.key for r in list_runs(load_config(QUICK))] == [r.key for r in runs]  # stable
     same = [replace(cfg, out_dir="elsewhere"), replace(cfg, model=replace(cfg.model, device="cuda")),
-            replace(cfg, train=replace(cfg.train, checkpoint_every=7)),
+            replace(cfg, train=replace(cfg.train, checkpoint_every=7, eval_every=3)),
             replace(cfg, grid=replace(cfg.grid, seeds=(42, 7)))]  # a bigger grid keeps the old runs' keys
     for other in same:
         keys = {r.run_id: r.key for r in list_runs(other)}
         assert all(keys[r.run_id] == r.key for r in runs)
-    changed = replace(cfg, train=replace(cfg.train, lr=1e-4))
+    changed = replace(cfg, train=replace(cfg.train, lr=cfg.train.lr * 3))
     assert all(run_key(changed, r.spec) != r.key for r in runs)
     assert run_key(replace(cfg, model=replace(cfg.model, dtype="bfloat16")), runs[0].spec) != runs[0].key
+    assert run_key(replace(cfg, warm_start=replace(cfg.warm_start, gain=2.0)), runs[0].spec) != runs[0].key
+    assert run_key(replace(cfg, prototypes=replace(cfg.prototypes, refine_steps=7)), runs[0].spec) != runs[0].key
 
 
 def test_list_overrides_become_tuples_like_toml_lists():

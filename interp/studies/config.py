@@ -8,7 +8,9 @@ from typing import Any
 
 from interp.conditions import WORLDS, Ablation
 from interp.configfile import Hashed, load_sectioned
+from interp.studies.prototypes import PrototypeConfig
 from interp.train import TrainConfig
+from interp.warmstart import WarmStartConfig
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class StudyConfig(Hashed):
     train: TrainConfig = field(default_factory=TrainConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    prototypes: PrototypeConfig = field(default_factory=PrototypeConfig)
 
 
 def parse_ablation(text: str) -> Ablation:
@@ -92,7 +96,8 @@ def parse_ablation(text: str) -> Ablation:
     raise ValueError(f"bad ablation {text!r}: use 'random:<rate in 0..1>' or 'systematic:<n categories>'")
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "grid": GridConfig, "eval": EvalConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "grid": GridConfig, "eval": EvalConfig,
+            "warm_start": WarmStartConfig, "prototypes": PrototypeConfig}
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:

@@ -31,14 +31,16 @@ def examples_for_images(
     *,
     train: bool,
     seed: int,
+    epoch: int = 0,
 ) -> list[Example]:
     """Examples for ``images`` = [(feature row, image concept)].
 
     ``mapping`` (the world) gives the concept the questions are about; in training, the
     hypernym questions of removed (leaf, hypernym) pairs are dropped; at test they are
-    kept and marked ``seen=False``.
+    kept and marked ``seen=False``. ``epoch > 0`` draws fresh distractor leaves (the same
+    questions otherwise, so every epoch has the same number of examples).
     """
-    rng = random.Random(f"questions-{seed}-{train}")
+    rng = random.Random(f"questions-{seed}-{train}" + (f"-epoch{epoch}" if epoch else ""))
     leaves = sorted(taxonomy.leaves)
     out: list[Example] = []
     for row, concept in images:

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from interp.io import write_csv, write_text
+from interp.diagnostics import verdict
+from interp.io import read_json, write_csv, write_text
 from interp.metrics import mean_ci, pearson
 from interp.plots import grouped_bars, line_with_ci, save_figure, scatter_groups
 
@@ -91,11 +92,80 @@ def coherence_table(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]
     return out
 
 
-def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source: str = "CONFIG") -> dict[str, Any]:
-    """results.csv, lm_only.csv, report.md, figures/*.html|png; prints the grid."""
+def learning_rows(out: Path, run_ids: list[str]) -> list[dict]:
+    """One row per trained run from its ``train.json``: the last in-training diagnostics (train and
+    held-out leaf F1, image-token collapse), steps, seconds, warnings, warm start and prototypes."""
+    table = []
+    for rid in run_ids:
+        path = out / "runs" / rid / "train.json"
+        if not path.exists():
+            continue
+        t = read_json(path)
+        last = (t.get("diagnostics") or [{}])[-1]
+        first = (t.get("diagnostics") or [{}])[0]
+        proto = t.get("meta", {}).get("prototypes", {})
+        table.append({"run_id": rid, "steps": t["steps"], "train_seconds": t.get("train_seconds", t.get("seconds_this_session")),
+                      "final_loss": t["final_loss"], "init_heldout_leaf_f1": first.get("heldout_leaf_f1"),
+                      "train_leaf_f1": last.get("train_leaf_f1"), "heldout_leaf_f1": last.get("heldout_leaf_f1"),
+                      "heldout_leaf_pairwise": last.get("heldout_leaf_pairwise"),
+                      "token_cosine": last.get("token_cosine"), "centred_cosine": last.get("centred_cosine"),
+                      "image_part": last.get("image_part"), "norm_ratio": last.get("norm_ratio"),
+                      "warm_start": "prototypes" if t.get("meta", {}).get("warm_start") else "none",
+                      "prototype_leaf_f1": proto.get("leaf_f1"), "prototype_hypernym_f1": proto.get("hypernym_macro_f1"),
+                      "prototype_hypernym_pairwise": proto.get("hypernym_pairwise"),
+                      "warnings": " | ".join(verdict(t.get("diagnostics") or []))})
+    return table
+
+
+def _num(v, fmt: str = ".1f") -> str:
+    return "-" if v is None or v != v else format(v, fmt)
+
+
+def learning_markdown(table: list[dict], rows: list[dict], vision: dict | None) -> list[str]:
+    """The report's section on whether each model learned its task, with the ceilings."""
+    test_leaf = {r["run_id"]: r["f1"] for r in rows if r["hypernym"] == "<leaf>"}
+    md = ["## Did the models learn? (leaf task, image tokens)", "",
+          "Train and held-out (val split) leaf F1 from the in-training monitor at the last step, test leaf F1 "
+          "from the evaluation; image-token collapse = mean pairwise cosine of the projected tokens of images of "
+          "different concepts (1 = one token for every image), the same for the image-dependent parts alone "
+          "(centred), the size of that part relative to the shared token, and the token norm over the "
+          "text-token norm. "
+          "Learning curves: `runs/<run>/learning_curve.html`.", "",
+          "| run | steps | held-out leaf F1 at init | train leaf F1 | held-out leaf F1 | test leaf F1 | token cosine | "
+          "centred cosine | image part | norm ratio | warnings |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t in table:
+        md.append(f"| {t['run_id']} | {t['steps']} | {_num(t['init_heldout_leaf_f1'])} | {_num(t['train_leaf_f1'])} | "
+                  f"{_num(t['heldout_leaf_f1'])} | {_num(test_leaf.get(t['run_id']))} | {_num(t['token_cosine'], '.3f')} | "
+                  f"{_num(t['centred_cosine'], '.3f')} | {_num(t['image_part'], '.2f')} | "
+                  f"{_num(t['norm_ratio'], '.2f')} | {t['warnings'] or 'none'} |")
+    protos = {}
+    for t in table:
+        if t["prototype_leaf_f1"] is not None:
+            protos.setdefault("random-init LM" if t["run_id"].startswith("randlm") else "pretrained LM", t)
+    md += ["", "Ceilings measured on the same data:", ""]
+    if vision:
+        md.append(f"- Vision (no LM): a logistic regression on the pooled encoder features, train renderings -> "
+                  f"held-out renderings: top-1 {vision['test_top1']:.1f}%, leaf yes/no "
+                  f"F1 {vision['test_leaf_f1']:.1f} (pairwise {vision['test_leaf_pairwise']:.1f}%) on test; "
+                  f"{vision['train_leaf_f1']:.1f} on train.")
+    for name, t in protos.items():
+        md.append(f"- The LM with perfect vision ({name}; each image replaced by its concept's prototype token, "
+                  f"learned from leaf questions only): leaf F1 {_num(t['prototype_leaf_f1'])}, hypernym macro F1 "
+                  f"{_num(t['prototype_hypernym_f1'])} (pairwise {_num(t['prototype_hypernym_pairwise'])}%). "
+                  "No projector can do better on hypernyms through this LM and question than this, up to noise.")
+    return md + [""]
+
+
+def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source: str = "CONFIG",
+                  vision: dict | None = None) -> dict[str, Any]:
+    """results.csv, lm_only.csv, learning.csv, report.md, figures/*.html|png; prints the grid."""
     out = Path(out)
     write_csv(out / "results.csv", rows)
     write_csv(out / "lm_only.csv", lm_only)
+    run_ids = sorted({r["run_id"] for r in rows})
+    learning = learning_rows(out, run_ids)
+    if learning:
+        write_csv(out / "learning.csv", learning)
     agg = aggregate(rows)
     depth = depth_table(rows)
     coh = coherence_table(rows)
@@ -136,10 +206,14 @@ def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source:
     for r in lm_only:
         print(f"LM-only {r['lm']} on {r['taxonomy']}: macro F1 {r['macro_f1']:.1f} (majority {r['majority_f1']:.1f}), "
               f"pairwise {r['pairwise_acc']:.1f}%, cloze {r['cloze_acc']:.1f}%")
+    for t in learning:
+        print(f"[learned?] {t['run_id']}: train leaf F1 {_num(t['train_leaf_f1'])}, held-out {_num(t['heldout_leaf_f1'])}, "
+              f"token cosine {_num(t['token_cosine'], '.3f')}" + (f"  WARNING: {t['warnings']}" if t["warnings"] else ""))
     print(f"\nreport: {out / 'report.md'}")
     return {"grid_unseen": {f"{c}|{a}": v.get("unseen") for (c, a), v in agg["cells"].items()},
             "grid_leaf": {f"{c}|{a}": v.get("leaf") for (c, a), v in agg["cells"].items()},
-            "coherence": {f"{c}|{a}": v for (c, a), v in coh.items()}, "lm_only": lm_only}
+            "coherence": {f"{c}|{a}": v for (c, a), v in coh.items()}, "lm_only": lm_only, "learning": learning,
+            "vision_ceiling": vision}
 
 
 def write_figures(agg, depth, rows, folder: Path) -> list[Path]:

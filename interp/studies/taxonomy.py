@@ -139,18 +139,97 @@ def run_conditions(data: StudyData, spec: RunSpec) -> tuple[dict[str, str], dict
     return mapping, removed_leaves(data.taxonomy.pairs, parse_ablation(spec.ablation), spec.seed)
 
 
-def train_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True) -> dict:
-    """Train one run's projector (resumes; skipped when finished). Returns the train summary."""
+def study_prototypes(lm, data: StudyData, cfg: StudyConfig, progress: bool = True):
+    """The LM's concept prototypes for this study's leaves (cached on disk), or None when the
+    warm start does not use them."""
+    if cfg.warm_start.kind != "prototypes":
+        return None
+    from interp.studies.prototypes import cached_prototypes
+
+    protos = cached_prototypes(lm, data.taxonomy, sorted(data.taxonomy.leaves), cfg.prototypes, progress=progress)
+    m = protos.metrics
+    print(f"[study] {lm.name} concept prototypes (perfect vision): leaf F1 {m['leaf_f1']:.1f}, hypernym macro F1 "
+          f"{m.get('hypernym_macro_f1', float('nan')):.1f}, token cosine {m['mean_pairwise_cosine']:.2f}")
+    return protos
+
+
+def heldout_monitor(vlm, data: StudyData, mapping: dict[str, str], cfg: StudyConfig, seed: int,
+                    n_images: int = 128):
+    """A function that scores leaf questions on a fixed subset of the val split (and of the
+    train split) and measures image-token collapse: the in-training diagnostics."""
+    from interp.diagnostics import token_stats
+    from interp.studies.prototypes import text_token_norm
+
+    rng = random.Random(f"monitor-{seed}")
+    pick = lambda split: sorted(rng.sample(data.splits[split], min(n_images, len(data.splits[split]))))
+    val = pick("val")
+    train = sorted(rng.sample(data.splits["train"], min(n_images // 2, len(data.splits["train"]))))
+    none: dict[str, frozenset[str]] = {}
+    sets = {}
+    for name, rows in (("heldout", val), ("train", train)):
+        exs = examples_for_images([(i, data.records[i].concept) for i in rows], data.taxonomy, mapping, none,
+                                  train=True, seed=seed + 7919)
+        sets[name] = [e for e in exs if e.kind == "leaf"]
+    tn = text_token_norm(vlm.lm)
+    feats = data.features[torch.tensor(val)]
+    groups = [mapping[data.records[i].concept] for i in val]
+
+    def monitor() -> dict:
+        out = {}
+        for name, exs in sets.items():
+            sc = score_examples(vlm, data.features, exs, batch_size=cfg.eval.batch_size, progress=False)
+            truth = [e.answer for e in exs]
+            pred = ["Yes" if v > 0 else "No" for v in sc.tolist()]
+            out[f"{name}_leaf_f1"] = macro_f1(truth, pred)
+            out[f"{name}_leaf_acc"] = 100.0 * float(np.mean([t == p for t, p in zip(truth, pred)]))
+            if name == "heldout":
+                yes = torch.tensor([e.answer == "Yes" for e in exs])
+                pos, neg = sc[yes], sc[~yes]
+                n = min(len(pos), len(neg))
+                out["heldout_leaf_pairwise"] = 100.0 * float((pos[:n] > neg[:n]).float().mean())
+                out["heldout_yes_rate"] = 100.0 * float((sc > 0).float().mean())
+        out.update(token_stats(vlm, feats, groups, tn))
+        return out
+
+    return monitor
+
+
+def train_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True,
+              protos=None) -> dict:
+    """Train one run's projector (resumes; skipped when finished). Returns the train summary.
+
+    With ``warm_start.kind = "prototypes"`` the projector starts from the classifier init onto
+    ``protos`` (the LM's concept prototypes; learned here if not given), with the labels of the
+    concept each training image's questions are about in this run's world."""
     run_dir = out / "runs" / spec.run_id
     mapping, removed = run_conditions(data, spec)
     write_json(run_dir / "conditions.json", {"spec": asdict(spec), "mapping": mapping,
                                              "removed": {h: sorted(v) for h, v in removed.items()}})
     train_imgs = [(i, data.records[i].concept) for i in data.splits["train"]]
-    train_ex = examples_for_images(train_imgs, data.taxonomy, mapping, removed, train=True, seed=spec.seed)
+
+    def epoch_examples(epoch: int) -> list[Example]:
+        return examples_for_images(train_imgs, data.taxonomy, mapping, removed, train=True, seed=spec.seed,
+                                   epoch=epoch if cfg.train.fresh_negatives else 0)
+
+    train_ex = epoch_examples(0)
     meta = {"spec": asdict(spec), "study": cfg.name, "config_hash": cfg.hash, "data_manifest": data.manifest_hash,
             "n_train_examples": len(train_ex)}
+    finished = (run_dir / "projector.safetensors").exists() and (run_dir / "train.json").exists()
+    if cfg.warm_start.kind == "prototypes" and not finished and not (run_dir / "checkpoint.pt").exists():
+        from interp.warmstart import prototype_init
+
+        protos = protos if protos is not None else study_prototypes(vlm.lm, data, cfg, progress)
+        rows = torch.tensor(data.splits["train"])
+        labels = protos.index([mapping[data.records[i].concept] for i in data.splits["train"]])
+        t0 = time.perf_counter()
+        meta["warm_start"] = prototype_init(vlm.projector, data.features[rows], labels, protos.u.to(vlm.lm.device),
+                                            protos.D.to(vlm.lm.device), vlm.lm.embed_scale, cfg.warm_start)
+        meta["warm_start"]["seconds"] = time.perf_counter() - t0
+        meta["prototypes"] = protos.metrics
     tcfg = replace(cfg.train, seed=spec.seed)
-    return train_projector(vlm, data.features, train_ex, tcfg, run_dir, progress=progress, meta=meta)
+    monitor = heldout_monitor(vlm, data, mapping, cfg, spec.seed) if cfg.train.eval_every else None
+    return train_projector(vlm, data.features, epoch_examples, tcfg, run_dir, progress=progress, meta=meta,
+                           monitor=monitor)
 
 
 def evaluate_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True,
@@ -170,16 +249,17 @@ def evaluate_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Pat
     return rows
 
 
-def run_one(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True) -> list[dict]:
+def run_one(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True,
+            protos=None) -> list[dict]:
     """Train and evaluate one run (skipped when its result file exists)."""
     result_path = out / "runs" / spec.run_id / "rows.json"
     if result_path.exists():
         return read_json(result_path)["rows"]
-    summary = train_run(vlm, data, spec, cfg, out, progress)
+    summary = train_run(vlm, data, spec, cfg, out, progress, protos)
     return evaluate_run(vlm, data, spec, cfg, out, progress, summary)
 
 
-def _models(cfg: StudyConfig, random_init: bool, seed: int):
+def load_study_lm(cfg: StudyConfig, random_init: bool, seed: int):
     from interp.models.hooked import HookedLM
     from interp.models.lm import load_lm
 
@@ -187,7 +267,7 @@ def _models(cfg: StudyConfig, random_init: bool, seed: int):
                             random_init=random_init, seed=seed))
 
 
-def _new_vlm(lm, encoder, cfg: StudyConfig, seed: int):
+def new_study_vlm(lm, encoder, cfg: StudyConfig, seed: int):
     from interp.vlm import HookedVLM
 
     proj = HookedVLM.new_projector(lm, encoder.name, encoder.d_model, encoder.n_tokens, kind=cfg.model.projector,
@@ -202,7 +282,7 @@ def single_run(cfg: StudyConfig, spec: RunSpec, *, evaluate: bool = True, progre
     out = Path(cfg.out_dir)
     encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
     data = load_data(cfg, encoder, progress=progress)
-    vlm = _new_vlm(_models(cfg, spec.random_init, spec.seed), encoder, cfg, spec.seed)
+    vlm = new_study_vlm(load_study_lm(cfg, spec.random_init, spec.seed), encoder, cfg, spec.seed)
     if not evaluate:
         train_run(vlm, data, spec, cfg, out, progress)
         return []
@@ -223,7 +303,7 @@ def evaluate_run_dir(cfg: StudyConfig, run_id: str, progress: bool = True) -> li
     spec = RunSpec(**read_json(cond)["spec"])
     encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
     data = load_data(cfg, encoder, progress=progress)
-    lm = _models(cfg, spec.random_init, spec.seed)
+    lm = load_study_lm(cfg, spec.random_init, spec.seed)
     proj, _ = Projector.load(run_dir / "projector.safetensors", lm=lm.name, encoder=encoder.name)
     return evaluate_run(HookedVLM(lm, proj.to(lm.device)), data, spec, cfg, Path(cfg.out_dir), progress,
                         read_json(run_dir / "train.json"))
@@ -257,6 +337,44 @@ def lm_only_test(lm, taxonomy, batch_size: int = 64, progress: bool = False) -> 
             "cloze_acc": 100.0 * float((lp_true > lp_dist).float().mean())}
 
 
+# ------------------------------------------------------------------ ceilings
+def vision_ceiling(data: StudyData, seed: int = 0) -> dict[str, float]:
+    """What the frozen encoder's features allow on the leaf task, without any LM: a multinomial
+    logistic regression of the mean-pooled train features on the leaf concept, scored on test
+    images (top-1 accuracy) and on the study's leaf yes/no questions (one true leaf, one random
+    distractor per image; "Yes" when log p(leaf) is above a threshold chosen on the val split)."""
+    from interp.warmstart import fit_classifier
+
+    leaves = sorted(data.taxonomy.leaves)
+    cid = {c: i for i, c in enumerate(leaves)}
+
+    def xy(split):
+        rows = data.splits[split]
+        return data.features[torch.tensor(rows)].float().mean(1), torch.tensor([cid[data.records[i].concept] for i in rows])
+
+    (xtr, ytr), (xva, yva), (xte, yte) = xy("train"), xy("val"), xy("test")
+    W, b = fit_classifier(xtr, ytr, len(leaves))
+    g = torch.Generator().manual_seed(seed)
+
+    def yes_no(x, y):
+        lp = torch.log_softmax(x @ W.T + b, -1)
+        d = (y + 1 + torch.randint(len(leaves) - 1, y.shape, generator=g)) % len(leaves)
+        ar = torch.arange(len(y))
+        return torch.cat([lp[ar, y], lp[ar, d]]), ["Yes"] * len(y) + ["No"] * len(y)
+
+    sv, tv = yes_no(xva, yva)
+    cands = torch.quantile(sv, torch.linspace(0.05, 0.95, 91)).tolist()
+    thr = max(cands, key=lambda t: macro_f1(tv, ["Yes" if v > t else "No" for v in sv.tolist()]))
+    out = {}
+    for split, x, y in (("train", xtr, ytr), ("test", xte, yte)):
+        sc, truth = yes_no(x, y)
+        out[f"{split}_top1"] = 100.0 * float(((x @ W.T + b).argmax(1) == y).float().mean())
+        out[f"{split}_leaf_f1"] = macro_f1(truth, ["Yes" if v > thr else "No" for v in sc.tolist()])
+        n = len(y)
+        out[f"{split}_leaf_pairwise"] = 100.0 * float((sc[:n] > sc[n:]).float().mean())
+    return out
+
+
 # ------------------------------------------------------------------- driver
 def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
     from interp.models.encoders import load_encoder
@@ -278,7 +396,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG"
     for spec in runs:  # one LM load per (pretrained | random seed)
         by_lm.setdefault((spec.random_init, spec.seed if spec.random_init else 0), []).append(spec)
     for (rnd, seed), specs in by_lm.items():
-        lm = _models(cfg, rnd, seed)
+        lm = load_study_lm(cfg, rnd, seed)
         if cfg.eval.lm_only:
             lm_only.append({**lm_only_test(lm, data.taxonomy, cfg.eval.batch_size, progress), "taxonomy": cfg.data.taxonomy})
             if cfg.eval.lm_only_things and cfg.data.taxonomy != "things" and not rnd:  # the control: embedded only
@@ -288,10 +406,13 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG"
                     lm_only.append({**lm_only_test(lm, load_things_taxonomy(THINGS_TSV), cfg.eval.batch_size,
                                                  progress),
                                     "taxonomy": "things"})
+        pending = [s for s in specs if not (out / "runs" / s.run_id / "rows.json").exists()]
+        protos = study_prototypes(lm, data, cfg, progress) if pending else None
         for spec in specs:
-            rows += run_one(_new_vlm(lm, encoder, cfg, spec.seed), data, spec, cfg, out, progress)
+            rows += run_one(new_study_vlm(lm, encoder, cfg, spec.seed), data, spec, cfg, out, progress, protos)
         del lm
-    result = write_outputs(cfg, rows, lm_only, out, source)
+    ceiling = vision_ceiling(data, cfg.data.seed)
+    result = write_outputs(cfg, rows, lm_only, out, source, vision=ceiling)
     result["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", result)
     return result
