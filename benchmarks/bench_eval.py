@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parser, save  # noqa: E402
 
-from interp.evaluate import score_examples, score_one_at_a_time  # noqa: E402
+from interp.scoring import score_examples, score_one_at_a_time  # noqa: E402
 from interp.examples import Example  # noqa: E402
 from interp.models.hooked import HookedLM  # noqa: E402
 from interp.models.lm import load_lm  # noqa: E402

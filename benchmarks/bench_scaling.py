@@ -41,7 +41,7 @@ from common import count_flops, matmul_peak, parser, save, timed  # noqa: E402
 from interp.examples import Example, QuestionTokens, example_batch  # noqa: E402
 from interp.models.hooked import HookedLM  # noqa: E402
 from interp.models.lm import load_lm  # noqa: E402
-from interp.train import answer_ce_sum  # noqa: E402
+from interp.train_projector import answer_ce_sum  # noqa: E402
 from interp.vlm import HookedVLM  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,7 +187,7 @@ def study_runs_here(step_cpu: dict[str, float]) -> dict:
     from interp.studies.config import load_config, parse_ablation
     from interp.studies.questions import examples_for_images
     from interp.studies.taxonomy import grid_runs
-    from interp.train import plan
+    from interp.train_projector import plan
 
     taxonomy = img.embedded_taxonomy()
     image_set = img.load_image_set(img.build_embedded_images(progress=False))

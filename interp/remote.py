@@ -33,9 +33,10 @@ from typing import Any, Sequence
 
 import torch
 
+from interp.models.hooked import softcap
 from interp.projector import CheckpointMismatchError, Projector
 from interp.sequence import Batch
-from interp.vlm import LogitsAt, VLMCache, VLMInputs, VLMOutput, _as_positions
+from interp.vlm import LogitsAt, VLMCache, VLMInputs, VLMOutput, as_positions
 
 # Checked 2026-11-23 (no network here, so from stored copies of public pages): the deployments in
 # nnsight's "Remote Execution" tutorial (nnsight.net, output of nnsight.ndif_status()) and, marked
@@ -207,7 +208,7 @@ def build_request(projector: Projector, embed_scale: float, n_layers: int, batch
                                                                     iv.mode))
     order = sorted(set(wanted) | set(edits), key=lambda lk: (lk[0], KINDS.index(lk[1])))
     steps = [(layer, kind, (layer, kind) in wanted, edits.get((layer, kind), [])) for layer, kind in order]
-    pos = _as_positions(batch, logits_at)
+    pos = as_positions(batch, logits_at)
     return RemoteRequest(
         input_ids=batch.input_ids, attention_mask=batch.attention_mask, image_mask=is_img, image_rows=rows,
         steps=steps, names=[wanted[(layer, kind)] for layer, kind, save, _ in steps if save],
@@ -376,8 +377,7 @@ class RemoteVLM(VLMInputs):
             None if logits is None else logits.float()
 
     def _softcap(self, logits: torch.Tensor) -> torch.Tensor:
-        c = self.lm.softcap
-        return torch.tanh(logits / c) * c if c else logits
+        return softcap(logits, self.lm.softcap)
 
     def forward(self, batch: Batch, features: torch.Tensor | None = None, *, logits_at: LogitsAt = "last",
                 interventions: Sequence[Intervention] = ()) -> VLMOutput:

@@ -70,7 +70,7 @@ class VLMCache(dict):
         return torch.stack([self[k] for k in names])
 
 
-def _as_positions(batch: Batch, logits_at: LogitsAt) -> torch.Tensor | None:
+def as_positions(batch: Batch, logits_at: LogitsAt) -> torch.Tensor | None:
     """Bool ``[batch, pos]`` of positions where logits are wanted."""
     if logits_at is None:
         return None
@@ -179,7 +179,7 @@ class HookedVLM(VLMInputs, nn.Module):
         """Run the VLM; logits only at ``logits_at`` ('last' text token, 'answer' targets, 'all',
         per-row indices or a bool mask; None for no logits)."""
         resid = self.lm(self.embed(batch, features), batch.attention_mask, fwd_hooks=fwd_hooks)
-        pos = _as_positions(batch, logits_at)
+        pos = as_positions(batch, logits_at)
         logits = self.lm.unembed(resid[pos.to(resid.device)]) if pos is not None else None
         return VLMOutput(resid=resid, logits=logits, positions=pos)
 
@@ -237,11 +237,8 @@ class HookedVLM(VLMInputs, nn.Module):
         """Logits of a few tokens only (``[n, len(token_ids)]``) at positions ``at``: no
         full-vocabulary product. Differences of these are log-prob differences."""
         resid = self.lm(self.embed(batch, features), batch.attention_mask, fwd_hooks=fwd_hooks)
-        pos = _as_positions(batch, at).to(resid.device)
-        logits = resid[pos] @ self.lm.unembed_rows(token_ids.to(resid.device)).T
-        if self.lm.softcap:
-            logits = torch.tanh(logits / self.lm.softcap) * self.lm.softcap
-        return logits
+        pos = as_positions(batch, at).to(resid.device)
+        return self.lm.unembed(resid[pos], token_ids)
 
     # ---------------------------------------------------------------- nnsight
     @property

@@ -12,6 +12,50 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, min(2, os.cpu_count() or 1)))
 
 
+EMBEDDED_FIXTURES = {"gemma", "smollm"}  # session fixtures that load embedded models (built before the guard)
+
+
+@pytest.fixture(autouse=True)
+def _unit_lane_guard(request, monkeypatch):
+    """A test without the ``integration`` marker fails if it loads an embedded pretrained model
+    (LM, tokenizer or encoder) or starts a process (a CLI, torchrun, a notebook kernel): so
+    ``pytest -m "not integration"`` stays a fast unit lane (README)."""
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
+    import subprocess
+
+    from interp.models import encoders, lm
+
+    used: list[str] = [f"the session fixture {n!r}" for n in request.fixturenames if n in EMBEDDED_FIXTURES]
+
+    def flag(what, real):
+        def wrapper(*args, **kwargs):
+            used.append(what)
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(lm, "embedded_folder", flag("an embedded LM or tokenizer", lm.embedded_folder))
+    monkeypatch.setattr(encoders.EfficientNetLite0Encoder, "__init__",
+                        flag("the embedded encoder", encoders.EfficientNetLite0Encoder.__init__))
+    real_popen = subprocess.Popen.__init__
+
+    def popen(self, args, *rest, **kwargs):
+        # our own processes (a CLI, torchrun, a kernel, a script); library probes (uname, ldconfig)
+        # and the PNG export of a figure (kaleido) do not count
+        cmd = str(args).lower()
+        if any(w in cmd for w in ("python", "torchrun", "kernel", "bash", "interp")) and not any(
+                w in cmd for w in ("kaleido", "choreographer", "chrom")):
+            used.append(f"a subprocess ({str(args)[:80]})")
+        return real_popen(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen)
+    yield
+    if used:
+        pytest.fail(f"{request.node.nodeid} loads {sorted(set(used))} but is not marked integration "
+                    "(@pytest.mark.integration)", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_llama():
     from interp.models.hooked import HookedLM

@@ -256,6 +256,7 @@ def _fake_data(taxonomy, n=40):
                         {c: al.top_hypernyms(tx, c) or frozenset({al.NO_GROUP}) for c in classes}, "fake")
 
 
+@pytest.mark.integration
 def test_study_end_to_end_on_a_tiny_lm(taxonomy, tmp_path, monkeypatch):
     import plotly.graph_objects as go
 
@@ -308,6 +309,7 @@ def test_study_end_to_end_on_a_tiny_lm(taxonomy, tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------- integration (embedded)
+@pytest.mark.integration
 def test_embedded_default_aligns_above_chance(tmp_path):
     """smollm2-135m (pretrained), real images and taxonomy, the last block, one seed."""
     cfg = st.load_config("experiments/alignment_quick.toml", {

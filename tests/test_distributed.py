@@ -23,7 +23,7 @@ from conftest import make_vlm  # noqa: E402
 
 from interp import distributed as D  # noqa: E402
 from interp.examples import Example  # noqa: E402
-from interp.train import TrainConfig, resolve_precision, train_projector  # noqa: E402
+from interp.train_projector import TrainConfig, resolve_precision, train_projector  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["bird", "fish", "tool", "fruit", "vehicle", "item of clothing"]
@@ -98,6 +98,7 @@ def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float =
     return worst
 
 
+@pytest.mark.integration
 def test_ddp_two_processes_match_single_process_and_resume_after_kill_with_sharded_lm(tiny_llama, tmp_path):
     from interp.projector import Projector
 
@@ -173,6 +174,7 @@ def test_bf16_autocast_path_runs_on_cpu_and_keeps_fp32_master_weights(tiny_llama
     assert s16["losses"][0] == pytest.approx(s32["losses"][0], rel=0.05)
 
 
+@pytest.mark.integration
 def test_bf16_lm_trains_under_auto_precision(tmp_path):
     """A frozen LM held in bf16 (the paper set-up) with an fp32 projector: auto precision
     picks bf16 autocast and the projector still learns."""

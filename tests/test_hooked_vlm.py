@@ -180,6 +180,7 @@ def test_projector_for_another_lm_is_refused(tiny_llama, tiny_gemma):
         HookedVLM(tiny_gemma, proj)
 
 
+@pytest.mark.integration
 def test_random_init_is_seeded():
     from interp.models.lm import load_lm
 
@@ -189,6 +190,7 @@ def test_random_init_is_seeded():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+@pytest.mark.integration
 def test_load_vlm_restores_the_seeded_random_control(tmp_path):
     from interp.models.hooked import HookedLM
     from interp.models.lm import load_lm

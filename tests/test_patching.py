@@ -108,6 +108,7 @@ def test_packed_pass_layout_and_mask():
     assert not padded[3, 1] and padded[3, 0]
 
 
+@pytest.mark.integration
 def test_packed_grid_on_the_embedded_lm(gemma):
     """gemma-3-270m (sliding-window layers, GQA, softcapping): the packed grid equals the
     one-forward-per-cell loop on a text pair."""

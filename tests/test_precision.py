@@ -21,7 +21,7 @@ import torch
 
 from conftest import make_vlm
 from interp.examples import Example, QuestionTokens, example_batch
-from interp.train import answer_ce_sum, autocast, resolve_precision
+from interp.train_projector import answer_ce_sum, autocast, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "experiments" / "quick.toml"
@@ -62,6 +62,7 @@ def _run(cfg):
     return spec, run_spec(cfg, spec, progress=False)
 
 
+@pytest.mark.integration
 def test_study_run_from_config_in_bf16_and_rescoring(embedded_ok, tmp_path):
     """``model.dtype = "bfloat16"`` (what paper.toml sets for the GPU) through the CLI's path:
     the LM is held in bf16, training picks bf16 autocast with fp32 projector weights, the
@@ -97,6 +98,7 @@ def test_study_run_from_config_in_bf16_and_rescoring(embedded_ok, tmp_path):
     assert agree.float().mean() > 0.95
 
 
+@pytest.mark.integration
 def test_bf16_lm_with_fp32_projector_scores_and_caches(tiny_llama):
     """A frozen LM held in bf16 with an fp32 projector (no autocast: the scoring path): image
     rows are cast to the LM's dtype, caches are bf16, logits are close to the fp32 LM's."""
@@ -126,6 +128,7 @@ def _devices() -> list:
     return ["cpu", pytest.param("cuda", marks=cuda)]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("device", _devices())
 def test_embedded_default_in_bf16(device, request):
     """gemma-3-270m with a fixed projector on real prompts: the answer loss and the Yes-No
@@ -133,7 +136,7 @@ def test_embedded_default_in_bf16(device, request):
     bf16 autocast (``precision="bfloat16"``) against float32. On CPU forward only (bf16
     backward through the LM takes ~60 s per step here; the tiny-LM tests train in bf16);
     on CUDA also the projector gradient of one training step."""
-    from interp.evaluate import yes_no_ids
+    from interp.scoring import yes_no_ids
     from interp.models.hooked import HookedLM
     from interp.models.lm import load_lm
     from interp.sequence import vlm_item

@@ -119,6 +119,7 @@ def test_other_config_in_same_folder_is_refused(swept):
         main(_args(out, "--set", "train.lr=0.01", "--run-index", "0"))
 
 
+@pytest.mark.integration
 def test_aggregate_writes_the_study_outputs(swept):
     out = swept[0]
     main(_args(out, "--aggregate"))
@@ -126,6 +127,7 @@ def test_aggregate_writes_the_study_outputs(swept):
     assert len(rows) > 2 and (out / "report.md").exists()
 
 
+@pytest.mark.integration
 def test_torchrun_job_matches_single_process(swept, tmp_path):
     """`torchrun --nproc_per_node 2 -m interp.sweep ... --run-index 0 --shard-lm`: DDP on the
     projector, FSDP on the LM, rank-0 evaluation; same weights and scores as one process."""
@@ -168,6 +170,7 @@ def _stub(path: Path, body: str) -> None:
     path.chmod(0o755)
 
 
+@pytest.mark.integration
 def test_slurm_script_submits_prepare_array_aggregate(tmp_path):
     script = ROOT / "examples" / "slurm_array.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0

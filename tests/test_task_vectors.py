@@ -255,6 +255,7 @@ def _tiny_tasks(folder: Path) -> None:
                                                      "items": items}))
 
 
+@pytest.mark.integration
 def test_study_end_to_end_resumes(tmp_path, tiny_llama):
     from interp.studies.task_vectors import CSV_FILES, load_config, read_tables, run_study
 
@@ -300,6 +301,7 @@ def test_study_end_to_end_resumes(tmp_path, tiny_llama):
     assert (tmp_path / "redrawn" / "results.csv").read_text() == (out / "results.csv").read_text()
 
 
+@pytest.mark.integration
 def test_projector_fallbacks(tmp_path, tiny_llama):
     """A missing checkpoint is an error unless a fallback is asked for; ``partial`` loads the
     projector weights of an unfinished ``checkpoint.pt``, ``fresh`` an untrained projector."""

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from conftest import make_vlm
-from interp.evaluate import score_examples, score_one_at_a_time
+from interp.scoring import score_examples, score_one_at_a_time
 from interp.examples import Example
-from interp.train import TrainConfig, lr_lambda, train_projector
+from interp.train_projector import TrainConfig, lr_lambda, train_projector
 
 WORDS = ["bird", "fish", "tool", "fruit", "vehicle", "item of clothing"]
 

@@ -7,7 +7,7 @@ import torch
 from conftest import make_vlm
 from interp.diagnostics import COLLAPSED_COSINE, token_stats, verdict
 from interp.examples import Example
-from interp.train import TrainConfig, train_projector
+from interp.train_projector import TrainConfig, train_projector
 from interp.warmstart import WarmStartConfig, fit_classifier, prototype_init
 
 WORDS = ["bird", "fish", "tool", "fruit", "vehicle", "item of clothing"]

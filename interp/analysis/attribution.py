@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from interp.analysis.patching import Metric, PatchInput, _check_hook
+from interp.analysis.patching import Metric, PatchInput, check_hook
 
 
 @dataclass
@@ -63,7 +63,7 @@ def attribution_grid(
     over heads and features: the estimate of patching all heads at that position.
     """
     lm = vlm.lm
-    hook = _check_hook(vlm, hook)
+    hook = check_hook(vlm, hook)
     layers = list(range(lm.n_layers)) if layers is None else [lm.check_layer(int(l)) for l in layers]
     if clean.batch.shape != corrupted.batch.shape:
         raise ValueError(f"clean and corrupted inputs differ in shape {clean.batch.shape} vs "

@@ -30,7 +30,8 @@ from typing import Sequence
 
 import torch
 
-from interp.analysis.task_vectors import _check_layers, _last_idx, batches, forward_from
+from interp.analysis.task_vectors import batches, check_layers, forward_from, last_token_index
+from interp.models.hooked import softcap
 from interp.sequence import Segment
 from interp.vlm import HookedVLM
 
@@ -89,11 +90,11 @@ def head_contributions(vlm: HookedVLM, layer: int, z: torch.Tensor) -> torch.Ten
 def last_token_z(vlm: HookedVLM, prompts: Sequence[list[Segment]], features: torch.Tensor | None = None, *,
                  layers: Sequence[int] | None = None, batch_size: int = 16, route: str = "tl") -> torch.Tensor:
     """Each head's ``z`` at the last token: ``[n_prompts, n_layers, n_heads, d_head]``."""
-    layers = _check_layers(vlm, layers)
+    layers = check_layers(vlm, layers)
     n_heads, d_head = head_shape(vlm)
     out = []
     for batch, feats in batches(vlm, prompts, features, batch_size):
-        rows, last = torch.arange(len(batch)), _last_idx(batch)
+        rows, last = torch.arange(len(batch)), last_token_index(batch)
         if route == "tl":
             got: dict[int, torch.Tensor] = {}
 
@@ -123,7 +124,7 @@ def mean_head_outputs(vlm: HookedVLM, prompts: Sequence[list[Segment]], features
                       route: str = "tl") -> tuple[torch.Tensor, torch.Tensor]:
     """(mean_z ``[n_layers, n_heads, d_head]``, mean_out ``[n_layers, n_heads, d_model]``) at the
     last token over ``prompts``; ``mean_out`` is the mean of each prompt's exact head contribution."""
-    layers = _check_layers(vlm, layers)
+    layers = check_layers(vlm, layers)
     z = last_token_z(vlm, prompts, features, layers=layers, batch_size=batch_size, route=route)
     outs = torch.stack([head_contributions(vlm, l, z[:, i].to(vlm.lm.dtype)).float().mean(0)
                         for i, l in enumerate(layers)])
@@ -148,7 +149,7 @@ def head_indirect_effects(vlm: HookedVLM, prompts: Sequence[list[Segment]], feat
 
     Returns (aie ``[n_layers, n_heads]``, corrupted probabilities ``[n_prompts]``).
     """
-    layers = _check_layers(vlm, layers)
+    layers = check_layers(vlm, layers)
     n_heads, d_head = head_shape(vlm)
     if mean_z.shape != (len(layers), n_heads, d_head):
         raise ValueError(f"mean_z must be [{len(layers)}, {n_heads}, {d_head}]; got {tuple(mean_z.shape)}")
@@ -194,11 +195,9 @@ def head_indirect_effects(vlm: HookedVLM, prompts: Sequence[list[Segment]], feat
     return total / len(prompts), torch.cat(base_all)
 
 
-def _prob(resid: torch.Tensor, w: torch.Tensor, ids: torch.Tensor, softcap: float | None) -> torch.Tensor:
+def _prob(resid: torch.Tensor, w: torch.Tensor, ids: torch.Tensor, cap: float | None) -> torch.Tensor:
     """Softmax probability of ``ids`` over the full vocabulary: ``[n, d] -> [n]``."""
-    logits = (resid.to(w.dtype) @ w.T).float()
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
+    logits = softcap((resid.to(w.dtype) @ w.T).float(), cap)
     return (logits.gather(1, ids.view(-1, 1).to(logits.device)).squeeze(1) - logits.logsumexp(-1)).exp().cpu()
 
 
@@ -235,7 +234,7 @@ def run_with_vector(vlm: HookedVLM, prompts: Sequence[list[Segment]], features: 
         raise ValueError(f"vector must be [{vlm.lm.d_model}]; got {tuple(vector.shape)}")
     out = []
     for batch, feats in batches(vlm, prompts, features, batch_size):
-        rows, last = torch.arange(len(batch)), _last_idx(batch)
+        rows, last = torch.arange(len(batch)), last_token_index(batch)
         v = vector.to(vlm.lm.device, vlm.lm.dtype)
         if route == "tl":
             def hook(t, hook):

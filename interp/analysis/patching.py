@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from interp.models.hooked import softcap
 from interp.sequence import Batch
 from interp.vlm import HookedVLM
 
@@ -33,9 +34,7 @@ def logit_diff_metric(vlm: HookedVLM, good: int, bad: int) -> Metric:
 
     def metric(resid: torch.Tensor, batch: Batch) -> torch.Tensor:
         last = resid[torch.arange(resid.shape[0]), batch.last("text").to(resid.device)]
-        logits = last @ w.to(resid.device).T
-        if vlm.lm.softcap:
-            logits = torch.tanh(logits / vlm.lm.softcap) * vlm.lm.softcap
+        logits = softcap(last @ w.to(resid.device).T, vlm.lm.softcap)
         return logits[:, 0] - logits[:, 1]
 
     return metric
@@ -57,7 +56,7 @@ def _repeat(batch: Batch, n: int) -> Batch:
     return Batch(**{k: v.expand(n, -1) for k, v in vars(batch).items()})
 
 
-def _check_hook(vlm: HookedVLM, hook: str) -> str:
+def check_hook(vlm: HookedVLM, hook: str) -> str:
     """``hook`` is a per-block suffix such as ``hook_resid_pre``, ``hook_attn_out``, ``hook_mlp_out``."""
     if "{" in hook or hook.startswith("blocks."):
         raise ValueError(f"pass the per-block hook suffix (e.g. 'hook_resid_pre'), not {hook!r}")
@@ -164,7 +163,7 @@ def patch_grid(
     (then up to ``max_batch`` full-length copies per pass, the plain batched loop).
     """
     lm = vlm.lm
-    hook = _check_hook(vlm, hook)
+    hook = check_hook(vlm, hook)
     layers = list(range(lm.n_layers)) if layers is None else [lm.check_layer(int(l)) for l in layers]
     if clean.batch.shape != corrupted.batch.shape:
         raise ValueError(f"clean and corrupted inputs differ in shape {clean.batch.shape} vs {corrupted.batch.shape}; "
@@ -295,7 +294,7 @@ def cross_patch(
     (e.g. its image tokens), layer by layer. Returns ``[len(layers)]`` metric values.
     All layers run in one batch per start layer group (each starts at its own layer)."""
     lm = vlm.lm
-    hook = _check_hook(vlm, hook)
+    hook = check_hook(vlm, hook)
     layers = list(range(lm.n_layers)) if layers is None else [lm.check_layer(int(l)) for l in layers]
     if not src_positions or not dst_positions:
         raise ValueError("cross_patch needs at least one source and one destination position")

@@ -118,11 +118,11 @@ def batches(vlm: HookedVLM, prompts: Sequence[list[Segment]], features: torch.Te
         yield vlm.build(local), feats
 
 
-def _last_idx(batch: Batch) -> torch.Tensor:
+def last_token_index(batch: Batch) -> torch.Tensor:
     return batch.attention_mask.sum(1) - 1
 
 
-def _check_layers(vlm: HookedVLM, layers: Sequence[int] | None) -> list[int]:
+def check_layers(vlm: HookedVLM, layers: Sequence[int] | None) -> list[int]:
     if layers is None:
         return list(range(vlm.lm.n_layers))
     layers = [vlm.lm.check_layer(int(l)) for l in layers]
@@ -158,10 +158,10 @@ def last_resid(vlm: HookedVLM, prompts: Sequence[list[Segment]], features: torch
 
     The forward pass stops after the deepest layer asked for.
     """
-    layers = _check_layers(vlm, layers)
+    layers = check_layers(vlm, layers)
     out = []
     for batch, feats in batches(vlm, prompts, features, batch_size):
-        last = _last_idx(batch)
+        last = last_token_index(batch)
         rows = torch.arange(len(batch))
         got: dict[int, torch.Tensor] = {}
 
@@ -211,7 +211,7 @@ def _query_pass(vlm: HookedVLM, batch: Batch, feats: torch.Tensor | None, layers
 
     final = vlm.lm(vlm.embed(batch, feats), batch.attention_mask,
                    fwd_hooks=[(f"blocks.{l}.hook_resid_post", saver(l)) for l in layers])
-    last = _last_idx(batch)
+    last = last_token_index(batch)
     return cache, final[torch.arange(len(batch)), last]
 
 
@@ -233,7 +233,7 @@ def patch_sweep(vlm: HookedVLM, queries: Sequence[list[Segment]], features: torc
     """
     if mode not in ("replace", "add"):
         raise ValueError(f"mode={mode!r}: use 'replace' or 'add'")
-    layers = _check_layers(vlm, layers)
+    layers = check_layers(vlm, layers)
     if vectors.ndim == 2:
         vectors = vectors[:, None]
     if vectors.ndim != 3 or vectors.shape[0] != len(layers) or vectors.shape[-1] != vlm.lm.d_model:
@@ -247,7 +247,7 @@ def patch_sweep(vlm: HookedVLM, queries: Sequence[list[Segment]], features: torc
         cache, final = _query_pass(vlm, batch, feats, layers)
         clean.append(final.float().cpu())
         n = len(batch)
-        last = _last_idx(batch).repeat(n_vec)
+        last = last_token_index(batch).repeat(n_vec)
         rows = torch.arange(n * n_vec)
         mask = batch.attention_mask.repeat(n_vec, 1)
         per_layer = []
@@ -271,7 +271,7 @@ def run_last(vlm: HookedVLM, prompts: Sequence[list[Segment]], features: torch.T
     out = []
     for batch, feats in batches(vlm, prompts, features, batch_size):
         final = vlm.lm(vlm.embed(batch, feats), batch.attention_mask)
-        out.append(final[torch.arange(len(batch)), _last_idx(batch)].float().cpu())
+        out.append(final[torch.arange(len(batch)), last_token_index(batch)].float().cpu())
     return torch.cat(out)
 
 
@@ -281,7 +281,7 @@ def patch_one(vlm: HookedVLM, query: list[Segment], features: torch.Tensor | Non
     """Reference: one query, one full forward pass with a hook on ``blocks.{layer}.hook_resid_post``
     that replaces (or shifts) the last position. Returns the normalised final residual ``[d_model]``."""
     (batch, feats), = batches(vlm, [query], features, 1)
-    last = int(_last_idx(batch)[0])
+    last = int(last_token_index(batch)[0])
 
     def hook(t, hook):
         t = t.clone()

@@ -24,12 +24,12 @@ def table() -> str:
 
 
 def prepare() -> None:
-    from interp.models.lm import _embedded_folder
+    from interp.models.lm import embedded_folder
 
     for spec in LMS:
         if spec.source == "embedded" and spec.available()[0]:
             t = time.perf_counter()
-            folder = _embedded_folder(spec)
+            folder = embedded_folder(spec)
             print(f"[models] {spec.name}: cached fp32 model at {folder} ({time.perf_counter() - t:.1f} s)")
 
 

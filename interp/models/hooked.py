@@ -39,6 +39,11 @@ class _Stop(Exception):
     """Raised by a hook to end a forward pass early (stop_at_layer)."""
 
 
+def softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """Gemma's final-logit softcap ``tanh(x / cap) * cap`` (identity when ``cap`` is None or 0)."""
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
 @dataclass(frozen=True)
 class KVPrefix:
     """The keys and values of every layer over the first positions of a run: the past of
@@ -46,10 +51,13 @@ class KVPrefix:
 
     ``keys[i]``, ``values[i]``: ``[batch, kv_heads, pos, d_head]`` of block ``i`` (all
     positions, also for sliding-window layers; the cache built from them keeps the window).
+    ``padded``: the run had padding (a zero in its attention mask); such a prefix cannot be
+    continued (the continuation would follow the pad positions), and :meth:`as_cache` says so.
     """
 
     keys: tuple[torch.Tensor, ...]
     values: tuple[torch.Tensor, ...]
+    padded: bool = False
 
     @property
     def n_pos(self) -> int:
@@ -57,13 +65,17 @@ class KVPrefix:
 
     def select(self, rows: torch.Tensor) -> "KVPrefix":
         """The prefixes of ``rows [m]`` (row ``j`` of the result is prefix ``rows[j]``)."""
-        return KVPrefix(tuple(k[rows.to(k.device)] for k in self.keys), tuple(v[rows.to(v.device)] for v in self.values))
+        return KVPrefix(tuple(k[rows.to(k.device)] for k in self.keys), tuple(v[rows.to(v.device)] for v in self.values),
+                        self.padded)
 
     def as_cache(self, config, batch: int):
         """A transformers ``DynamicCache`` holding this prefix for ``batch`` rows (a 1-row
         prefix is broadcast)."""
         from transformers import DynamicCache
 
+        if self.padded:
+            raise ValueError("this KV prefix comes from a padded run (its attention mask has zeros): a continuation "
+                             "would follow the pad positions; build prefixes of equal length without padding")
         cache = DynamicCache(config=config)
         for i, (k, v) in enumerate(zip(self.keys, self.values)):
             if k.shape[0] not in (1, batch):
@@ -311,15 +323,19 @@ class HookedLM(nn.Module):
         with self.hooks(fwd_hooks):
             x = self.hook_point("hook_embed")(embeds)
             out = self.hf.model(inputs_embeds=x, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
-        kv = KVPrefix(tuple(l.keys for l in cache.layers), tuple(l.values for l in cache.layers))
+        padded = attention_mask is not None and not bool(attention_mask.bool().all())
+        kv = KVPrefix(tuple(l.keys for l in cache.layers), tuple(l.values for l in cache.layers), padded)
         return out.last_hidden_state, kv
 
-    def unembed(self, resid_normed: torch.Tensor) -> torch.Tensor:
-        """Logits from normalised final residuals: ``[..., d_model] -> [..., d_vocab]``."""
-        logits = self.hf.lm_head(resid_normed)
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
+    def unembed(self, resid_normed: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from normalised final residuals, the LM's logit softcap applied:
+        ``[..., d_model] -> [..., d_vocab]``, or only the logits of ``token_ids [k]``
+        (``[..., k]``; no full-vocabulary product; differences are log-prob differences)."""
+        if token_ids is None:
+            logits = self.hf.lm_head(resid_normed)
+        else:
+            logits = resid_normed @ self.unembed_rows(token_ids.to(resid_normed.device)).T
+        return softcap(logits, self.softcap)
 
     def final_norm(self, resid: torch.Tensor) -> torch.Tensor:
         """The final norm alone (for the logit lens): ``[..., d_model] -> [..., d_model]``."""

@@ -71,7 +71,7 @@ def _gguf_source(spec: ModelSpec) -> Path:
     raise ModelUnavailableError(f"{spec.name}: no GGUF route for package {spec.package}")
 
 
-def _embedded_folder(spec: ModelSpec) -> Path:
+def embedded_folder(spec: ModelSpec) -> Path:
     """Dequantize an embedded GGUF once into a cached HF folder (fp32 safetensors)."""
     folder = cache_dir("models") / spec.name
     if (folder / "interp_complete.json").exists():
@@ -147,7 +147,7 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     if spec.source == "embedded":
-        return AutoTokenizer.from_pretrained(str(_embedded_folder(spec)))
+        return AutoTokenizer.from_pretrained(str(embedded_folder(spec)))
     src, local = resolve_hf_source(spec)
     return AutoTokenizer.from_pretrained(src, local_files_only=local)
 
@@ -187,7 +187,7 @@ def load_lm(
         config = _tiny_config(spec, vocab_size=len(tok))
         random_init = True
     elif spec.source == "embedded":
-        folder = _embedded_folder(spec)
+        folder = embedded_folder(spec)
         config = AutoConfig.from_pretrained(str(folder))
     else:
         src, local = resolve_hf_source(spec)

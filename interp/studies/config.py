@@ -9,7 +9,7 @@ from typing import Any
 from interp.conditions import WORLDS, Ablation
 from interp.configfile import Hashed, load_sectioned
 from interp.studies.prototypes import PrototypeConfig
-from interp.train import TrainConfig
+from interp.train_projector import TrainConfig
 from interp.warmstart import WarmStartConfig
 
 

@@ -139,9 +139,7 @@ class _Asker:
         """``[n]`` log P(" Yes") - log P(" No") at the last question token."""
         b, h = self._run(V, concepts, None)
         last = h[torch.arange(len(concepts), device=h.device), b.last("text")]
-        logits = last @ self.lm.unembed_rows(self.yes_no.to(h.device)).T
-        if self.lm.softcap:
-            logits = torch.tanh(logits / self.lm.softcap) * self.lm.softcap
+        logits = self.lm.unembed(last, self.yes_no)
         return (logits[:, 0] - logits[:, 1]).float()
 
 

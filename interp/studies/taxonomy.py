@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from interp.conditions import removed_leaves, world_mapping
-from interp.evaluate import continuation_logprob, score_examples, text_yes_no
+from interp.scoring import continuation_logprob, score_examples, text_yes_no
 from interp.examples import Example
 from interp.io import environment, read_json, stable_hash, write_csv, write_json
 from interp.metrics import coherence, macro_f1
 from interp.studies.config import StudyConfig, parse_ablation
 from interp.studies.questions import cloze_prompt, examples_for_images, text_test_items, truth_question
-from interp.train import train_projector
+from interp.train_projector import train_projector
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -1,0 +1,133 @@
+"""The package's layering, checked on its source (AST, nothing imported): no import cycle
+(function-level imports included), no private name imported across modules, and the core
+knows no study."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "interp"
+
+# the core: models, the VLM and its pieces, the trainer and the scorer; they may not import
+# a study, an analysis or a command-line module
+CORE = ("interp.models", "interp.vlm", "interp.sequence", "interp.projector", "interp.features",
+        "interp.train_projector", "interp.scoring", "interp.examples", "interp.io", "interp.paths")
+HIGHER = ("interp.studies", "interp.analysis", "interp.binding", "interp.train", "interp.evaluate", "interp.run",
+          "interp.sweep", "interp.patch", "interp.analyze", "interp.alignment", "interp.task_vectors")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, str, int]]:
+    """(imported module, imported name or "", line) for every import of the package's own code."""
+    tree = ast.parse(path.read_text())
+    is_pkg = path.name == "__init__.py"
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, "", node.lineno) for a in node.names if a.name.split(".")[0] == "interp"]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = name.split(".") if is_pkg else name.split(".")[:-1]
+                parts = parts[:len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([base] if base else []))
+            if base.split(".")[0] != "interp":
+                continue
+            for a in node.names:
+                full = f"{base}.{a.name}"
+                out.append((full, "", node.lineno) if full in known else (base, a.name, node.lineno))
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    g = {}
+    for name, path in mods.items():
+        deps = set()
+        for target, _, _ in imports(name, path, known):
+            while target not in known and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target != name:
+                deps.add(target)
+        g[name] = deps
+    return g
+
+
+def cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], 0
+    for root in g:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(g[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            for w in it:
+                if w not in g:
+                    continue
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(g[w]))))
+                    break
+                if w in on:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        out.append(sorted(comp))
+    return out
+
+
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle():
+    assert cycles(graph()) == []
+
+
+def test_no_private_name_imported_across_modules():
+    mods = modules()
+    bad = [f"{name}:{line} imports {name_} from {target}" for name, path in mods.items()
+           for target, name_, line in imports(name, path, set(mods)) if name_.startswith("_")]
+    assert bad == []
+
+
+def test_the_core_knows_no_study():
+    g = graph()
+    assert all(any(_under(m, (c,)) for m in g) for c in CORE + HIGHER)  # every name is a real module
+    bad = [f"{m} imports {d}" for m, deps in g.items() if _under(m, CORE) for d in deps if _under(d, HIGHER)]
+    assert bad == []
