@@ -152,7 +152,55 @@ def learning_markdown(table: list[dict], rows: list[dict], vision: dict | None) 
         md.append(f"- The LM with perfect vision ({name}; each image replaced by its concept's prototype token, "
                   f"learned from leaf questions only): leaf F1 {_num(t['prototype_leaf_f1'])}, hypernym macro F1 "
                   f"{_num(t['prototype_hypernym_f1'])} (pairwise {_num(t['prototype_hypernym_pairwise'])}%). "
-                  "No projector can do better on hypernyms through this LM and question than this, up to noise.")
+                  "An estimate of the hypernym ceiling: the LM's answers when each image is read as the best "
+                  "leaf-trained token of its concept.")
+    return md + [""]
+
+
+def paired_differences(rows: list[dict]) -> dict[str, dict[tuple[str, str], tuple[float, float, int]]]:
+    """Per (condition, ablation), mean ± 95% t-interval over (unseen hypernym x seed) of
+    ``vs_chance``: F1 minus the run's own chance line for the same hypernym; ``vs_original``:
+    F1 minus the original world's F1 for the same hypernym and seed."""
+    unseen = [r for r in rows if r["hypernym"] != "<leaf>" and r["split"] == "unseen"]
+    f1 = {(_condition(r), r["ablation"], r["hypernym"], r["seed"]): r["f1"] for r in unseen}
+    vs_chance: dict[tuple[str, str], list[float]] = defaultdict(list)
+    vs_original: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in unseen:
+        c, a = _condition(r), r["ablation"]
+        vs_chance[(c, a)].append(r["f1"] - r["chance_f1"])
+        ref = f1.get(("original", a, r["hypernym"], r["seed"]))
+        if c != "original" and ref is not None:
+            vs_original[(c, a)].append(r["f1"] - ref)
+    return {"vs_chance": {k: mean_ci(v) for k, v in vs_chance.items()},
+            "vs_original": {k: mean_ci(v) for k, v in vs_original.items()}}
+
+
+def _side(mean: float, half: float) -> str:
+    if mean != mean or half != half:
+        return "undetermined (too few hypernyms)"
+    if mean - half > 0:
+        return "above"
+    return "below" if mean + half < 0 else "not distinguishable from"
+
+
+def findings_markdown(rows: list[dict], coh: dict) -> list[str]:
+    """The brief's four findings, each tested on this run's rows (paired differences with
+    95% intervals), and the F1-coherence correlation: what holds here, in plain words."""
+    diffs = paired_differences(rows)
+    expect = {"original": "far above chance", "within": "close to original", "across": "at chance",
+              "random-init": "at chance"}
+    md = ["## The brief's findings, tested here", "",
+          "Unseen-hypernym macro F1 minus the run's own chance line (paired by hypernym and seed), and the "
+          "within/across worlds against the original world (paired likewise); 95% t-intervals.", "",
+          "| condition | ablation | the brief expects | F1 - chance | here | F1 - original F1 | here |",
+          "|---|---|---|---|---|---|---|"]
+    for (c, a), (m, h, n) in sorted(diffs["vs_chance"].items()):
+        o = diffs["vs_original"].get((c, a))
+        md.append(f"| {c} | {a} | {expect.get(c, '')} | {_fmt(m, h)} | {_side(m, h)} chance | "
+                  + (f"{_fmt(o[0], o[1])} | {_side(o[0], o[1])} original |" if o else "- | - |"))
+    md += ["", "F1 against visual coherence (unseen hypernyms; the brief: more coherent hypernyms "
+           "generalize better):", ""]
+    md += [f"- {c} {a}: r = {v['r']:.2f} (p = {v['p']:.3f}, n = {v['n']})" for (c, a), v in coh.items()]
     return md + [""]
 
 
@@ -180,6 +228,7 @@ def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source:
           "", grid_markdown(agg, "chance_unseen"), "", "Leaf F1 (sanity):", "", grid_markdown(agg, "leaf"), ""]
     if any("seen" in v for v in agg["cells"].values()):
         md += ["Seen hypernym pairs:", "", grid_markdown(agg, "seen"), ""]
+    md += findings_markdown(rows, coh) + learning_markdown(learning, rows, vision)
     md += ["Published for reference (Qwen3-0.6B + DINOv2 on THINGS; not the same models or images):", "",
            published_markdown(), "", "## By hypernym depth (unseen)", "", "| condition | ablation | depth | F1 | n |",
            "|---|---|---|---|---|"]
