@@ -1,7 +1,9 @@
 """Redraw the taxonomic study's figures and report from its tidy results file.
 
 The experiment (`python -m interp.run CONFIG`) writes `results.csv`; this script only
-reads it, so figures can be restyled without re-running anything:
+reads it, so figures can be restyled without re-running anything. It also copies the run's
+`report.md`, `results.csv`, `learning.csv` and each trained run's learning curve
+(`learning_curve_<run>.png`) beside the figures:
 
     .venv/bin/python figures/taxonomy.py runs/quick            # -> figures/out/quick/*.html|png
 """
@@ -9,6 +11,7 @@ reads it, so figures can be restyled without re-running anything:
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from interp.io import read_csv
@@ -34,6 +37,13 @@ def main() -> None:
     out = args.out or Path(__file__).resolve().parent / "out" / args.study_dir.name
     agg = aggregate(rows)
     files = write_figures(agg, depth_table(rows), rows, out)
+    for name in ("report.md", "results.csv", "learning.csv"):
+        if (args.study_dir / name).exists():
+            shutil.copyfile(args.study_dir / name, out / name)
+            files.append(out / name)
+    for curve in sorted(args.study_dir.glob("runs/*/learning_curve.png")):
+        files.append(out / f"learning_curve_{curve.parent.name}.png")
+        shutil.copyfile(curve, files[-1])
     print(grid_markdown(agg, "unseen"))
     print("\n".join(str(f) for f in files))
 
