@@ -15,7 +15,7 @@ import os
 import tomllib
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from interp.io import stable_hash
 
@@ -126,6 +126,20 @@ def cli_overrides(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict
     except ValueError as e:
         ap.error(str(e))
         raise  # unreachable: ap.error exits
+
+
+def load_or_exit(ap: argparse.ArgumentParser, loader: Callable[..., Any], path: str,
+                 overrides: dict[str, Any] | None = None) -> Any:
+    """``loader(path, overrides)``, or one clear line and exit code 2 (``ap.error``, no
+    traceback) when the config is missing, is not valid TOML (file, line and column named)
+    or holds a bad value."""
+    try:
+        return loader(path, overrides or {})
+    except tomllib.TOMLDecodeError as e:
+        ap.error(f"{path}: not valid TOML: {e}")
+    except (FileNotFoundError, ValueError, TypeError, KeyError) as e:
+        ap.error(f"{path}: {e}")
+    raise AssertionError("unreachable: ap.error exits")
 
 
 def add_study_args(ap: argparse.ArgumentParser, config_help: str, set_example: str, *,

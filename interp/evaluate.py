@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from interp.configfile import load_or_exit
 from interp.studies.config import load_config
 from interp.studies.taxonomy import evaluate_run_dir
 
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("config")
     ap.add_argument("--run", required=True, help="run id, e.g. lm-original-100pct-s42 (see <out_dir>/runs)")
     args = ap.parse_args(argv)
-    cfg = load_config(args.config)
+    cfg = load_or_exit(ap, load_config, args.config)
     rows = evaluate_run_dir(cfg, args.run)
     unseen = [r["f1"] for r in rows if r["split"] == "unseen"]
     leaf = [r["f1"] for r in rows if r["hypernym"] == "<leaf>"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from interp.configfile import add_study_args, cli_overrides, set_threads
+from interp.configfile import add_study_args, cli_overrides, load_or_exit, set_threads
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     from interp.studies.config import load_config
     from interp.studies.taxonomy import run_study
 
-    cfg = load_config(args.config, cli_overrides(ap, args))
+    cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
     result = run_study(cfg, progress=not args.no_progress, source=args.config)
     print(f"[study] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
 

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from interp.configfile import parse_sets
+from interp.configfile import load_or_exit, parse_sets
 from interp.io import environment, read_json, stable_hash, write_json
 from interp.studies.config import StudyConfig, load_config
 from interp.studies.taxonomy import RunSpec, grid_runs
@@ -206,11 +206,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
     ap.add_argument("--shard-lm", action="store_true", help="under torchrun: shard the frozen LM's blocks (FSDP2)")
     args = ap.parse_args(argv)
     try:
-        cfg = load_config(args.config, parse_overrides(args.set, args.out))
+        overrides = parse_overrides(args.set, args.out)
         index = _index_arg(args.run_index) if args.run_index is not None else None
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as e:
         ap.error(str(e))
+    cfg = load_or_exit(ap, load_config, args.config, overrides)
     runs = list_runs(cfg)
     evaluate, progress = not args.no_eval, not args.no_progress
     if args.count:

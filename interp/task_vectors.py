@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from interp.configfile import add_study_args, cli_overrides, set_threads
+from interp.configfile import add_study_args, cli_overrides, load_or_exit, set_threads
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from interp.studies.task_vectors import load_config, run_study
 
-    cfg = load_config(args.config, cli_overrides(ap, args))
+    cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
     summary = run_study(cfg, progress=not args.no_progress, source=args.config, figures=args.figures)
     print(summary["table"])
     print(f"[task vectors] done in {summary['seconds'] / 60:.1f} min; results in {cfg.out_dir}")

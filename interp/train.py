@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from interp import distributed as D
+from interp.configfile import load_or_exit
 from interp.io import read_json
 from interp.models.encoders import load_encoder
 from interp.studies import taxonomy as study
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     overrides = {k: v for k, v in {"model.device": args.device, "model.dtype": args.dtype, "out_dir": args.out}.items()
                  if v is not None}
-    cfg = load_config(args.config, overrides)
+    cfg = load_or_exit(ap, load_config, args.config, overrides)
     spec = RunSpec(args.world, args.ablation, args.seed, args.random_init)
     try:
         rows = run_spec(cfg, spec, evaluate=not args.no_eval, shard_lm=args.shard_lm)

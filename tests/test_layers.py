@@ -131,3 +131,37 @@ def test_the_core_knows_no_study():
     assert all(any(_under(m, (c,)) for m in g) for c in CORE + HIGHER)  # every name is a real module
     bad = [f"{m} imports {d}" for m, deps in g.items() if _under(m, CORE) for d in deps if _under(d, HIGHER)]
     assert bad == []
+
+
+# ARCHITECTURE.md's layers: a module may import its own layer and lower ones
+LAYERS = [
+    ("interp.io", "interp.paths", "interp.configfile", "interp.metrics", "interp.schedule", "interp.plots",
+     "interp.distributed"),
+    ("interp.models",),
+    ("interp.sequence", "interp.projector", "interp.vlm", "interp.features", "interp.examples", "interp.train_projector",
+     "interp.scoring", "interp.diagnostics", "interp.warmstart", "interp.remote"),
+    ("interp.data",),
+    ("interp.analysis",),
+    ("interp.studies", "interp.binding", "interp.conditions"),
+    ("interp.run", "interp.sweep", "interp.train", "interp.evaluate", "interp.patch", "interp.analyze",
+     "interp.alignment", "interp.task_vectors", "interp.binding.__main__", "interp.models.__main__",
+     "interp.data.build"),
+]
+
+
+def layer_of(module: str) -> int | None:
+    best = None  # the longest matching prefix decides (interp.models.__main__ is a command)
+    for i, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            if _under(module, (p,)) and (best is None or len(p) > best[1]):
+                best = (i, len(p))
+    return None if best is None else best[0]
+
+
+def test_every_module_has_a_layer_and_imports_only_its_own_and_lower_layers():
+    g = graph()
+    unplaced = [m for m in g if m != "interp" and layer_of(m) is None]
+    assert unplaced == []
+    bad = [f"{m} (layer {layer_of(m)}) imports {d} (layer {layer_of(d)})" for m, deps in g.items() if m != "interp"
+           for d in deps if d != "interp" and layer_of(d) > layer_of(m)]
+    assert bad == []
