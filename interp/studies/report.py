@@ -22,6 +22,10 @@ PUBLISHED = {
 }
 
 
+RESULT_COLUMNS = ("run_id", "world", "ablation", "rate", "lm_init", "seed", "hypernym", "split", "depth", "n", "f1",
+                  "chance_f1", "yes_rate", "coherence")
+
+
 def _condition(row: dict) -> str:
     return "random-init" if row["lm_init"] == "random" else row["world"]
 
@@ -208,7 +212,9 @@ def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source:
                   vision: dict | None = None) -> dict[str, Any]:
     """results.csv, lm_only.csv, learning.csv, report.md, figures/*.html|png; prints the grid."""
     out = Path(out)
-    write_csv(out / "results.csv", rows)
+    # a fixed column order: rows read back from finished runs (rows.json) have sorted keys
+    extra = sorted({k for r in rows for k in r} - set(RESULT_COLUMNS))
+    write_csv(out / "results.csv", rows, list(RESULT_COLUMNS) + extra)
     write_csv(out / "lm_only.csv", lm_only)
     run_ids = sorted({r["run_id"] for r in rows})
     learning = learning_rows(out, run_ids)
