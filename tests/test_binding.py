@@ -380,7 +380,7 @@ def test_context_bank_is_cached_and_the_encoder_sees_objects_in_their_cells(effn
         assert change[near].mean() > 3 * change[far].mean(), (cell, change)
 
 
-def test_cli_end_to_end_and_resume(tmp_path):
+def test_cli_end_to_end_and_resume(tmp_path, capsys):
     """The whole study on a tiny config (tiny encoder, 2-layer decoder): tables, report,
     summary; a re-run skips every finished unit."""
     from interp.binding.__main__ import main
@@ -443,10 +443,11 @@ probe_shapes = 8
         with pytest.raises(ValueError, match="different config"):  # would silently reuse stale units
             main([str(cfg), "--no-progress", "--set", "train.text_steps=7"])
         main([str(cfg), "--no-progress", "--set", "threads=1", "--set", "figures=false"])  # same results config
-        with pytest.raises(ValueError, match="valid regimes"):
-            main([str(cfg), "--set", "regimes=['video']"])
-        with pytest.raises(ValueError, match="unknown keys"):
-            main([str(cfg), "--set", "train.epochs=3"])
+        for setting, words in (("regimes=['video']", "valid regimes"), ("train.epochs=3", "unknown keys")):
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as e:  # a bad config: one line naming it, exit 2
+                main([str(cfg), "--set", setting])
+            assert e.value.code == 2 and words in capsys.readouterr().err
     finally:
         os.environ.pop("INTERP_CACHE", None)
 
