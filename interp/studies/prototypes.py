@@ -218,18 +218,23 @@ def learn_prototypes(lm, taxonomy, concepts: Sequence[str], cfg: PrototypeConfig
 
     # 1. the shared format vector, with name-direction parts of size r_format present
     u = (mean_name / mean_name.norm() * tn).to(dev).clone().requires_grad_(True)
-    opt = torch.optim.Adam([u], lr=cfg.format_lr)
     bar = tqdm(total=cfg.format_steps + cfg.refine_steps, desc=f"prototypes {lm.name}", disable=not progress, unit="step")
-    for step in range(1, cfg.format_steps + 1):
-        rows, asked, answers = _pairs(concepts, half, g)
-        loss = ask.loss(u + cfg.r_format * tn * names[rows.to(dev)], asked, answers)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-        bar.set_postfix(stage="format", loss=f"{loss.item():.3f}")
-        if step % log_every == 0 or step == cfg.format_steps:
-            history.append({"stage": "format", "step": step, "loss": loss.item(), "seconds": time.perf_counter() - t0})
+
+    def fit(stage: str, params: list[torch.Tensor], lr: float, steps: int, tokens) -> None:
+        """``steps`` Adam steps of the LM loss on fresh Yes/No pairs; ``tokens(rows)`` gives the image tokens."""
+        opt = torch.optim.Adam(params, lr=lr)
+        for step in range(1, steps + 1):
+            rows, asked, answers = _pairs(concepts, half, g)
+            loss = ask.loss(tokens(rows.to(dev)), asked, answers)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(1)
+            bar.set_postfix(stage=stage, loss=f"{loss.item():.3f}")
+            if step % log_every == 0 or step == steps:
+                history.append({"stage": stage, "step": step, "loss": loss.item(), "seconds": time.perf_counter() - t0})
+
+    fit("format", [u], cfg.format_lr, cfg.format_steps, lambda rows: u + cfg.r_format * tn * names[rows])
     u = u.detach()
 
     # 2. linearised concept directions: gradients of the Yes-No margin at u
@@ -252,17 +257,7 @@ def learn_prototypes(lm, taxonomy, concepts: Sequence[str], cfg: PrototypeConfig
 
     # 3. refine u and every D_c with the LM loss on leaf questions
     u, D = u.clone().requires_grad_(True), D.clone().requires_grad_(True)
-    opt = torch.optim.Adam([u, D], lr=cfg.refine_lr)
-    for step in range(1, cfg.refine_steps + 1):
-        rows, asked, answers = _pairs(concepts, half, g)
-        loss = ask.loss(u + D[rows.to(dev)], asked, answers)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-        bar.set_postfix(stage="refine", loss=f"{loss.item():.3f}")
-        if step % log_every == 0 or step == cfg.refine_steps:
-            history.append({"stage": "refine", "step": step, "loss": loss.item(), "seconds": time.perf_counter() - t0})
+    fit("refine", [u, D], cfg.refine_lr, cfg.refine_steps, lambda rows: u + D[rows])
     bar.close()
     protos = Prototypes(concepts, u.detach().float().cpu(), D.detach().float().cpu(), history, {})
     seconds = time.perf_counter() - t0

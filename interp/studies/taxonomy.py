@@ -161,9 +161,8 @@ def heldout_monitor(vlm, data: StudyData, mapping: dict[str, str], cfg: StudyCon
     from interp.studies.prototypes import text_token_norm
 
     rng = random.Random(f"monitor-{seed}")
-    pick = lambda split: sorted(rng.sample(data.splits[split], min(n_images, len(data.splits[split]))))
-    val = pick("val")
-    train = sorted(rng.sample(data.splits["train"], min(n_images // 2, len(data.splits["train"]))))
+    pick = lambda split, n: sorted(rng.sample(data.splits[split], min(n, len(data.splits[split]))))
+    val, train = pick("val", n_images), pick("train", n_images // 2)
     none: dict[str, frozenset[str]] = {}
     sets = {}
     for name, rows in (("heldout", val), ("train", train)):
