@@ -26,16 +26,17 @@ class EvalSet:
     n: int
     size: int
     seed: int
+    hops: int = 2  # 1: the one-hop curriculum task (answer = the colour's shape)
 
     @property
     def name(self) -> str:
-        return f"{self.kind}@{self.n}"
+        return f"{self.kind}@{self.n}" + ("" if self.hops == 2 else f"/{self.hops}-hop")
 
 
 @torch.no_grad()
 def accuracy(model: BindingModel, sources: Sources, es: EvalSet, *, batch_size: int = 256,
              bank: Bank | None = None) -> dict:
-    """Accuracy (argmax over the whole vocabulary == the answer item) on ``es``; also the
+    """Accuracy (argmax over the whole vocabulary == the answer item, or shape for one hop) on ``es``; also the
     accuracy restricted to the items of the episode (chance ``1/n``) and the mean answer
     log-probability."""
     model.eval()
@@ -45,13 +46,14 @@ def accuracy(model: BindingModel, sources: Sources, es: EvalSet, *, batch_size: 
     done = 0
     while done < es.size:
         size = min(batch_size, es.size - done)
-        lay, ext = sources.batch(es.kind, rng, size, es.n, bank=bank)
+        lay, ext = sources.batch(es.kind, rng, size, es.n, bank=bank, hops=es.hops)
         logits = model(lay, ext).float()
         target = lay.answer.to(logits.device)
         hits += int((logits.argmax(-1) == target).sum())
         logp += float(torch.log_softmax(logits, -1).gather(1, target[:, None]).sum())
         # among the episode's own items only (the answer space a retrieval can choose from)
-        items = lay.ids[lay.role == ROLES["assoc_item"]].reshape(size, -1).to(logits.device)
+        role = ROLES["assoc_item"] if es.hops == 2 else ROLES["ctx_shape"]
+        items = lay.ids[lay.role == role].reshape(size, -1).to(logits.device)
         pick = items.gather(1, logits.gather(1, items).argmax(1, keepdim=True)).squeeze(1)
         in_ep += int((pick == target).sum())
         done += size

@@ -29,7 +29,7 @@ from interp.binding.evaluate import EvalSet, accuracy
 from interp.binding.interventions import MechConfig, interchange, knockout, probes
 from interp.binding.model import BindingModel, ModelConfig
 from interp.binding.task import TaskConfig, Vocab
-from interp.binding.train import REGIMES, Phase, Sources, TrainConfig, curriculum, train_segment
+from interp.binding.train import REGIMES, Sources, TrainConfig, curriculum, text_segment, train_segment
 from interp.configfile import Hashed, load_sectioned
 from interp.io import environment, read_json, stable_hash, write_json
 
@@ -190,7 +190,7 @@ def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFI
     for seed in cfg.seeds:
         sdir = out / f"seed{seed}"
         model = BindingModel(cfg.model, vocab, seed=seed).to(cfg.device)
-        log1 = train_segment(model, sources, [Phase(cfg.train.text_steps, "text", 0.0)], cfg.train, sdir / "phase1",
+        log1 = train_segment(model, sources, text_segment(cfg.train), cfg.train, sdir / "phase1",
                              seed=seed, name=f"seed{seed}/phase1", progress=progress)
         phase1 = {k: v.clone() for k, v in model.state().items()}
         res = _evaluate_and_analyse(cfg, model, sources, eval_bank, sdir / "phase1", "phase1", seed, ("text",), log1)

@@ -253,9 +253,13 @@ def noise_gaps(rng: np.random.Generator, batch: int, units: int, n_noise: int) -
 
 
 def episode_tokens(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int = 0,
-                   gaps: np.ndarray | None = None,
-                   after: np.ndarray | None = None) -> list[tuple[list[int], list[int], list[int]]]:
+                   gaps: np.ndarray | None = None, after: np.ndarray | None = None,
+                   hops: int = 2) -> list[tuple[list[int], list[int], list[int]]]:
     """Per episode: (token ids, role codes, external codes).
+
+    ``hops=1`` (the first stage of a training curriculum, never evaluated as the brief's
+    task): no associations, and every query is answered with the shape bound to its colour
+    (``<bos> c_1 s_1 ... c_n s_n | ? c_q -> s_q``): one content-addressed hop.
 
     ``after [batch, k]`` (training only): context indices of ``k`` extra queries appended
     after the query and its answer (``... ? c_q i_q ? c_a i_a ? c_b``): one sequence then
@@ -268,12 +272,14 @@ def episode_tokens(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int 
     colour-shape pairs, never inside one, or the ``n_image`` patches)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: valid modes are {MODES}")
+    if hops not in HOPS:
+        raise ValueError(f"hops={hops!r} is out of range: valid values are {HOPS}")
     if mode == "image" and n_image < 1:
         raise ValueError(f"mode 'image' needs n_image >= 1 patch positions, got {n_image}")
     units = ep.n if mode == "text" else n_image
     if gaps is not None and gaps.shape != (len(ep), units + 1):
         raise ValueError(f"gaps has shape {gaps.shape}, expected {(len(ep), units + 1)}")
-    out = []
+    out, ans = [], answer_ids(ep, vocab, hops)
     for b in range(len(ep)):
         ids, roles, codes = [vocab.bos], [ROLES["bos"]], [-1]
 
@@ -298,7 +304,7 @@ def episode_tokens(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int 
         ids.append(vocab.ctx_end)
         roles.append(ROLES["ctx_end"])
         codes.append(-1)
-        for k in ep.assoc_order[b]:
+        for k in (ep.assoc_order[b] if hops == 2 else ()):
             ids += [vocab.shape(int(ep.shapes[b, k])), vocab.item(int(ep.items[b, k]))]
             roles += [ROLES["assoc_shape"], ROLES["assoc_item"]]
             codes += [-1, -1]
@@ -308,7 +314,7 @@ def episode_tokens(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int 
         if after is not None:
             prev = int(ep.query[b])
             for k in after[b]:
-                ids += [vocab.item(int(ep.items[b, prev])), vocab.query, vocab.colour(int(ep.colours[b, k]))]
+                ids += [int(ans[b, prev]), vocab.query, vocab.colour(int(ep.colours[b, k]))]
                 roles += [ROLES["train_answer"], ROLES["query_marker"], ROLES["train_query"]]
                 codes += [-1, -1, -1]
                 prev = int(k)
@@ -316,25 +322,43 @@ def episode_tokens(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int 
     return out
 
 
-def train_queries(rng: np.random.Generator, ep: Episodes, queries: int) -> np.ndarray | None:
-    """``[batch, queries - 1]`` context indices of the extra training queries of
-    :func:`episode_tokens` (None when ``queries == 1``), drawn with replacement: a colour
-    asked again can be answered by copying its earlier answer (a one-hop induction signal
-    that speeds up learning), while the main query comes first and can copy nothing."""
+HOPS = (1, 2)
+
+
+def answer_ids(ep: Episodes, vocab: Vocab, hops: int = 2) -> np.ndarray:
+    """``[batch, n]`` the answer token of a query about each context colour: its item
+    (two hops, the brief's task) or its shape (``hops=1``)."""
+    return vocab.item(ep.items) if hops == 2 else vocab.shape(ep.shapes)
+
+
+def train_queries(rng: np.random.Generator, ep: Episodes, queries: int, dense: bool = False) -> np.ndarray | None:
+    """``[batch, k]`` context indices of the extra training queries of :func:`episode_tokens`
+    (None when there are none).
+
+    ``dense``: every bound pair is queried once, the main query first and the other ``n - 1``
+    colours after it in a random order (``queries`` is ignored): a multi-query associative
+    recall loss, n answers per sequence, none of which can be copied from an earlier one.
+    Otherwise ``queries - 1`` colours drawn with replacement: a colour asked again can be
+    answered by copying its earlier answer (a shortcut the model learns instead of the
+    lookup, docs/binding.md); the main query comes first and can copy nothing."""
     if queries < 1:
         raise ValueError(f"train.queries={queries} is out of range: must be >= 1")
+    if dense:
+        n = ep.n
+        rest = (ep.query[:, None] + 1 + np.argsort(rng.random((len(ep), n - 1)), axis=1)) % n
+        return rest
     if queries == 1:
         return None
     return rng.integers(0, ep.n, size=(len(ep), queries - 1))
 
 
 def layout(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int = 0, gaps: np.ndarray | None = None,
-           after: np.ndarray | None = None) -> Layout:
+           after: np.ndarray | None = None, hops: int = 2) -> Layout:
     """Tokenise a batch of episodes (see :func:`episode_tokens`), right padded. With
     ``after`` (extra training queries) ``last`` is still the main query and the layout also
     holds ``targets``/``target_pos``: every scored query position and its answer id,
     ``[batch, k + 1]`` (main query first)."""
-    rows = episode_tokens(ep, vocab, mode, n_image, gaps, after)
+    rows = episode_tokens(ep, vocab, mode, n_image, gaps, after, hops)
     width = max(len(r[0]) for r in rows)
     b = len(rows)
     ids = torch.full((b, width), vocab.pad, dtype=torch.long)
@@ -345,12 +369,13 @@ def layout(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int = 0, gap
         n = len(toks)
         ids[r, :n], role[r, :n], code[r, :n], mask[r, :n] = (torch.tensor(toks), torch.tensor(roles),
                                                              torch.tensor(codes), 1)
-    answer = torch.as_tensor(vocab.item(ep.answers), dtype=torch.long)
+    answers = answer_ids(ep, vocab, hops)
+    answer = torch.as_tensor(answers[np.arange(b), ep.query], dtype=torch.long)
     last = (role == ROLES["query"]).int().argmax(1)  # the main query (the last real token unless `after`)
     lay = Layout(ids, mask, answer, last, role, code)
     if after is not None:
         extra_pos = (role == ROLES["train_query"]).nonzero()[:, 1].reshape(b, -1)
-        extra_ans = torch.as_tensor(vocab.item(ep.items[np.arange(b)[:, None], after]), dtype=torch.long)
+        extra_ans = torch.as_tensor(answers[np.arange(b)[:, None], after], dtype=torch.long)
         lay.target_pos = torch.cat([last[:, None], extra_pos], 1)
         lay.targets = torch.cat([answer[:, None], extra_ans], 1)
     return lay

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from interp.binding.bank import Bank
 from interp.binding.model import BindingModel
-from interp.binding.task import (Layout, TaskConfig, external_tokens, layout, noise_gaps, reassign, sample_episodes,
+from interp.binding.task import (HOPS, Layout, TaskConfig, external_tokens, layout, noise_gaps, reassign, sample_episodes,
                                  train_queries)
 from interp.io import atomic_path, environment, load_tensors, read_json, save_tensors, stable_hash, write_json
 from interp.schedule import warmup_cosine
@@ -49,7 +49,14 @@ class TrainConfig:
     (:func:`~interp.binding.task.episode_tokens`): ``k`` times the loss signal per forward
     pass, for the CPU presets; the main query's prefix is the single-query layout and the
     logged batch accuracy is on the main query. Evaluation and all analyses use the
-    single-query layout."""
+    single-query layout.
+
+    ``dense``: every bound pair is queried once per training sequence (main query first;
+    :func:`~interp.binding.task.train_queries`), replacing ``queries``. ``stages``: a
+    curriculum run at the start of segment 1, before its ``text_steps`` of the brief's task:
+    ``[hops, objects, steps]`` entries in order, e.g. ``[[1, 2, 1500], [1, 4, 1000], [2, 2, 2000]]``
+    (one hop before two, few objects before many; ``hops = 1`` asks for the shape of a colour
+    in a context without associations)."""
 
     batch_size: int = 64
     lr: float = 1e-3
@@ -62,10 +69,20 @@ class TrainConfig:
     mix_steps: int = 10000
     mix_frac: float = 0.2
     queries: int = 1
+    dense: bool = False
+    stages: tuple[tuple[int, int, int], ...] = ()
     checkpoint_every: int = 250
     log_every: int = 50
 
     def __post_init__(self) -> None:
+        stages = []
+        for st in self.stages:
+            if (not isinstance(st, (list, tuple)) or len(st) != 3 or any(type(v) is not int for v in st)
+                    or st[0] not in HOPS or st[1] < 2 or st[2] < 1):
+                raise ValueError(f"train.stages entry {list(st)}: must be [hops, objects, steps] with hops in "
+                                 f"{list(HOPS)}, objects >= 2, steps >= 1 (integers)")
+            stages.append(tuple(st))
+        object.__setattr__(self, "stages", tuple(stages))
         if self.batch_size < 1 or self.lr <= 0 or self.text_steps < 1:
             raise ValueError(f"invalid train config: batch_size={self.batch_size} (>=1), lr={self.lr} (>0), "
                              f"text_steps={self.text_steps} (>=1)")
@@ -78,9 +95,19 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Phase:
+    """``steps`` optimiser steps with a ``slot_frac`` share of ``slot`` examples; ``hops``/``n``:
+    the task (two hops and the config's ``n_objects`` unless a curriculum stage says otherwise)."""
+
     steps: int
     slot: str
     slot_frac: float
+    hops: int = 2
+    n: int | None = None
+
+
+def text_segment(cfg: TrainConfig) -> list[Phase]:
+    """Segment 1: the curriculum stages (if any), then ``text_steps`` of the brief's task."""
+    return [*(Phase(k, "text", 0.0, h, n) for h, n, k in cfg.stages), Phase(cfg.text_steps, "text", 0.0)]
 
 
 def curriculum(regime: str, cfg: TrainConfig) -> list[Phase]:
@@ -105,15 +132,19 @@ class Sources:
         self.n_image = n_image
 
     def batch(self, kind: str, rng: np.random.Generator, size: int, n: int | None = None,
-              bank: Bank | None = None, queries: int = 1) -> tuple[Layout, torch.Tensor | None]:
+              bank: Bank | None = None, queries: int = 1, dense: bool = False,
+              hops: int = 2) -> tuple[Layout, torch.Tensor | None]:
         """(layout, external tokens ``[n_ext, d]`` or None) for ``size`` episodes of ``kind``;
-        ``queries > 1``: the multi-query training layout (see :class:`TrainConfig`)."""
+        ``queries > 1`` or ``dense``: the multi-query training layout (see :class:`TrainConfig`);
+        ``hops = 1``: the one-hop curriculum task (text only)."""
+        if hops != 2 and kind != "text":
+            raise ValueError(f"the one-hop curriculum task is text only, not {kind!r}")
         if kind not in SLOT_KINDS:
             raise ValueError(f"unknown example kind {kind!r}: valid kinds are {SLOT_KINDS}")
         if kind in ("text", "noise-text"):
             ep = sample_episodes(rng, self.task, size, n)
             gaps = noise_gaps(rng, size, ep.n, self.n_noise) if kind == "noise-text" else None
-            lay = layout(ep, self.vocab, "text", gaps=gaps, after=train_queries(rng, ep, queries))
+            lay = layout(ep, self.vocab, "text", gaps=gaps, after=train_queries(rng, ep, queries, dense), hops=hops)
             return lay, external_tokens(lay, None, self.noise_pool, rng)
         bank = bank or self.bank
         if bank is None:
@@ -121,7 +152,8 @@ class Sources:
         rows = rng.integers(0, len(bank), size=size)
         ep = reassign(rng, bank.episodes.select(rows), self.task)
         gaps = noise_gaps(rng, size, self.n_image, self.n_noise) if kind == "noise-image" else None
-        lay = layout(ep, self.vocab, "image", n_image=self.n_image, gaps=gaps, after=train_queries(rng, ep, queries))
+        lay = layout(ep, self.vocab, "image", n_image=self.n_image, gaps=gaps,
+                     after=train_queries(rng, ep, queries, dense))
         return lay, external_tokens(lay, bank.features[torch.as_tensor(rows)], self.noise_pool, rng)
 
 
@@ -180,7 +212,7 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
         for kind, size in parts:
             if size <= 0:
                 continue
-            lay, ext = sources.batch(kind, rng, size, queries=cfg.queries)
+            lay, ext = sources.batch(kind, rng, size, n=phase.n, queries=cfg.queries, dense=cfg.dense, hops=phase.hops)
             loss, hits = _loss(model, lay, ext)
             (loss / cfg.batch_size).backward()
             loss_sum = loss_sum + loss.detach()
@@ -194,7 +226,8 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
         acc_loss += float(loss_sum)
         acc_n += cfg.batch_size
         if step % cfg.log_every == 0 or step == total:
-            history.append({"step": step, "slot": phase.slot, "loss": acc_loss / acc_n, "acc": acc_hit / acc_n,
+            history.append({"step": step, "slot": phase.slot, "hops": phase.hops, "objects": phase.n or sources.task.n_objects,
+                            "loss": acc_loss / acc_n, "acc": acc_hit / acc_n,
                             "lr": sched.get_last_lr()[0]})
             bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", acc=f"{acc_hit / acc_n:.2f}")
             acc_loss = acc_hit = acc_n = 0.0

@@ -1,0 +1,121 @@
+"""Binding lab: which levers make the brief's HF Llama decoder learn content-addressed retrieval
+(issue 15, docs/binding.md "Levers, measured 2026-12-02"). A standalone harness, one thread,
+seconds per run: its own vectorised batch builder (same token layout as ``interp.binding.task``)
+so that task variants the study does not offer can be screened (auxiliary one-hop queries
+with their own marker ``!``), and a plain training loop (AdamW, warmup + cosine to 10%,
+clipping 1.0, dense or single-query loss). Evaluation: whole-vocabulary argmax on the main
+(first) query of 512 held-out single-query episodes of the final task.
+
+    python benchmarks/binding_lab.py --hops 1 --n 2 --layers 2 --steps 2000 --eval_every 100
+    python benchmarks/binding_lab.py --hops 2 --n 4 --layers 4 --phases 1:2:1500,1:3:500,1:4:1000
+
+``--phases hops:n:steps,...``: hops 1 = context only, "? c -> s"; 2 = the brief's task;
+3 = the brief's layout, only "! x -> the token after x" queries; 4 = main queries then those.
+"""
+import sys, time, math, json, argparse
+import numpy as np, torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+p = argparse.ArgumentParser()
+p.add_argument("--hops", type=int, default=1)
+p.add_argument("--n", type=int, default=4)
+p.add_argument("--pool", type=int, default=32)      # colours=shapes pool
+p.add_argument("--items", type=int, default=32)
+p.add_argument("--layers", type=int, default=2)
+p.add_argument("--d", type=int, default=64)
+p.add_argument("--heads", type=int, default=4)
+p.add_argument("--lr", type=float, default=1e-3)
+p.add_argument("--wd", type=float, default=0.0)
+p.add_argument("--bs", type=int, default=64)
+p.add_argument("--steps", type=int, default=2000)
+p.add_argument("--warmup", type=int, default=100)
+p.add_argument("--dense", type=int, default=1)   # 1: query every pair (main first, rest permuted)
+p.add_argument("--init", type=float, default=0.02)
+p.add_argument("--threads", type=int, default=1)
+p.add_argument("--eval_every", type=int, default=250)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--m1", type=int, default=3)  # marker of 1-hop (hops=1) queries
+p.add_argument("--beta2", type=float, default=0.999)
+p.add_argument("--dff", type=int, default=0)
+p.add_argument("--stop", type=float, default=2.0)
+p.add_argument("--tie", type=int, default=0)
+p.add_argument("--phases", default="")  # hops:n:steps,...
+a = p.parse_args()
+torch.set_num_threads(a.threads)
+torch.manual_seed(a.seed)
+# vocab: 0 pad,1 bos,2 |,3 ?, colours, shapes, items
+C0 = 5; S0 = C0 + a.pool; I0 = S0 + a.pool; V = I0 + a.items
+cfg = LlamaConfig(vocab_size=V, hidden_size=a.d, intermediate_size=a.dff or 4 * a.d, num_hidden_layers=a.layers,
+                  num_attention_heads=a.heads, num_key_value_heads=a.heads, head_dim=a.d // a.heads,
+                  max_position_embeddings=256, initializer_range=a.init, tie_word_embeddings=bool(a.tie), use_cache=False)
+model = LlamaForCausalLM(cfg)
+
+def distinct(rng, b, n, pool):
+    return np.argsort(rng.random((b, pool)), axis=1)[:, :n]
+
+def batch(rng, b, n, dense, hops=None):
+    """hops 1: ctx only, '? c -> s'; 2: the brief's layout, '? c -> i' (dense: every colour);
+    3: brief's layout, aux only: '! x -> token after x' for every ctx colour and assoc shape;
+    4: brief's layout, main queries (dense) then aux queries."""
+    hops = a.hops if hops is None else hops
+    c = distinct(rng, b, n, a.pool); s = distinct(rng, b, n, a.pool); it = distinct(rng, b, n, a.items)
+    order = np.argsort(rng.random((b, n)), axis=1)
+    toks = [np.full((b, 1), 1), np.stack([C0 + c, S0 + s], 2).reshape(b, 2 * n), np.full((b, 1), 2)]
+    if hops >= 2:
+        ss = np.take_along_axis(s, order, 1); ii = np.take_along_axis(it, order, 1)
+        toks.append(np.stack([S0 + ss, I0 + ii], 2).reshape(b, 2 * n))
+    qs = []  # (marker, query token [b], answer [b])
+    if hops in (1, 2, 4):
+        q = np.argsort(rng.random((b, n)), axis=1)
+        if not dense: q = q[:, :1]
+        ans_of = (S0 + s) if hops == 1 else (I0 + it)
+        for j in range(q.shape[1]):
+            qs.append((a.m1 if hops == 1 else 3, np.take_along_axis(C0 + c, q[:, j:j+1], 1)[:, 0], np.take_along_axis(ans_of, q[:, j:j+1], 1)[:, 0]))
+    if hops in (3, 4):
+        keys = np.concatenate([C0 + c, S0 + s], 1); vals = np.concatenate([S0 + s, I0 + it], 1)
+        q = np.argsort(rng.random((b, 2 * n)), axis=1)
+        for j in range(q.shape[1]):
+            qs.append((4, np.take_along_axis(keys, q[:, j:j+1], 1)[:, 0], np.take_along_axis(vals, q[:, j:j+1], 1)[:, 0]))
+    base = sum(t.shape[1] for t in toks)
+    pos, tgt = [], []
+    for j, (m, k, v) in enumerate(qs):
+        toks += [np.full((b, 1), m), k[:, None]]
+        pos.append(base + 3 * j + 1); tgt.append(v)
+        if j < len(qs) - 1: toks.append(v[:, None])
+    ids = torch.as_tensor(np.concatenate(toks, 1))
+    return ids, torch.as_tensor(np.array(pos)), torch.as_tensor(np.stack(tgt, 1))
+
+opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.wd, betas=(0.9, a.beta2))
+sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / a.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1, s / a.steps)))))
+erng = np.random.default_rng(999)
+eval_set = batch(erng, 512, a.n, False)
+t0 = time.time()
+def evaluate():
+    model.eval()
+    with torch.no_grad():
+        ids, pos, tgt = eval_set
+        h = model.model(input_ids=ids).last_hidden_state
+        lg = model.lm_head(h[:, pos[0]])
+        acc = float((lg.argmax(-1) == tgt[:, 0]).float().mean())
+    model.train(); return acc
+res = []
+phases = [tuple(int(x) for x in ph.split(":")) for ph in a.phases.split(",")] if a.phases else [(a.hops, a.n, a.steps)]
+a.steps = sum(p[2] for p in phases)
+def phase_at(step):
+    for h, n, k in phases:
+        if step <= k: return h, n
+        step -= k
+    return phases[-1][:2]
+for step in range(1, a.steps + 1):
+    rng = np.random.default_rng([a.seed, step])
+    h_, n_ = phase_at(step)
+    ids, pos, tgt = batch(rng, a.bs, n_, a.dense, h_)
+    h = model.model(input_ids=ids).last_hidden_state
+    lg = model.lm_head(h[:, pos])
+    loss = torch.nn.functional.cross_entropy(lg.flatten(0, 1), tgt.flatten())
+    opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
+    if step % a.eval_every == 0 or step == a.steps:
+        acc = evaluate(); res.append((step, round(loss.item(), 3), round(acc, 3), round(time.time() - t0)))
+        print(*res[-1], flush=True)
+        if acc >= a.stop: break
+print("RESULT", json.dumps(vars(a)), res[-1])
