@@ -9,7 +9,7 @@ clipping 1.0, dense or single-query loss). Evaluation: whole-vocabulary argmax o
     python benchmarks/binding_lab.py --hops 1 --n 2 --layers 2 --steps 2000 --eval_every 100
     python benchmarks/binding_lab.py --hops 2 --n 4 --layers 4 --phases 1:2:1500,1:3:500,1:4:1000
 
-``--phases hops:n:steps,...``: hops 1 = context only, "? c -> s"; 2 = the brief's task;
+``--phases hops:n:steps,...`` (n = 0: objects drawn per step from 2..--n): hops 1 = context only, "? c -> s"; 2 = the brief's task;
 3 = the brief's layout, only "! x -> the token after x" queries; 4 = main queries then those.
 """
 import sys, time, math, json, argparse
@@ -109,6 +109,7 @@ def phase_at(step):
 for step in range(1, a.steps + 1):
     rng = np.random.default_rng([a.seed, step])
     h_, n_ = phase_at(step)
+    if n_ == 0: n_ = int(rng.integers(2, a.n + 1))  # objects drawn per step in 2..--n
     ids, pos, tgt = batch(rng, a.bs, n_, a.dense, h_)
     h = model.model(input_ids=ids).last_hidden_state
     lg = model.lm_head(h[:, pos])
