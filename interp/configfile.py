@@ -13,7 +13,9 @@ import argparse
 import ast
 import os
 import tomllib
-from dataclasses import asdict, fields, replace
+import types
+import typing
+from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
@@ -45,9 +47,74 @@ def _check_keys(cls, keys, where: str) -> None:
         raise ValueError(f"unknown keys {unknown} in [{where}]: valid keys are {sorted(names)}")
 
 
+def _type_name(tp: Any) -> str:
+    """``float`` -> "a float", ``tuple[int, ...]`` -> "a list of int", for error messages."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if tp is type(None):
+        return "none (leave the key out)"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (tuple, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            plural = {int: "integers", float: "floats", str: "strings", bool: "true/false values"}
+            return f"a list of {plural.get(args[0], _type_name(args[0]))}"
+        return f"a list of {len(args)} values" if args else "a list"
+    name = getattr(tp, "__name__", str(tp))
+    return {"int": "an integer", "float": "a float", "bool": "true or false", "str": "a string"}.get(name, f"a {name}")
+
+
+def fits_annotation(value: Any, tp: Any) -> bool:
+    """Whether a TOML value fits an annotation (ints are accepted for floats, bools are not
+    numbers); annotations this checker does not know accept anything."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any or isinstance(tp, TypeVar):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(fits_annotation(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in args
+    if origin in (tuple, list, Sequence) or tp in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        if not args:
+            return True
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(fits_annotation(v, args[0]) for v in value)
+        return len(value) == len(args) and all(fits_annotation(v, a) for v, a in zip(value, args))
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp in (bool, str):
+        return isinstance(value, tp)
+    if isinstance(tp, type) and not is_dataclass(tp):
+        return isinstance(value, tp)
+    return True
+
+
+def check_types(cls: type, values: Mapping[str, Any], where: str) -> None:
+    """Each value of ``values`` against ``cls``'s field annotation: a wrong type fails with
+    one line naming the key, the value and the expected type (``train.lr = 'fast': expected
+    a float``). Ranges are the dataclass's own ``__post_init__`` checks."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not resolve: leave it to the dataclass
+        return
+    for key, value in values.items():
+        tp = hints.get(key)
+        if tp is not None and not fits_annotation(value, tp):
+            raise ValueError(f"{where + '.' if where else ''}{key} = {value!r}: expected {_type_name(tp)}")
+
+
 def build_section(cls: type[C], raw: Mapping[str, Any], where: str) -> C:
-    """One TOML table -> its dataclass; an unknown key fails naming the valid ones."""
+    """One TOML table -> its dataclass; an unknown key fails naming the valid ones, a value
+    of the wrong type names the key and the expected type."""
     _check_keys(cls, raw, where)
+    check_types(cls, raw, where)
     return cls(**{k: _tuples(v) for k, v in raw.items()})
 
 
@@ -62,12 +129,14 @@ def apply_overrides(cfg: C, overrides: Mapping[str, Any], sections: Mapping[str,
             if key not in top:
                 raise ValueError(f"override {key!r}: use SECTION.KEY (sections {sorted(sections)}) or a top-level "
                                  f"key {list(top)}")
+            check_types(type(cfg), {key: value}, "")
             cfg = replace(cfg, **{key: value})  # type: ignore[type-var]
             continue
         if section not in sections:
             raise ValueError(f"override {key!r}: unknown section {section!r}; valid sections are {sorted(sections)}")
         sub = getattr(cfg, section)
         _check_keys(type(sub), [name], section)
+        check_types(type(sub), {name: value}, section)
         cfg = replace(cfg, **{section: replace(sub, **{name: value})})  # type: ignore[type-var]
     return cfg
 
@@ -85,6 +154,10 @@ def load_sectioned(path: str | Path, root: type[C], sections: Mapping[str, type]
     if unknown:
         raise ValueError(f"unknown top-level keys {unknown} in {path}: valid are {list(top)} and sections "
                          f"{sorted(sections)}")
+    check_types(root, {k: v for k, v in raw.items() if k in top}, "")
+    for k in sections:
+        if k in raw and not isinstance(raw[k], dict):
+            raise ValueError(f"{k} = {raw[k]!r} in {path}: expected a [{k}] table")
     cfg = root(**{k: _tuples(v) for k, v in raw.items() if k in top},
                **{k: build_section(cls, raw.get(k, {}), k) for k, cls in sections.items()})
     return apply_overrides(cfg, overrides or {}, sections, top)
