@@ -7,6 +7,7 @@ import argparse
 
 from interp.configfile import load_or_exit
 from interp.studies.config import load_config
+from interp.runlock import RunLocked
 from interp.studies.taxonomy import evaluate_run_dir
 
 
@@ -17,7 +18,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run", required=True, help="run id, e.g. lm-original-100pct-s42 (see <out_dir>/runs)")
     args = ap.parse_args(argv)
     cfg = load_or_exit(ap, load_config, args.config)
-    rows = evaluate_run_dir(cfg, args.run)
+    try:
+        rows = evaluate_run_dir(cfg, args.run)
+    except (RunLocked, FileNotFoundError) as e:
+        ap.exit(2, f"python -m interp.evaluate: error: {e}\n")
     unseen = [r["f1"] for r in rows if r["split"] == "unseen"]
     leaf = [r["f1"] for r in rows if r["hypernym"] == "<leaf>"]
     print(f"[evaluate] {args.run}: leaf F1 {sum(leaf) / max(1, len(leaf)):.1f}; unseen-hypernym macro F1 "

@@ -24,11 +24,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     set_threads(args.threads)
 
+    from interp.runlock import RunLocked, run_lock
     from interp.studies.config import load_config
     from interp.studies.taxonomy import run_study
 
     cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
-    result = run_study(cfg, progress=not args.no_progress, source=args.config)
+    try:  # one writer per study folder, checked before anything loads
+        with run_lock(cfg.out_dir):
+            result = run_study(cfg, progress=not args.no_progress, source=args.config)
+    except RunLocked as e:
+        ap.exit(2, f"python -m interp.run: error: {e}\n")
     print(f"[study] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
 
 

@@ -9,6 +9,7 @@ of a taxonomy study config, in one process or under ``torchrun`` (the trainer it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from interp import distributed as D
 from interp.configfile import load_or_exit
 from interp.io import read_json
+from interp.runlock import RunLocked, run_lock
 from interp.models.encoders import load_encoder
 from interp.studies import taxonomy as study
 from interp.studies.config import load_config
@@ -83,10 +85,14 @@ def main(argv: list[str] | None = None) -> None:
                  if v is not None}
     cfg = load_or_exit(ap, load_config, args.config, overrides)
     spec = RunSpec(args.world, args.ablation, args.seed, args.random_init)
-    try:
-        rows = run_spec(cfg, spec, evaluate=not args.no_eval, shard_lm=args.shard_lm)
+    run_dir = Path(cfg.out_dir) / "runs" / spec.run_id
+    try:  # one writer per run folder, checked before any model loads (rank 0 writes under torchrun)
+        with run_lock(run_dir) if D.is_main() else contextlib.nullcontext():
+            rows = run_spec(cfg, spec, evaluate=not args.no_eval, shard_lm=args.shard_lm)
         if D.is_main():
-            print(f"[train] {spec.run_id}: {len(rows)} result rows in {cfg.out_dir}/runs/{spec.run_id}")
+            print(f"[train] {spec.run_id}: {len(rows)} result rows in {run_dir}")
+    except RunLocked as e:
+        ap.exit(2, f"python -m interp.train: error: {e}\n")
     finally:
         D.teardown()
 

@@ -26,6 +26,7 @@ from interp.io import environment, read_json, stable_hash, write_csv, write_json
 from interp.metrics import coherence, macro_f1
 from interp.studies.config import StudyConfig, parse_ablation
 from interp.studies.questions import cloze_prompt, examples_for_images, text_test_items, truth_question
+from interp.runlock import run_lock
 from interp.train_projector import train_projector
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -254,8 +255,9 @@ def run_one(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, pr
     result_path = out / "runs" / spec.run_id / "rows.json"
     if result_path.exists():
         return read_json(result_path)["rows"]
-    summary = train_run(vlm, data, spec, cfg, out, progress, protos)
-    return evaluate_run(vlm, data, spec, cfg, out, progress, summary)
+    with run_lock(out / "runs" / spec.run_id):
+        summary = train_run(vlm, data, spec, cfg, out, progress, protos)
+        return evaluate_run(vlm, data, spec, cfg, out, progress, summary)
 
 
 def load_study_lm(cfg: StudyConfig, random_init: bool, seed: int):
@@ -283,7 +285,8 @@ def single_run(cfg: StudyConfig, spec: RunSpec, *, evaluate: bool = True, progre
     data = load_data(cfg, encoder, progress=progress)
     vlm = new_study_vlm(load_study_lm(cfg, spec.random_init, spec.seed), encoder, cfg, spec.seed)
     if not evaluate:
-        train_run(vlm, data, spec, cfg, out, progress)
+        with run_lock(out / "runs" / spec.run_id):
+            train_run(vlm, data, spec, cfg, out, progress)
         return []
     return run_one(vlm, data, spec, cfg, out, progress)
 
@@ -300,12 +303,13 @@ def evaluate_run_dir(cfg: StudyConfig, run_id: str, progress: bool = True) -> li
         avail = sorted(p.name for p in (Path(cfg.out_dir) / "runs").glob("*")) if (Path(cfg.out_dir) / "runs").exists() else []
         raise FileNotFoundError(f"no trained run {run_id!r} in {cfg.out_dir}/runs; trained runs: {avail}")
     spec = RunSpec(**read_json(cond)["spec"])
-    encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
-    data = load_data(cfg, encoder, progress=progress)
-    lm = load_study_lm(cfg, spec.random_init, spec.seed)
-    proj, _ = Projector.load(run_dir / "projector.safetensors", lm=lm.name, encoder=encoder.name)
-    return evaluate_run(HookedVLM(lm, proj.to(lm.device)), data, spec, cfg, Path(cfg.out_dir), progress,
-                        read_json(run_dir / "train.json"))
+    with run_lock(run_dir):
+        encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
+        data = load_data(cfg, encoder, progress=progress)
+        lm = load_study_lm(cfg, spec.random_init, spec.seed)
+        proj, _ = Projector.load(run_dir / "projector.safetensors", lm=lm.name, encoder=encoder.name)
+        return evaluate_run(HookedVLM(lm, proj.to(lm.device)), data, spec, cfg, Path(cfg.out_dir), progress,
+                            read_json(run_dir / "train.json"))
 
 
 # --------------------------------------------------------------- LM-only test
