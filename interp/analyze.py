@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> None:
         if key not in known:
             ap.error(f"--set {key}: unknown setting; known: {sorted(known)}")
         overrides[key] = _setting(known[key].type, value)
+    from interp.projector import Projector
+
+    try:  # from the header alone, before any model loads
+        Projector.read_config(args.checkpoint)
+    except (ValueError, FileNotFoundError) as e:
+        ap.error(str(e))
     out = args.out or Path("runs/inside") / args.checkpoint.parent.name
     cfg = InsideConfig(checkpoint=str(args.checkpoint), out_dir=str(out), study_config=args.config,
                        analyses=parse_analyses(args.only), **overrides)

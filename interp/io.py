@@ -98,13 +98,39 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=header)
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a file written by :func:`save_tensors`: (tensors, meta)."""
-    from safetensors import safe_open
+class NotSafetensorsError(ValueError):
+    """A file handed to us as weights or a cache is not a readable safetensors file."""
 
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-    meta = json.loads(header.get("interp", "{}"))
+
+def _kind_of(path: Path) -> str:
+    """What an unreadable weights file looks like, from its first bytes (for the message)."""
+    head = path.read_bytes()[:4] if path.is_file() else b""
+    if head[:1] == b"\x80":
+        return "it looks like a Python pickle"
+    if head[:2] == b"PK":
+        return "it looks like a torch.save zip archive (pickle inside)"
+    return "its header does not parse"
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The ``interp`` metadata of a file written by :func:`save_tensors`, from its header only
+    (no tensor is read). A file that is not safetensors fails with :class:`NotSafetensorsError`
+    naming it; nothing in it is ever unpickled."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise NotSafetensorsError(f"{path} is not a safetensors file ({_kind_of(path)}: {e}); only safetensors "
+                                  f"are read, pickles are refused") from None
+    return json.loads(header.get("interp", "{}"))
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a file written by :func:`save_tensors`: (tensors, meta); see :func:`read_meta`."""
+    meta = read_meta(path)
     return load_file(str(path)), meta
 
 

@@ -75,10 +75,30 @@ def main(argv: list[str] | None = None) -> None:
     if ckpt is None or not Path(ckpt).exists():
         ap.error(f"no projector checkpoint {'at ' + str(ckpt) if ckpt else 'found under runs/'}: train one with "
                  "`python -m interp.run experiments/quick.toml` or pass --checkpoint")
-    vlm = load_vlm(ckpt, lm=args.lm)  # a checkpoint from another LM fails here, naming both
+    # everything checkable from the checkpoint's header and the registry, before any model loads
+    from interp.models.registry import get_spec
+    from interp.projector import Projector
+
+    try:
+        pcfg = Projector.read_config(ckpt)
+        spec = get_spec(args.lm or pcfg.lm, "lm")
+    except (ValueError, KeyError) as e:
+        ap.error(e.args[0] if isinstance(e, KeyError) else str(e))
+    if args.lm and args.lm != pcfg.lm:
+        ap.error(f"checkpoint {ckpt} was trained for LM {pcfg.lm!r}, not --lm {args.lm!r}: pass a checkpoint of "
+                 f"{args.lm!r} or drop --lm")
+    if args.layer != "all":
+        if not args.layer.lstrip("-").isdigit():
+            ap.error(f"--layer {args.layer!r}: expected a block index or 'all'")
+        if spec.n_layers and not 0 <= int(args.layer) < spec.n_layers:
+            ap.error(f"--layer {args.layer}: {spec.name} has blocks 0..{spec.n_layers - 1} (or 'all')")
+    vlm = load_vlm(ckpt, lm=args.lm)
     lm = vlm.lm
-    layers = list(range(lm.n_layers)) if args.layer == "all" else [lm.check_layer(int(args.layer))]
-    lm.check_hook(f"blocks.0.{args.hook}")
+    try:
+        layers = list(range(lm.n_layers)) if args.layer == "all" else [lm.check_layer(int(args.layer))]
+        lm.check_hook(f"blocks.{layers[0]}.{args.hook}")
+    except ValueError as e:
+        ap.error(str(e))
     tok = vlm.tokenizer
     metric = logit_diff_metric(vlm, single_token_id(tok, args.tokens[0]), single_token_id(tok, args.tokens[1]))
 

@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from interp.io import load_tensors, save_tensors
+from interp.io import NotSafetensorsError, load_tensors, read_meta, save_tensors
 
 Kind = Literal["linear", "mlp2x_gelu"]
 KINDS: tuple[str, ...] = ("linear", "mlp2x_gelu")
@@ -102,17 +102,28 @@ class Projector(nn.Module):
         save_tensors(path, dict(self.state_dict()), meta)
 
     @classmethod
+    def read_config(cls, path: str | Path) -> "ProjectorConfig":
+        """A checkpoint's :class:`ProjectorConfig` from its header alone (no weights read, no
+        model loaded): what the CLIs check before loading anything."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no projector checkpoint at {path}")
+        try:
+            meta = read_meta(path)
+        except NotSafetensorsError as e:
+            raise ValueError(f"{path} is not an interp projector checkpoint (only safetensors are read; pickles are "
+                             f"refused): {e}") from None
+        if "projector" not in meta:
+            raise ValueError(f"{path} is not an interp projector checkpoint (no 'projector' metadata)")
+        return ProjectorConfig(**meta["projector"])
+
+    @classmethod
     def load(
         cls, path: str | Path, *, lm: str | None = None, encoder: str | None = None
     ) -> tuple["Projector", dict[str, Any]]:
         """Load a checkpoint; ``lm``/``encoder`` (if given) must match what it was trained for."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no projector checkpoint at {path}")
+        config = cls.read_config(path)
         tensors, meta = load_tensors(path)
-        if "projector" not in meta:
-            raise ValueError(f"{path} is not an interp projector checkpoint (no 'projector' metadata)")
-        config = ProjectorConfig(**meta["projector"])
         problems = []
         if lm is not None and config.lm != lm:
             problems.append(f"it was trained for LM {config.lm!r}, not {lm!r}")

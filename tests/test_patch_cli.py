@@ -32,14 +32,16 @@ def test_patch_cli_cross_modal(checkpoint, tmp_path, capsys):
     assert len(rows) == 1 + 30  # one value per layer of SmolLM2
 
 
-def test_patch_cli_bad_inputs(checkpoint, tmp_path):
+def test_patch_cli_bad_inputs(checkpoint, tmp_path, capsys):
+    """A bad layer or a checkpoint of another LM: one line and exit code 2 (issue 18), decided
+    from the registry and the checkpoint header before the LM loads."""
     from interp.patch import main
-    from interp.projector import CheckpointMismatchError
 
-    with pytest.raises(ValueError, match="valid layers are 0..29"):
-        main(["--checkpoint", str(checkpoint), "--layer", "30", "--out", str(tmp_path)])
-    with pytest.raises(CheckpointMismatchError, match="smollm2-135m.*tiny-llama"):
-        main(["--checkpoint", str(checkpoint), "--lm", "tiny-llama", "--out", str(tmp_path)])
+    for args, message in ((["--layer", "30"], "--layer 30: smollm2-135m has blocks 0..29"),
+                          (["--lm", "tiny-llama"], "trained for LM 'smollm2-135m', not --lm 'tiny-llama'")):
+        with pytest.raises(SystemExit) as e:
+            main(["--checkpoint", str(checkpoint), *args, "--out", str(tmp_path)])
+        assert e.value.code == 2 and message in capsys.readouterr().err
     with pytest.raises(ValueError, match="no concept 'unicornfish'"):
         main(["--checkpoint", str(checkpoint), "--clean", "unicornfish", "--out", str(tmp_path)])
 
