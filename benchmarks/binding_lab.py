@@ -10,6 +10,7 @@ clipping 1.0, dense or single-query loss). Evaluation: whole-vocabulary argmax o
     python benchmarks/binding_lab.py --hops 2 --n 4 --layers 4 --phases 1:2:1500,1:3:500,1:4:1000
 
 ``--phases hops:n:steps,...`` (n = 0: objects drawn per step from 2..--n): hops 1 = context only, "? c -> s"; 2 = the brief's task;
+5 = the brief's layout, '? s -> i' (the last hop first);
 3 = the brief's layout, only "! x -> the token after x" queries; 4 = main queries then those.
 """
 import sys, time, math, json, argparse
@@ -61,10 +62,15 @@ def batch(rng, b, n, dense, hops=None):
     c = distinct(rng, b, n, a.pool); s = distinct(rng, b, n, a.pool); it = distinct(rng, b, n, a.items)
     order = np.argsort(rng.random((b, n)), axis=1)
     toks = [np.full((b, 1), 1), np.stack([C0 + c, S0 + s], 2).reshape(b, 2 * n), np.full((b, 1), 2)]
-    if hops >= 2:
+    if hops >= 2:  # associations
         ss = np.take_along_axis(s, order, 1); ii = np.take_along_axis(it, order, 1)
         toks.append(np.stack([S0 + ss, I0 + ii], 2).reshape(b, 2 * n))
     qs = []  # (marker, query token [b], answer [b])
+    if hops == 5:  # the second hop alone: '? s -> i' (the association lookup, keyed by a shape token)
+        q = np.argsort(rng.random((b, n)), axis=1)
+        if not dense: q = q[:, :1]
+        for j in range(q.shape[1]):
+            qs.append((3, np.take_along_axis(S0 + s, q[:, j:j+1], 1)[:, 0], np.take_along_axis(I0 + it, q[:, j:j+1], 1)[:, 0]))
     if hops in (1, 2, 4):
         q = np.argsort(rng.random((b, n)), axis=1)
         if not dense: q = q[:, :1]
