@@ -52,6 +52,16 @@ def image_digest(paths: Sequence[Path]) -> list[str]:
     return out
 
 
+class UndecodableImages(ValueError):
+    """Image files that do not decode; ``bad`` lists (path, reason) for every one of them."""
+
+    def __init__(self, bad: Sequence[tuple[Path, str]]):
+        self.bad = list(bad)
+        shown = "; ".join(f"{p} ({why})" for p, why in self.bad[:10])
+        more = f" and {len(self.bad) - 10} more" if len(self.bad) > 10 else ""
+        super().__init__(f"{len(self.bad)} image files do not decode: {shown}{more}")
+
+
 def _load_valid(path: Path, meta_want: dict) -> torch.Tensor | None:
     try:
         tensors, meta = load_tensors(path)
@@ -101,13 +111,20 @@ def encode_cached(
     chunks = []
     from tqdm.auto import tqdm
 
+    bad: list[tuple[Path, str]] = []
     for s in tqdm(range(0, len(paths), batch_size), desc=f"features {encoder.name}", disable=not progress):
         ims = []
         for p in paths[s:s + batch_size]:
-            with Image.open(p) as im:
-                im.load()
-                ims.append(im.copy())
-        chunks.append(encoder.encode(ims, batch_size=batch_size))
+            try:
+                with Image.open(p) as im:
+                    im.load()
+                    ims.append(im.copy())
+            except (OSError, SyntaxError, ValueError) as e:  # PIL's truncated/unidentified/corrupt files
+                bad.append((p, str(e)))
+        if not bad:  # after the first bad file only decode, to name every bad file in one pass
+            chunks.append(encoder.encode(ims, batch_size=batch_size))
+    if bad:
+        raise UndecodableImages(bad)
     feats = torch.cat(chunks) if chunks else torch.empty(0, encoder.n_tokens, encoder.d_model)
     stored = feats.to(storage_dtype)
     save_tensors(path, {"features": stored}, {**want, "shape": list(stored.shape), "dtype": str(storage_dtype),

@@ -21,9 +21,12 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_study_args(ap, "study TOML (experiments/quick.toml, full.toml, paper.toml)",
                    "--set train.epochs=2 --set grid.seeds=[1,2]")
+    ap.add_argument("--strict-images", action="store_true",
+                    help="stop (naming them) when image files do not decode; default: skip them with a warning")
     args = ap.parse_args(argv)
     set_threads(args.threads)
 
+    from interp.features import UndecodableImages
     from interp.runlock import RunLocked, run_lock
     from interp.studies.config import load_config
     from interp.studies.taxonomy import run_study
@@ -31,8 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
     try:  # one writer per study folder, checked before anything loads
         with run_lock(cfg.out_dir):
-            result = run_study(cfg, progress=not args.no_progress, source=args.config)
-    except RunLocked as e:
+            result = run_study(cfg, progress=not args.no_progress, source=args.config,
+                               strict_images=args.strict_images)
+    except (RunLocked, UndecodableImages) as e:
         ap.exit(2, f"python -m interp.run: error: {e}\n")
     print(f"[study] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
 

@@ -168,3 +168,31 @@ def test_embedded_split_never_shares_a_rendering(manifest):
 def test_embedded_manifest_verifies():
     ok, why = img.verify(ROOT)
     assert ok, why
+
+
+def test_an_undecodable_image_is_named_and_skipped_or_stops_the_study(tmp_path: Path, monkeypatch):
+    """Issue 18, item 2: a truncated PNG in a THINGS-layout folder is named; by default the
+    study skips it with a warning (its concept keeps its other images), with strict_images it
+    stops naming every bad file."""
+    from interp.features import UndecodableImages
+    from interp.models.encoders import TinyEncoder
+    from interp.studies.config import DataConfig, StudyConfig
+    from interp.studies.taxonomy import load_data
+
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "things"
+    for concept in ("aardvark", "banana"):
+        (root / concept).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (16, 16), (i * 40, 90, 0)).save(root / concept / f"{concept}_{i:02d}.png")
+    good = (root / "banana" / "banana_00.png").read_bytes()
+    bad = [root / "banana" / "x.png", root / "aardvark" / "y.png"]
+    for p in bad:
+        p.write_bytes(good[:60])  # truncated
+    cfg = StudyConfig(data=DataConfig(images=str(root), taxonomy="things"))
+    with pytest.raises(UndecodableImages) as e:
+        load_data(cfg, TinyEncoder(), progress=False, strict_images=True)
+    assert sorted(str(p) for p, _ in e.value.bad) == sorted(map(str, bad)) and str(bad[0]) in str(e.value)
+    data = load_data(cfg, TinyEncoder(), progress=False)
+    keys = [r.key for r in data.records]
+    assert len(keys) == 6 and "banana/x.png" not in keys and len(data.features) == 6

@@ -61,10 +61,13 @@ class StudyData:
     manifest_hash: str
 
 
-def load_data(cfg: StudyConfig, encoder, progress: bool = True) -> StudyData:
+def load_data(cfg: StudyConfig, encoder, progress: bool = True, strict_images: bool = False) -> StudyData:
+    """Images, taxonomy, splits and cached encoder features of a study config. An image file
+    that does not decode is skipped with a warning naming every such file (its concept keeps
+    its other images), or, with ``strict_images``, stops the study naming them."""
     from interp.data import images as img
     from interp.data import taxonomy as tx
-    from interp.features import encode_cached
+    from interp.features import UndecodableImages, encode_cached
 
     if cfg.data.images == "embedded":
         root = img.build_embedded_images(progress=progress)
@@ -87,13 +90,24 @@ def load_data(cfg: StudyConfig, encoder, progress: bool = True) -> StudyData:
         concepts = sorted(random.Random(cfg.data.seed).sample(concepts, min(cfg.data.max_concepts, len(concepts))))
     taxonomy = taxonomy.restrict(concepts)
     image_set = image_set.restrict(concepts)
-    split_recs = img.split_images(image_set, scheme, cfg.data.seed)
-    records = [r for name in ("train", "val", "test") for r in split_recs[name]]
+    skipped: set[str] = set()
+    while True:
+        kept = replace(image_set, images=[r for r in image_set.images if str(r.path) not in skipped])
+        split_recs = img.split_images(kept, scheme, cfg.data.seed)
+        records = [r for name in ("train", "val", "test") for r in split_recs[name]]
+        try:
+            fs = encode_cached(encoder, [r.path for r in records], [r.key for r in records], progress=progress)
+            break
+        except UndecodableImages as e:
+            if strict_images:
+                raise
+            skipped |= {str(p) for p, _ in e.bad}
+            print(f"[data] warning: skipping {len(e.bad)} image files that do not decode: "
+                  + "; ".join(f"{p} ({why})" for p, why in e.bad))
     splits, i = {}, 0
     for name in ("train", "val", "test"):
         splits[name] = list(range(i, i + len(split_recs[name])))
         i += len(split_recs[name])
-    fs = encode_cached(encoder, [r.path for r in records], [r.key for r in records], progress=progress)
     manifest = stable_hash({"keys": fs.keys, "digest": fs.digest, "pairs": sorted(taxonomy.pairs)})
     return StudyData(taxonomy, records, splits, fs.features, manifest)
 
@@ -379,7 +393,8 @@ def vision_ceiling(data: StudyData, seed: int = 0) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------- driver
-def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
+def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG",
+              strict_images: bool = False) -> dict[str, Any]:
     from interp.models.encoders import load_encoder
     from interp.studies.report import write_outputs
 
@@ -388,7 +403,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG"
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "environment": environment()})
     encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
-    data = load_data(cfg, encoder, progress=progress)
+    data = load_data(cfg, encoder, progress=progress, strict_images=strict_images)
     print(f"[study] {len(data.taxonomy.leaves)} concepts, {len(data.taxonomy.hypernyms)} hypernyms, "
           f"{len(data.taxonomy.pairs)} pairs; images train/val/test = "
           f"{len(data.splits['train'])}/{len(data.splits['val'])}/{len(data.splits['test'])}")
