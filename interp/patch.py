@@ -10,7 +10,7 @@ Metric: logit(" Yes") - logit(" No") at the last question token (or --tokens A B
 Examples:
     python -m interp.patch --layer 14
     python -m interp.patch --layer all --positions image --hook hook_attn_out
-    python -m interp.patch --mode cross --layer all --clean robin --corrupt salmon
+    python -m interp.patch --mode cross --layer all --clean eagle --corrupt shark
 """
 
 from __future__ import annotations

@@ -121,7 +121,8 @@ def resolve_hf_source(spec: ModelSpec) -> tuple[str, bool]:
         raise ModelUnavailableError(
             f"{spec.name} ({spec.hub_id}) is not in the local HF cache and the model hub cannot be reached. "
             f"Download it on a machine with the network (`hf download {spec.hub_id}`) and copy the HF cache, "
-            f"or pass a local folder: --lm /path/to/{spec.hub_id.split('/')[-1]}. "
+            f"or use a local folder as the model (in a study config `[model] lm = \"/path/to/"
+            f"{spec.hub_id.split('/')[-1]}\"`, or `--lm /path/...` for interp.patch). "
             "Embedded models that need no network: gemma-3-270m, smollm2-135m."
         )
     return spec.hub_id, False
