@@ -189,7 +189,9 @@ def test_an_undecodable_image_is_named_and_skipped_or_stops_the_study(tmp_path: 
     bad = [root / "banana" / "x.png", root / "aardvark" / "y.png"]
     for p in bad:
         p.write_bytes(good[:60])  # truncated
-    cfg = StudyConfig(data=DataConfig(images=str(root), taxonomy="things"))
+    tsv = tmp_path / "taxonomy.tsv"  # the study's own small taxonomy (no dependency on shared/data)
+    tsv.write_text("leaf\thypernym\tdistractor_hypernym\naardvark\tanimal\tfood\nbanana\tfood\tanimal\n")
+    cfg = StudyConfig(data=DataConfig(images=str(root), taxonomy=str(tsv)))
     with pytest.raises(UndecodableImages) as e:
         load_data(cfg, TinyEncoder(), progress=False, strict_images=True)
     assert sorted(str(p) for p, _ in e.value.bad) == sorted(map(str, bad)) and str(bad[0]) in str(e.value)
