@@ -49,13 +49,19 @@ def test_analyze_writes_every_table_figure_and_report(checkpoint, tmp_path, caps
     assert "## Patching" in (out / "report.md").read_text()
 
 
-def test_analyze_bad_inputs(checkpoint, tmp_path):
+def test_analyze_bad_inputs(checkpoint, tmp_path, capsys):
     from interp.analyze import main
     from interp.studies.inside import InsideConfig
 
     with pytest.raises(ValueError, match="unknown analyses"):
         InsideConfig(checkpoint=str(checkpoint), analyses=("probes", "tarot"))
-    with pytest.raises(FileNotFoundError, match="no projector checkpoint"):
-        main([str(tmp_path / "missing.safetensors"), "--out", str(tmp_path)])
+    # a missing checkpoint or a pickle: one line and exit 2, before any model loads (issue 18)
+    pickled = tmp_path / "x.safetensors"
+    pickled.write_bytes(b"\x80\x04K\x01.")
+    for path, message in ((tmp_path / "missing.safetensors", "no projector checkpoint"),
+                          (pickled, "pickles are refused")):
+        with pytest.raises(SystemExit) as e:
+            main([str(path), "--out", str(tmp_path)])
+        assert e.value.code == 2 and message in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(checkpoint), "--set", "nonsense=1"])
