@@ -17,7 +17,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from interp.io import NotSafetensorsError, load_tensors, read_meta, save_tensors
+from safetensors.torch import load_file
+
+from interp.io import NotSafetensorsError, read_meta, save_tensors
 
 Kind = Literal["linear", "mlp2x_gelu"]
 KINDS: tuple[str, ...] = ("linear", "mlp2x_gelu")
@@ -105,6 +107,11 @@ class Projector(nn.Module):
     def read_config(cls, path: str | Path) -> "ProjectorConfig":
         """A checkpoint's :class:`ProjectorConfig` from its header alone (no weights read, no
         model loaded): what the CLIs check before loading anything."""
+        return cls._read_header(path)[0]
+
+    @staticmethod
+    def _read_header(path: str | Path) -> tuple["ProjectorConfig", dict[str, Any]]:
+        """(config, interp metadata) of a checkpoint, from its safetensors header only."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no projector checkpoint at {path}")
@@ -115,15 +122,15 @@ class Projector(nn.Module):
                              f"refused): {e}") from None
         if "projector" not in meta:
             raise ValueError(f"{path} is not an interp projector checkpoint (no 'projector' metadata)")
-        return ProjectorConfig(**meta["projector"])
+        return ProjectorConfig(**meta["projector"]), meta
 
     @classmethod
     def load(
         cls, path: str | Path, *, lm: str | None = None, encoder: str | None = None
     ) -> tuple["Projector", dict[str, Any]]:
-        """Load a checkpoint; ``lm``/``encoder`` (if given) must match what it was trained for."""
-        config = cls.read_config(path)
-        tensors, meta = load_tensors(path)
+        """Load a checkpoint; ``lm``/``encoder`` (if given) must match what it was trained for
+        (checked from the header, before the weights are read)."""
+        config, meta = cls._read_header(path)
         problems = []
         if lm is not None and config.lm != lm:
             problems.append(f"it was trained for LM {config.lm!r}, not {lm!r}")
@@ -132,5 +139,5 @@ class Projector(nn.Module):
         if problems:
             raise CheckpointMismatchError(f"projector checkpoint {path}: " + "; ".join(problems))
         proj = cls(config)
-        proj.load_state_dict(tensors)
+        proj.load_state_dict(load_file(str(path)))
         return proj, meta.get("extra", {})

@@ -343,10 +343,8 @@ def train_queries(rng: np.random.Generator, ep: Episodes, queries: int, dense: b
     lookup, docs/binding.md); the main query comes first and can copy nothing."""
     if queries < 1:
         raise ValueError(f"train.queries={queries} is out of range: must be >= 1")
-    if dense:
-        n = ep.n
-        rest = (ep.query[:, None] + 1 + np.argsort(rng.random((len(ep), n - 1)), axis=1)) % n
-        return rest
+    if dense:  # the n - 1 other indices: query + 1 + a permutation of 0..n-2, modulo n
+        return (ep.query[:, None] + 1 + np.argsort(rng.random((len(ep), ep.n - 1)), axis=1)) % ep.n
     if queries == 1:
         return None
     return rng.integers(0, ep.n, size=(len(ep), queries - 1))
