@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from interp.configfile import add_study_args, cli_overrides, load_or_exit, set_threads
+from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         ap.error(str(e))
     cfg = load_or_exit(ap, load_config, args.config, overrides)
+    if args.dry_run:
+        dry_run_exit(ap, args.config, cfg)
     result = run(cfg, progress=not args.no_progress, source=args.config)
     print(f"[alignment] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
 

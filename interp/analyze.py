@@ -14,6 +14,8 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+from interp.configfile import add_dry_run, dry_run_exit
+
 
 def _setting(field_type, text: str):
     """A ``--set`` value (TOML, else Python literal, ``none``, else text); a tuple setting takes a
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: runs/inside/<run id>)")
     ap.add_argument("--config", default="experiments/quick.toml", help="the study config the checkpoint came from")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any InsideConfig field")
+    add_dry_run(ap)
     args = ap.parse_args(argv)
     known = {f.name: f for f in fields(InsideConfig)}
     overrides = {}
@@ -51,8 +54,15 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, FileNotFoundError) as e:
         ap.error(str(e))
     out = args.out or Path("runs/inside") / args.checkpoint.parent.name
-    cfg = InsideConfig(checkpoint=str(args.checkpoint), out_dir=str(out), study_config=args.config,
-                       analyses=parse_analyses(args.only), **overrides)
+    try:
+        cfg = InsideConfig(checkpoint=str(args.checkpoint), out_dir=str(out), study_config=args.config,
+                           analyses=parse_analyses(args.only), **overrides)
+    except (ValueError, TypeError) as e:
+        ap.error(str(e))
+    if not Path(args.config).exists():
+        ap.error(f"--config {args.config}: no such study config")
+    if args.dry_run:
+        dry_run_exit(ap, f"checkpoint {args.checkpoint} ({', '.join(cfg.analyses)})", cfg)
     summary = run(cfg)
     print((out / "report.md").read_text())
     print(json.dumps({"out": str(out), "seconds": round(summary["seconds"], 1)}))

@@ -167,7 +167,8 @@ def load_sectioned(path: str | Path, root: type[C], sections: Mapping[str, type]
 def parse_value(text: str) -> Any:
     """A ``--set`` value as TOML (``true``, ``[0, 1]``, ``1e-3``, ``'x'``), else a Python
     literal (``None``), else the plain string (``every:4``). Lists become tuples, as in a
-    loaded config."""
+    loaded config. A bracketed list of bare words (``[hypernym]``, what a shell leaves of
+    ``['hypernym']``) is a list of their values."""
     try:
         return _tuples(tomllib.loads(f"v = {text}")["v"])
     except tomllib.TOMLDecodeError:
@@ -175,7 +176,11 @@ def parse_value(text: str) -> Any:
     try:
         return _tuples(ast.literal_eval(text))
     except (ValueError, SyntaxError):
-        return text
+        pass
+    inner = text.strip()
+    if inner.startswith("[") and inner.endswith("]") and "[" not in inner[1:-1]:
+        return tuple(parse_value(x.strip()) for x in inner[1:-1].split(",") if x.strip())
+    return text
 
 
 def parse_sets(items: Sequence[str], out: str | None = None) -> dict[str, Any]:
@@ -217,15 +222,28 @@ def load_or_exit(ap: argparse.ArgumentParser, loader: Callable[..., Any], path: 
 
 def add_study_args(ap: argparse.ArgumentParser, config_help: str, set_example: str, *,
                    threads: bool = True) -> None:
-    """The arguments every study CLI takes: CONFIG, --set, --out, --no-progress (, --threads)."""
+    """The arguments every study CLI takes: CONFIG, --set, --out, --no-progress, --dry-run (, --threads)."""
     ap.add_argument("config", help=config_help)
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help=f"override a config value (TOML syntax), e.g. {set_example}")
     ap.add_argument("--out", help="output folder (default: the config's out_dir)")
     ap.add_argument("--no-progress", action="store_true")
+    add_dry_run(ap)
     if threads:
         ap.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: $OMP_NUM_THREADS if set, else all cores)")
+
+
+def add_dry_run(ap: argparse.ArgumentParser) -> None:
+    """``--dry-run``: check the config and the arguments, say what would run, load nothing."""
+    ap.add_argument("--dry-run", action="store_true",
+                    help="check the config and arguments, print what would run and exit (no model is loaded)")
+
+
+def dry_run_exit(ap: argparse.ArgumentParser, what: str, cfg: Any = None) -> None:
+    """End a ``--dry-run``: one line saying the input is valid and what would run; exit code 0."""
+    where = f"; results in {cfg.out_dir}" if getattr(cfg, "out_dir", None) else ""
+    ap.exit(0, f"{ap.prog}: dry run: {what} is valid{where}; nothing was loaded or run\n")
 
 
 def set_threads(n: int | None = None) -> int:

@@ -4,8 +4,9 @@ study config from its checkpoint (the batched scorer itself is :mod:`interp.scor
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from interp.configfile import load_or_exit
+from interp.configfile import add_dry_run, dry_run_exit, load_or_exit
 from interp.studies.config import load_config
 from interp.runlock import RunLocked
 from interp.studies.taxonomy import evaluate_run_dir
@@ -16,8 +17,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m interp.evaluate", description="Evaluate one trained run.")
     ap.add_argument("config")
     ap.add_argument("--run", required=True, help="run id, e.g. lm-original-100pct-s42 (see <out_dir>/runs)")
+    add_dry_run(ap)
     args = ap.parse_args(argv)
     cfg = load_or_exit(ap, load_config, args.config)
+    if args.dry_run:
+        if not (Path(cfg.out_dir) / "runs" / args.run / "projector.safetensors").exists():
+            ap.exit(2, f"python -m interp.evaluate: error: no trained run {args.run!r} in {cfg.out_dir}/runs\n")
+        dry_run_exit(ap, f"{args.config}, run {args.run}", cfg)
     try:
         rows = evaluate_run_dir(cfg, args.run)
     except (RunLocked, FileNotFoundError) as e:

@@ -22,6 +22,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from interp.cachecheck import read_header, safetensors_problem, sha256_file, tensor_digests
+
+__all__ = ["sha256_file"]  # re-exported: the file hash callers import from here
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -92,14 +96,20 @@ def read_csv(path: str | Path, types: Mapping[str, Callable[[str], Any]] | None 
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:
-    """Save tensors as safetensors, atomically; ``meta`` is stored as JSON in the header."""
-    header = {"interp": json.dumps(meta or {}, sort_keys=True, default=str)}
+    """Save tensors as safetensors, atomically; ``meta`` is stored as JSON in the header, beside
+    the sha256 of every tensor's bytes (checked by :func:`load_tensors`)."""
+    header = {"interp": json.dumps(meta or {}, sort_keys=True, default=str),
+              "interp_sha256": json.dumps(tensor_digests(tensors), sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=header)
 
 
 class NotSafetensorsError(ValueError):
     """A file handed to us as weights or a cache is not a readable safetensors file."""
+
+
+class CorruptFileError(ValueError):
+    """A safetensors file whose bytes differ from what was written (truncated or edited)."""
 
 
 def _kind_of(path: Path) -> str:
@@ -112,34 +122,46 @@ def _kind_of(path: Path) -> str:
     return "its header does not parse"
 
 
-def read_meta(path: str | Path) -> dict[str, Any]:
-    """The ``interp`` metadata of a file written by :func:`save_tensors`, from its header only
-    (no tensor is read). A file that is not safetensors fails with :class:`NotSafetensorsError`
-    naming it; nothing in it is ever unpickled."""
+def header_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file's header (no tensor is read). A file that is
+    not safetensors fails with :class:`NotSafetensorsError` naming it; nothing in it is ever
+    unpickled."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
+            return f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise NotSafetensorsError(f"{path} is not a safetensors file ({_kind_of(path)}: {e}); only safetensors "
                                   f"are read, pickles are refused") from None
-    return json.loads(header.get("interp", "{}"))
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The ``interp`` metadata of a file written by :func:`save_tensors`, from its header only
+    (see :func:`header_metadata`)."""
+    return json.loads(header_metadata(path).get("interp", "{}"))
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a file written by :func:`save_tensors`: (tensors, meta); see :func:`read_meta`."""
-    meta = read_meta(path)
-    return load_file(str(path)), meta
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    """Load a file written by :func:`save_tensors`: (tensors, meta); see :func:`read_meta`.
+    A truncated file, or one whose tensors differ from the digests recorded when it was
+    written, fails with :class:`CorruptFileError` naming the file (files written before the
+    digests were recorded are checked for structure only)."""
+    path = Path(path)
+    problem = safetensors_problem(path)
+    if problem and read_header(path) is not None:  # a header that parses, over the wrong bytes
+        raise CorruptFileError(problem)
+    header = header_metadata(path)  # anything else that is not safetensors: NotSafetensorsError
+    meta, recorded = json.loads(header.get("interp", "{}")), json.loads(header.get("interp_sha256", "{}"))
+    tensors = load_file(str(path))
+    if recorded:
+        found = tensor_digests(tensors)
+        bad = sorted(k for k in set(recorded) | set(found) if recorded.get(k) != found.get(k))
+        if bad:
+            raise CorruptFileError(f"{path}: tensor {bad[0]!r} differs from the one written (the file was edited "
+                                   "or damaged)")
+    return tensors, meta
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:

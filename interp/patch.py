@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from interp.configfile import add_dry_run, dry_run_exit
+
 
 def _default_checkpoint() -> Path | None:
     found = sorted(Path("runs").glob("*/runs/lm-original-*/projector.safetensors"))
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpoint", type=Path, default=None, help="projector.safetensors (default: the quick study's)")
     ap.add_argument("--lm", default=None, help="LM name (default: the checkpoint's)")
     ap.add_argument("--out", type=Path, default=Path("runs/patch"))
+    add_dry_run(ap)
     args = ap.parse_args(argv)
 
     from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, patch_grid
@@ -92,6 +95,14 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"--layer {args.layer!r}: expected a block index or 'all'")
         if spec.n_layers and not 0 <= int(args.layer) < spec.n_layers:
             ap.error(f"--layer {args.layer}: {spec.name} has blocks 0..{spec.n_layers - 1} (or 'all')")
+    for flag, name in (("--clean", args.clean), ("--corrupt", args.corrupt)):
+        if args.mode == "image" or (args.mode == "cross" and flag == "--corrupt"):  # an image of it is needed
+            try:
+                _concept_image(name)
+            except (ValueError, FileNotFoundError, OSError) as e:
+                ap.error(f"{flag} {name!r}: {e}")
+    if args.dry_run:
+        dry_run_exit(ap, f"checkpoint {ckpt} with {args.mode} patching at layer {args.layer}")
     vlm = load_vlm(ckpt, lm=args.lm)
     lm = vlm.lm
     try:

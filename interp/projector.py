@@ -17,9 +17,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from safetensors.torch import load_file
 
-from interp.io import NotSafetensorsError, read_meta, save_tensors
+from interp.io import NotSafetensorsError, load_tensors, read_meta, save_tensors
 
 Kind = Literal["linear", "mlp2x_gelu"]
 KINDS: tuple[str, ...] = ("linear", "mlp2x_gelu")
@@ -139,5 +138,5 @@ class Projector(nn.Module):
         if problems:
             raise CheckpointMismatchError(f"projector checkpoint {path}: " + "; ".join(problems))
         proj = cls(config)
-        proj.load_state_dict(load_file(str(path)))
+        proj.load_state_dict(load_tensors(path)[0])
         return proj, meta.get("extra", {})

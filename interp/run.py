@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from interp.configfile import add_study_args, cli_overrides, load_or_exit, set_threads
+from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     from interp.studies.taxonomy import run_study
 
     cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
+    if args.dry_run:
+        dry_run_exit(ap, args.config, cfg)
     try:  # one writer per study folder, checked before anything loads
         with run_lock(cfg.out_dir):
             result = run_study(cfg, progress=not args.no_progress, source=args.config,

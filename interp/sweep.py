@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from interp.configfile import load_or_exit, parse_sets
+from interp.configfile import add_dry_run, dry_run_exit, load_or_exit, parse_sets
 from interp.io import environment, read_json, stable_hash, write_json
 from interp.studies.config import StudyConfig, load_config
 from interp.studies.taxonomy import RunSpec, grid_runs
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
     ap.add_argument("--json", action="store_true", help="--list as JSON lines")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--shard-lm", action="store_true", help="under torchrun: shard the frozen LM's blocks (FSDP2)")
+    add_dry_run(ap)
     args = ap.parse_args(argv)
     try:
         overrides = parse_overrides(args.set, args.out)
@@ -214,6 +215,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
     cfg = load_or_exit(ap, load_config, args.config, overrides)
     runs = list_runs(cfg)
     evaluate, progress = not args.no_eval, not args.no_progress
+    try:  # a bad index or shard is a user error, named before anything runs
+        chosen = select(runs, index=index, shard=shard) if index is not None or shard else runs
+    except (ValueError, IndexError) as e:
+        ap.error(str(e))
+    if args.dry_run:
+        dry_run_exit(ap, f"{args.config} ({len(chosen)} of {len(runs)} runs)", cfg)
     if args.count:
         print(len(runs))
         return None
@@ -235,7 +242,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
     from interp import distributed as D
 
     try:
-        chosen = select(runs, index=index, shard=shard)
         records = execute_many(cfg, chosen, evaluate=evaluate, progress=progress, shard_lm=args.shard_lm)
     finally:
         D.teardown()

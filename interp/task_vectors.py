@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from interp.configfile import add_study_args, cli_overrides, load_or_exit, set_threads
+from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     from interp.studies.task_vectors import load_config, run_study
 
     cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
+    if args.dry_run:
+        dry_run_exit(ap, args.config, cfg)
     summary = run_study(cfg, progress=not args.no_progress, source=args.config, figures=args.figures)
     print(summary["table"])
     print(f"[task vectors] done in {summary['seconds'] / 60:.1f} min; results in {cfg.out_dir}")

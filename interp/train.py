@@ -15,12 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from interp import distributed as D
-from interp.configfile import load_or_exit
+from interp.conditions import WORLDS
+from interp.configfile import add_dry_run, dry_run_exit, load_or_exit
 from interp.io import read_json
 from interp.runlock import RunLocked, run_lock
 from interp.models.encoders import load_encoder
 from interp.studies import taxonomy as study
-from interp.studies.config import load_config
+from interp.studies.config import load_config, parse_ablation
 from interp.studies.taxonomy import RunSpec
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m interp.train",
                                  description="Train one projector run of a study config (one process or torchrun/DDP).")
     ap.add_argument("config", help="study TOML, e.g. experiments/quick.toml")
-    ap.add_argument("--world", default="original", help="original | within | across")
+    ap.add_argument("--world", default="original", choices=WORLDS)
     ap.add_argument("--ablation", default="random:1.0", help="random:<rate> | systematic:<n>")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--random-init", action="store_true", help="the random-init LM control")
@@ -80,12 +81,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="output folder (default: the config's out_dir)")
     ap.add_argument("--shard-lm", action="store_true",
                     help="under torchrun: shard the frozen LM's blocks across ranks (FSDP2) when it does not fit on one device")
+    add_dry_run(ap)
     args = ap.parse_args(argv)
+    try:
+        parse_ablation(args.ablation)
+    except ValueError as e:
+        ap.error(f"--ablation {args.ablation!r}: {e}")
     overrides = {k: v for k, v in {"model.device": args.device, "model.dtype": args.dtype, "out_dir": args.out}.items()
                  if v is not None}
     cfg = load_or_exit(ap, load_config, args.config, overrides)
     spec = RunSpec(args.world, args.ablation, args.seed, args.random_init)
     run_dir = Path(cfg.out_dir) / "runs" / spec.run_id
+    if args.dry_run:
+        dry_run_exit(ap, f"{args.config}, run {spec.run_id}", cfg)
     try:  # one writer per run folder, checked before any model loads (rank 0 writes under torchrun)
         with run_lock(run_dir) if D.is_main() else contextlib.nullcontext():
             rows = run_spec(cfg, spec, evaluate=not args.no_eval, shard_lm=args.shard_lm)

@@ -29,3 +29,35 @@ def test_a_bad_value_or_key_is_one_line_and_exit_2(setting, words, capsys):
         main([QUICK, "--set", setting])
     err = capsys.readouterr().err
     assert e.value.code == 2 and all(w in err for w in words) and "Traceback" not in err
+
+
+def test_a_shell_stripped_list_of_words_is_a_list():
+    """`--set split.modes=['hypernym']` typed in bash arrives as `[hypernym]`."""
+    from interp.configfile import parse_value
+
+    assert parse_value("[hypernym]") == ("hypernym",)
+    assert parse_value("[smollm2-135m, gemma-3-270m]") == ("smollm2-135m", "gemma-3-270m")
+    assert parse_value("['a', 2]") == ("a", 2) and parse_value("[1,2]") == (1, 2) and parse_value("[[x]]") == "[[x]]"
+
+
+@pytest.mark.parametrize("module,argv,words", [
+    ("interp.train", [QUICK, "--world", "bogus"], ["--world", "bogus", "original"]),
+    ("interp.train", [QUICK, "--ablation", "half"], ["--ablation 'half'", "random:<rate"]),
+    ("interp.sweep", [QUICK, "--run-index", "500"], ["run index 500", "runs 0.."]),
+    ("interp.sweep", [QUICK, "--shard", "3/2"], ["shard '3/2'"]),
+    ("interp.evaluate", [QUICK, "--run", "nope", "--dry-run"], ["no trained run 'nope'"]),
+])
+def test_bad_run_arguments_are_one_line_and_exit_2(module, argv, words, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main(argv + ["--set", f"out_dir={tmp_path}"] if module == "interp.sweep" else argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and all(w in err for w in words) and "Traceback" not in err, err
+    assert not list(tmp_path.rglob("*")), "nothing is written for a bad argument"
+
+
+def test_dry_run_checks_and_loads_nothing(capsys):
+    from interp.run import main
+
+    with pytest.raises(SystemExit) as e:
+        main([QUICK, "--dry-run"])
+    assert e.value.code == 0 and "dry run" in capsys.readouterr().err

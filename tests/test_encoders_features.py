@@ -94,6 +94,15 @@ def test_cache_reuse_stale_and_corrupt(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         c = encode_cached(enc, paths, cache_dir=cache, progress=False)
     assert len(calls) == 2 and "unreadable" in caplog.text and torch.equal(c.features, a.features)
+    # edited in place (same size, finite values): the recorded digest catches it -> rebuilt, naming the file
+    raw = bytearray(f.read_bytes())
+    raw[-2:] = b"\x00\x3c"  # the last fp16 feature becomes 1.0
+    f.write_bytes(bytes(raw))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        e = encode_cached(enc, paths, cache_dir=cache, progress=False)
+    assert len(calls) == 3 and "differs from the one written" in caplog.text and str(f) in caplog.text
+    assert torch.equal(e.features, a.features)
     # an edited image gives a new key and new features
     Image.new("RGB", (40, 40), (255, 0, 0)).save(paths[2])
     d = encode_cached(enc, paths, cache_dir=cache, progress=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from interp.configfile import add_study_args, cli_overrides, load_or_exit, set_threads
+from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     from interp.binding.study import load_config, run_study
 
     cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
+    if args.dry_run:
+        dry_run_exit(ap, args.config, cfg)
     set_threads(cfg.threads or None)
     summary = run_study(cfg, progress=not args.no_progress, source=args.config)
     print((Path(cfg.out_dir) / "report.md").read_text())

