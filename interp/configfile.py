@@ -115,7 +115,10 @@ def build_section(cls: type[C], raw: Mapping[str, Any], where: str) -> C:
     of the wrong type names the key and the expected type."""
     _check_keys(cls, raw, where)
     check_types(cls, raw, where)
-    return cls(**{k: _tuples(v) for k, v in raw.items()})
+    try:
+        return cls(**{k: _tuples(v) for k, v in raw.items()})
+    except (ValueError, TypeError) as e:  # the dataclass's own range checks: name the table
+        raise ValueError(f"[{where}]: {e}") from None
 
 
 def apply_overrides(cfg: C, overrides: Mapping[str, Any], sections: Mapping[str, type],
@@ -137,7 +140,11 @@ def apply_overrides(cfg: C, overrides: Mapping[str, Any], sections: Mapping[str,
         sub = getattr(cfg, section)
         _check_keys(type(sub), [name], section)
         check_types(type(sub), {name: value}, section)
-        cfg = replace(cfg, **{section: replace(sub, **{name: value})})  # type: ignore[type-var]
+        try:
+            new = replace(sub, **{name: value})
+        except (ValueError, TypeError) as e:  # the dataclass's own range checks: name the key
+            raise ValueError(f"{key} = {value!r}: {e}") from None
+        cfg = replace(cfg, **{section: new})  # type: ignore[type-var]
     return cfg
 
 

@@ -69,3 +69,56 @@ def test_a_section_that_is_not_a_table_is_named(tmp_path):
     cfg.write_text('name = "x"\ntrain = 3\n')
     with pytest.raises(ValueError, match=r"train = 3 .*expected a \[train\] table"):
         taxonomy_config(cfg)
+
+
+# ---------------------------------------------------------------- property-based fuzz (hypothesis)
+import contextlib  # noqa: E402
+import importlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+CLIS = {"quick.toml": "interp.run", "binding_quick.toml": "interp.binding.__main__",
+        "task_vectors_quick.toml": "interp.task_vectors", "alignment_quick.toml": "interp.alignment"}
+KEYS = [(preset, f"{section}.{f.name}") for preset, _, sections in STUDIES for section, cls in sections.items()
+        for f in fields(cls)]
+
+
+def toml_literal(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
+    if isinstance(v, (int, str)):
+        return json.dumps(v)
+    return "[" + ", ".join(toml_literal(x) for x in v) + "]"
+
+
+scalars = st.one_of(st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=12))
+values = st.one_of(scalars, st.lists(st.one_of(st.integers(-5, 50), st.text(max_size=6)), max_size=4))
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(KEYS), value=values)
+def test_any_toml_value_for_any_key_is_accepted_or_one_clear_line(key, value):
+    """A random value of any type or range for any field of any study config, through the
+    study's CLI (``--set``, ``--dry-run``): either valid (exit 0) or exit 2 with one line that
+    names the key; never a traceback."""
+    preset, name = key
+    main = importlib.import_module(CLIS[preset]).main
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main([str(ROOT / "experiments" / preset), "--set", f"{name}={toml_literal(value)}", "--dry-run"])
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+    msg = err.getvalue()
+    assert code in (0, 2) and "Traceback" not in msg, msg
+    if code == 2:
+        last = msg.strip().splitlines()[-1]
+        assert name.split(".")[-1] in last or "--set" in last, last
