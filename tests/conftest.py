@@ -35,7 +35,26 @@ def _unit_lane_guard(request, monkeypatch):
             return real(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(lm, "embedded_folder", flag("an embedded LM or tokenizer", lm.embedded_folder))
+    tiny = [0]  # > 0 while a tiny random LM loads: its tokenizer (SmolLM2's, from the cache) is allowed
+    real_folder, real_load = lm.embedded_folder, lm.load_lm
+
+    def folder(*args, **kwargs):
+        if not tiny[0]:
+            used.append("an embedded LM or tokenizer")
+        return real_folder(*args, **kwargs)
+
+    def load(name, *args, **kwargs):
+        from interp.models.registry import get_spec
+
+        is_tiny = get_spec(name, "lm").source == "tiny"
+        tiny[0] += is_tiny
+        try:
+            return real_load(name, *args, **kwargs)
+        finally:
+            tiny[0] -= is_tiny
+
+    monkeypatch.setattr(lm, "embedded_folder", folder)
+    monkeypatch.setattr(lm, "load_lm", load)
     monkeypatch.setattr(encoders.EfficientNetLite0Encoder, "__init__",
                         flag("the embedded encoder", encoders.EfficientNetLite0Encoder.__init__))
     real_popen = subprocess.Popen.__init__

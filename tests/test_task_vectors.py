@@ -143,7 +143,7 @@ def test_function_vector_added_same_on_both_routes_and_changes_output(vlm, feats
     vec = fv.function_vector(mean_out, [(0, 1), (2, 3), (1, 0)]) * 20
     layer = fv.default_layer(vlm.lm.n_layers)
     # a start_at_layer run in between must not break nnsight's wrappers of the blocks
-    tv.forward_from(vlm, torch.randn(1, 3, vlm.lm.d_model), torch.ones(1, 3, dtype=torch.long), 2)
+    vlm.lm(torch.randn(1, 3, vlm.lm.d_model), torch.ones(1, 3, dtype=torch.long), start_at_layer=2)
     a = fv.run_with_vector(vlm, _queries(), feats, vec, layer, route="tl")
     b = fv.run_with_vector(vlm, _queries(), feats, vec, layer, route="nnsight")
     clean = tv.run_last(vlm, _queries(), feats)

@@ -30,19 +30,14 @@ from typing import Sequence
 
 import torch
 
-from interp.analysis.task_vectors import batches, check_layers, forward_from, last_token_index
-from interp.models.hooked import softcap
+from interp.analysis.task_vectors import batches, check_layers, last_token_index
+from interp.models.hooked import softcap, unwrap
 from interp.sequence import Segment
 from interp.vlm import HookedVLM
 
 
-def _orig(module):
-    """The HF module behind a TransformerBridge wrapper (or the module itself)."""
-    return getattr(module, "_original_component", module)
-
-
 def _layer(vlm: HookedVLM, l: int):
-    return _orig(vlm.lm.hf.model.layers[l])
+    return unwrap(vlm.lm.hf.model.layers[l])
 
 
 def head_shape(vlm: HookedVLM) -> tuple[int, int]:
@@ -58,7 +53,7 @@ def _post_attention_norm(vlm: HookedVLM, l: int):
     sandwich norm), or None (Llama's ``post_attention_layernorm`` is the pre-MLP norm)."""
     layer = _layer(vlm, l)
     if hasattr(layer, "pre_feedforward_layernorm") and hasattr(layer, "post_attention_layernorm"):
-        return _orig(layer.post_attention_layernorm)
+        return unwrap(layer.post_attention_layernorm)
     return None
 
 
@@ -71,7 +66,7 @@ def head_contributions(vlm: HookedVLM, layer: int, z: torch.Tensor) -> torch.Ten
     n_heads, d_head = head_shape(vlm)
     if z.ndim != 3 or z.shape[1:] != (n_heads, d_head):
         raise ValueError(f"z must be [n, {n_heads}, {d_head}] for layer {layer}; got {tuple(z.shape)}")
-    w_o = _orig(_layer(vlm, layer).self_attn.o_proj).weight  # [d_model, n_heads * d_head]
+    w_o = unwrap(_layer(vlm, layer).self_attn.o_proj).weight  # [d_model, n_heads * d_head]
     w = w_o.view(w_o.shape[0], n_heads, d_head).to(z.device, z.dtype)
     per_head = torch.einsum("nhk,dhk->nhd", z, w)
     norm = _post_attention_norm(vlm, layer)

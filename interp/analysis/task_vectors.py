@@ -131,25 +131,6 @@ def check_layers(vlm: HookedVLM, layers: Sequence[int] | None) -> list[int]:
     return layers
 
 
-def forward_from(vlm: HookedVLM, resid: torch.Tensor, attention_mask: torch.Tensor, layer: int, *,
-                 fwd_hooks=()) -> torch.Tensor:
-    """``vlm.lm(resid, mask, start_at_layer=layer)`` that leaves other wrappers of the blocks intact.
-
-    ``HookedLM._skip_blocks_before`` shadows each skipped block's ``forward`` and then deletes the
-    instance attribute, which also deletes nnsight's wrapper if ``vlm.nnsight_model`` was built
-    (later traces then fail with OutOfOrderError). Until that is fixed in ``interp.models.hooked``,
-    we put back whatever instance ``forward`` the blocks had.
-    """
-    blocks = list(vlm.lm.hf.model.layers)
-    saved = [b.__dict__.get("forward") for b in blocks]
-    try:
-        return vlm.lm(resid, attention_mask, start_at_layer=layer, fwd_hooks=fwd_hooks)
-    finally:
-        for b, f in zip(blocks, saved):
-            if f is not None and b.__dict__.get("forward") is not f:
-                object.__setattr__(b, "forward", f)
-
-
 # --------------------------------------------------------------- extraction
 @torch.no_grad()
 def last_resid(vlm: HookedVLM, prompts: Sequence[list[Segment]], features: torch.Tensor | None = None, *,
@@ -256,7 +237,7 @@ def patch_sweep(vlm: HookedVLM, queries: Sequence[list[Segment]], features: torc
             v = vectors[li].to(x.device, x.dtype).repeat_interleave(n, 0)  # row j*n+i: vector j, query i
             x[rows, last] = v if mode == "replace" else x[rows, last] + v
             if l + 1 < L:
-                out = forward_from(vlm, x, mask, l + 1)[rows, last]
+                out = vlm.lm(x, mask, start_at_layer=l + 1)[rows, last]
             else:
                 out = vlm.lm.final_norm(x[rows, last])
             per_layer.append(out.float().cpu().view(n_vec, n, -1))

@@ -39,6 +39,13 @@ class _Stop(Exception):
     """Raised by a hook to end a forward pass early (stop_at_layer)."""
 
 
+def unwrap(module: nn.Module) -> nn.Module:
+    """The HF module behind a TransformerBridge component wrapper (its public
+    ``original_component``), or ``module`` itself when it is not wrapped."""
+    inner = getattr(type(module), "original_component", None)
+    return module.original_component if isinstance(inner, property) and module.original_component is not None else module
+
+
 def softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
     """Gemma's final-logit softcap ``tanh(x / cap) * cap`` (identity when ``cap`` is None or 0)."""
     return torch.tanh(logits / cap) * cap if cap else logits
