@@ -4,14 +4,16 @@ Both recipes train the quick study's original-world projector at 100% deprivatio
 questions only) on the embedded default; every ``eval_every`` steps the in-training monitor
 scores leaf questions on a fixed subset of the val split and measures image-token collapse.
 
-- old: the brief's recipe as the quick preset had it (random init, AdamW lr 1e-3, fixed
-  distractors);
-- new: the quick preset's recipe (LM concept prototypes, classifier warm start onto them,
-  LM-loss fine-tuning at lr 1e-4 with fresh distractors). Its clock starts with the prototypes
+- old: the brief's recipe as the quick preset had it (``mlp2x_gelu`` on mean-pooled features,
+  random init, AdamW lr 1e-3, fixed distractors);
+- new: the quick preset's recipe (LM concept prototypes, classifier warm start of an
+  ``mlp2x_softmax`` projector on max-pooled features onto them, LM-loss fine-tuning at lr 1e-4
+  with fresh distractors). Its clock starts with the prototypes
   and the warm start, so all curves are on one time axis;
 - without --quick also the single levers: old at lr 1e-4 with fresh distractors (is it the
   learning rate?), new at the brief's lr 1e-3 (does fine-tuning keep the warm start?), new
-  with fixed distractors, both recipes with 4 image tokens instead of 1 (same steps); and the
+  with fixed distractors, new with the previous preset's ``mlp2x_gelu`` on mean-pooled
+  features (same table), both recipes with 4 image tokens instead of 1 (same steps); and the
   prototype table scored after each of its stages.
 
 Times are the wall seconds of training steps on this machine (the monitor excluded); quote
@@ -76,12 +78,15 @@ def main() -> None:
                      "prototypes.batch_size": 32})
     new = load_config(ROOT / "experiments" / "quick.toml", over)
     old = replace(new, warm_start=replace(new.warm_start, kind="none"),
+                  model=replace(new.model, projector="mlp2x_gelu", pool="mean"),
                   train=replace(new.train, lr=1e-3, fresh_negatives=False))
     recipes = {"old": old, "new": new}
     if not args.quick:
         recipes.update({
             "old, lr 1e-4, fresh distractors": replace(old, train=replace(old.train, lr=1e-4, fresh_negatives=True)),
             "new, lr 1e-3": replace(new, train=replace(new.train, lr=1e-3)),
+            "new, mlp2x_gelu, mean pooling": replace(new, model=replace(new.model, projector="mlp2x_gelu", pool="mean"),
+                                                    warm_start=replace(new.warm_start, l2=1e-3)),
             "new, fixed distractors": replace(new, train=replace(new.train, fresh_negatives=False)),
             "old, 4 image tokens": replace(old, model=replace(old.model, pool_to=4)),
             "new, 4 image tokens": replace(new, model=replace(new.model, pool_to=4)),

@@ -1,8 +1,11 @@
 """The trained part of the VLM: image features -> LM input embeddings.
 
-``linear`` is one Linear(d_img -> d_lm); ``mlp2x_gelu`` is LLaVA's Linear, GELU, Linear.
-Optional pooling reduces the encoder's patch grid (e.g. 49 -> 16 tokens) before
-projecting. A checkpoint (safetensors) records the projector type, dims and the encoder
+``linear`` is one Linear(d_img -> d_lm); ``mlp2x_gelu`` is LLaVA's Linear, GELU, Linear;
+``mlp2x_softmax`` is Linear, softmax, Linear: each output token is a convex combination of the
+second layer's columns (plus its bias), so its size cannot drift with the confidence of the
+first layer (what the prototype warm start of :mod:`interp.warmstart` maps onto concept
+prototypes). Optional pooling (mean, or max) reduces the encoder's patch grid (e.g. 49 -> 16
+tokens) before projecting. A checkpoint (safetensors) records the projector type, dims and the encoder
 and LM it was trained for; loading it against another LM or encoder fails, naming both.
 """
 
@@ -20,8 +23,9 @@ from torch import nn
 
 from interp.io import NotSafetensorsError, load_tensors, read_meta, save_tensors
 
-Kind = Literal["linear", "mlp2x_gelu"]
-KINDS: tuple[str, ...] = ("linear", "mlp2x_gelu")
+Kind = Literal["linear", "mlp2x_gelu", "mlp2x_softmax"]
+KINDS: tuple[str, ...] = ("linear", "mlp2x_gelu", "mlp2x_softmax")
+POOLS: tuple[str, ...] = ("mean", "max")
 
 
 class CheckpointMismatchError(ValueError):
@@ -33,7 +37,8 @@ class ProjectorConfig:
     """Shape and provenance of a projector.
 
     ``n_tokens_in`` is the encoder's token count; ``pool_to`` (optional) the number of
-    image tokens the LM sees (a square grid pooled from a square grid, else 1-D pooling).
+    image tokens the LM sees (a square grid pooled from a square grid, else 1-D pooling);
+    ``pool`` how: "mean" or "max" over each pooled cell.
     """
 
     kind: str
@@ -43,10 +48,13 @@ class ProjectorConfig:
     encoder: str
     lm: str
     pool_to: int | None = None
+    pool: str = "mean"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown projector kind {self.kind!r}: valid kinds are {list(KINDS)}")
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pooling {self.pool!r}: valid are {list(POOLS)}")
         if self.pool_to is not None and not 1 <= self.pool_to <= self.n_tokens_in:
             raise ValueError(f"pool_to={self.pool_to} must be in 1..{self.n_tokens_in} (the encoder's tokens)")
 
@@ -55,8 +63,8 @@ class ProjectorConfig:
         return self.pool_to or self.n_tokens_in
 
 
-def pool_tokens(x: torch.Tensor, n_out: int) -> torch.Tensor:
-    """Average-pool patch tokens: ``[batch, n_in, d] -> [batch, n_out, d]``.
+def pool_tokens(x: torch.Tensor, n_out: int, mode: str = "mean") -> torch.Tensor:
+    """Average- (``mode="mean"``) or max-pool patch tokens: ``[batch, n_in, d] -> [batch, n_out, d]``.
 
     A square grid pooled to a square grid uses 2-D adaptive pooling (keeps layout);
     otherwise 1-D adaptive pooling over the token order.
@@ -64,13 +72,15 @@ def pool_tokens(x: torch.Tensor, n_out: int) -> torch.Tensor:
     n_in = x.shape[1]
     if n_out == n_in:
         return x
+    if mode not in POOLS:
+        raise ValueError(f"unknown pooling {mode!r}: valid are {list(POOLS)}")
     g_in, g_out = math.isqrt(n_in), math.isqrt(n_out)
     if g_in * g_in == n_in and g_out * g_out == n_out:
         grid = rearrange(x, "b (h w) d -> b d h w", h=g_in)
-        pooled = nn.functional.adaptive_avg_pool2d(grid, g_out)
-        return rearrange(pooled, "b d h w -> b (h w) d")
-    pooled = nn.functional.adaptive_avg_pool1d(rearrange(x, "b n d -> b d n"), n_out)
-    return rearrange(pooled, "b d n -> b n d")
+        f2 = nn.functional.adaptive_avg_pool2d if mode == "mean" else nn.functional.adaptive_max_pool2d
+        return rearrange(f2(grid, g_out), "b d h w -> b (h w) d")
+    f1 = nn.functional.adaptive_avg_pool1d if mode == "mean" else nn.functional.adaptive_max_pool1d
+    return rearrange(f1(rearrange(x, "b n d -> b d n"), n_out), "b d n -> b n d")
 
 
 class Projector(nn.Module):
@@ -82,9 +92,8 @@ class Projector(nn.Module):
         if config.kind == "linear":
             self.net = nn.Sequential(nn.Linear(config.d_in, config.d_out))
         else:
-            self.net = nn.Sequential(
-                nn.Linear(config.d_in, config.d_out), nn.GELU(), nn.Linear(config.d_out, config.d_out)
-            )
+            act = nn.GELU() if config.kind == "mlp2x_gelu" else nn.Softmax(dim=-1)
+            self.net = nn.Sequential(nn.Linear(config.d_in, config.d_out), act, nn.Linear(config.d_out, config.d_out))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if features.ndim != 3 or features.shape[-1] != self.config.d_in:
@@ -93,7 +102,7 @@ class Projector(nn.Module):
                 f"got shape {tuple(features.shape)}"
             )
         if self.config.pool_to is not None:
-            features = pool_tokens(features, self.config.pool_to)
+            features = pool_tokens(features, self.config.pool_to, self.config.pool)
         return self.net(features.to(self.net[0].weight.dtype))
 
     # ------------------------------------------------------------ checkpoints

@@ -26,9 +26,17 @@ from interp.studies.taxonomy import RunSpec
 
 
 def warm_caches(cfg, progress: bool = True) -> None:
-    """Build the image set and cache the encoder features of a study config once (what every
-    run reads), so that parallel ranks or jobs started afterwards only read the caches."""
-    study.load_data(cfg, load_encoder(cfg.model.encoder, device=cfg.model.device), progress=progress)
+    """Build the image set, cache the encoder features and learn the LMs' concept prototypes
+    (when the warm start uses them: the pretrained LM and each random-init control LM of the
+    grid) once, so that parallel ranks or jobs started afterwards only read the caches."""
+    data = study.load_data(cfg, load_encoder(cfg.model.encoder, device=cfg.model.device), progress=progress)
+    if cfg.warm_start.kind != "prototypes":
+        return
+    lms = sorted({(r.random_init, r.seed if r.random_init else 0) for r in study.grid_runs(cfg)})
+    for random_init, seed in lms:
+        lm = study.load_study_lm(cfg, random_init, seed)
+        study.study_prototypes(lm, data, cfg, progress)
+        del lm
 
 
 def run_spec(cfg, spec, *, evaluate: bool = True, progress: bool = True, shard_lm: bool = False) -> list[dict]:

@@ -134,12 +134,12 @@ class HookedVLM(VLMInputs, nn.Module):
 
     @staticmethod
     def new_projector(lm: HookedLM, encoder_name: str, d_img: int, n_tokens: int, kind: str = "mlp2x_gelu",
-                      pool_to: int | None = None, seed: int = 0) -> Projector:
+                      pool_to: int | None = None, seed: int = 0, pool: str = "mean") -> Projector:
         """A freshly initialised (seeded) projector for this LM and encoder."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             proj = Projector(ProjectorConfig(kind=kind, d_in=d_img, d_out=lm.d_model, n_tokens_in=n_tokens,
-                                             encoder=encoder_name, lm=lm.name, pool_to=pool_to))
+                                             encoder=encoder_name, lm=lm.name, pool_to=pool_to, pool=pool))
         return proj.to(lm.device)
 
     # ----------------------------------------------------------------- inputs

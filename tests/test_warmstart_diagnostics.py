@@ -46,9 +46,43 @@ def test_prototype_init_maps_each_image_onto_its_row(tiny_llama):
     assert (nearest == labels).float().mean() == 1.0
 
 
+def test_softmax_warm_start_gives_convex_combinations_of_prototypes(tiny_llama):
+    """mlp2x_softmax: an image of concept c maps onto u + D_c, and an ambiguous one onto a
+    convex combination of the rows (its concept part is never larger than the largest row)."""
+    vlm = make_vlm(tiny_llama, kind="mlp2x_softmax", n_tokens=4, d_img=24, pool_to=1)
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(6).repeat(3)
+    centers = torch.randn(6, 24, generator=g) * 4
+    feats = centers[labels].unsqueeze(1) + 0.2 * torch.randn(18, 4, 24, generator=g)
+    d = tiny_llama.d_model
+    u, D = torch.randn(d, generator=g), torch.randn(6, d, generator=g)
+    report = prototype_init(vlm.projector, feats, labels, u, D, tiny_llama.embed_scale,
+                            WarmStartConfig(kind="prototypes", temperature=0.25))
+    assert report["classifier_train_acc"] == 100.0 and report["top_probability"] > 0.99
+    with torch.no_grad():
+        part = vlm.projector(feats)[:, 0] * tiny_llama.embed_scale - u
+        assert torch.allclose(part, D[labels], atol=1e-2 * float(D.norm(dim=-1).max()))
+        mixed = (centers[0] + centers[1]) / 2 + torch.zeros(1, 4, 24)
+        part = vlm.projector(mixed)[0, 0] * tiny_llama.embed_scale - u
+    assert float(part.norm()) <= float(D.norm(dim=-1).max()) + 1e-4
+
+
+def test_max_pooling():
+    from interp.projector import ProjectorConfig, pool_tokens
+
+    x = torch.randn(2, 16, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(pool_tokens(x, 1, "max"), x.amax(1, keepdim=True))
+    grid = pool_tokens(x, 4, "max")  # 4x4 -> 2x2 cells
+    cell = x.reshape(2, 4, 4, 8)[:, :2, :2].reshape(2, 4, 8).amax(1)
+    assert torch.equal(grid[:, 0], cell)
+    assert torch.allclose(pool_tokens(x, 1), x.mean(1, keepdim=True))
+    with pytest.raises(ValueError, match="pooling 'median'"):
+        ProjectorConfig(kind="linear", d_in=8, d_out=8, n_tokens_in=16, encoder="e", lm="l", pool_to=1, pool="median")
+
+
 def test_prototype_init_refuses_other_kinds_and_too_many_concepts(tiny_llama):
     lin = make_vlm(tiny_llama, kind="linear")
-    with pytest.raises(ValueError, match="mlp2x_gelu"):
+    with pytest.raises(ValueError, match="mlp2x_gelu or mlp2x_softmax"):
         prototype_init(lin.projector, torch.randn(2, 16, 32), torch.tensor([0, 1]), torch.zeros(tiny_llama.d_model),
                        torch.zeros(2, tiny_llama.d_model), 1.0)
     mlp = make_vlm(tiny_llama)

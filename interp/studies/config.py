@@ -33,10 +33,13 @@ class ModelConfig:
     encoder: str = "efficientnet-lite0"
     projector: str = "mlp2x_gelu"
     pool_to: int | None = None
+    pool: str = "mean"  # how image tokens are pooled to pool_to: "mean" or "max"
     device: str = "cpu"
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.pool not in ("mean", "max"):
+            raise ValueError(f"model.pool {self.pool!r}: valid are ['mean', 'max']")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype {self.dtype!r}: valid dtypes are {list(DTYPES)}")
         if self.device.split(":")[0] not in ("cpu", "cuda", "mps"):

@@ -108,8 +108,10 @@ def text_token_norm(lm) -> float:
     return float(w.detach().float().norm(dim=-1).median()) * lm.embed_scale
 
 
-class _Asker:
-    """Runs "BOS, image token, question (, answer, EOS)" with given image-token vectors."""
+class ImageTokenQuestions:
+    """Runs "BOS, image token(s), question (, answer, EOS)" with given image-token vectors
+    ``V``: ``[n, d_model]`` (one token per image) or ``[n, k, d_model]`` (k tokens), on the
+    residual scale; row ``i`` of ``V`` is the image of question ``i``."""
 
     def __init__(self, lm, phrase):
         self.lm, self.phrase = lm, phrase
@@ -124,7 +126,9 @@ class _Asker:
                 segs.append(Segment("answer", ids=self.tokens(" " + answers[i])))
             items.append(segs)
         lm = self.lm
-        b = build_batch(lm.tokenizer, items, 1).to(lm.device)
+        k = V.shape[1] if V.ndim == 3 else 1
+        V = V.reshape(-1, V.shape[-1])  # [n * k, d]: the slot order of build_batch
+        b = build_batch(lm.tokenizer, items, k).to(lm.device)
         x = lm.embed_tokens(b.input_ids)
         x = torch.where((b.image_slot >= 0).unsqueeze(-1), V.to(x.dtype)[b.image_slot.clamp(min=0)], x)
         return b, lm(x, b.attention_mask)
@@ -169,7 +173,7 @@ def score_prototypes(lm, taxonomy, protos: Prototypes, *, seed: int = 0, batch_s
     leaf) and hypernym macro F1 (each (leaf, hypernym) pair and its distractor hypernym),
     with the prototype of the leaf as the image token. This is what the LM can do when the
     projector maps every image exactly onto its concept's prototype: a ceiling of the VLM."""
-    ask = _Asker(lm, taxonomy.phrase)
+    ask = ImageTokenQuestions(lm, taxonomy.phrase)
     concepts, C = protos.concepts, len(protos.concepts)
     rng = random.Random(f"prototype-score-{seed}")
     dist = [rng.choice([x for x in concepts if x != c]) for c in concepts]
@@ -207,7 +211,7 @@ def learn_prototypes(lm, taxonomy, concepts: Sequence[str], cfg: PrototypeConfig
     if len(concepts) < 2:
         raise ValueError(f"prototypes need at least 2 concepts, got {len(concepts)}")
     dev = lm.device
-    ask = _Asker(lm, taxonomy.phrase)
+    ask = ImageTokenQuestions(lm, taxonomy.phrase)
     tn = text_token_norm(lm)
     names, mean_name = _name_directions(lm, taxonomy, concepts)
     names = names.to(dev)

@@ -286,7 +286,7 @@ def new_study_vlm(lm, encoder, cfg: StudyConfig, seed: int):
     from interp.vlm import HookedVLM
 
     proj = HookedVLM.new_projector(lm, encoder.name, encoder.d_model, encoder.n_tokens, kind=cfg.model.projector,
-                                   pool_to=cfg.model.pool_to, seed=seed)
+                                   pool_to=cfg.model.pool_to, seed=seed, pool=cfg.model.pool)
     return HookedVLM(lm, proj)
 
 
@@ -355,9 +355,10 @@ def lm_only_test(lm, taxonomy, batch_size: int = 64, progress: bool = False) -> 
 
 
 # ------------------------------------------------------------------ ceilings
-def vision_ceiling(data: StudyData, seed: int = 0) -> dict[str, float]:
+def vision_ceiling(data: StudyData, seed: int = 0, pool: str = "mean", l2: float = 1e-3) -> dict[str, float]:
     """What the frozen encoder's features allow on the leaf task, without any LM: a multinomial
-    logistic regression of the mean-pooled train features on the leaf concept, scored on test
+    logistic regression (L2 penalty ``l2``) of the pooled (``pool``: "mean" or "max" over the
+    patch tokens, as the projector pools) train features on the leaf concept, scored on test
     images (top-1 accuracy) and on the study's leaf yes/no questions (one true leaf, one random
     distractor per image; "Yes" when log p(leaf) is above a threshold chosen on the val split)."""
     from interp.warmstart import fit_classifier
@@ -367,10 +368,11 @@ def vision_ceiling(data: StudyData, seed: int = 0) -> dict[str, float]:
 
     def xy(split):
         rows = data.splits[split]
-        return data.features[torch.tensor(rows)].float().mean(1), torch.tensor([cid[data.records[i].concept] for i in rows])
+        f = data.features[torch.tensor(rows)].float()
+        return f.mean(1) if pool == "mean" else f.amax(1), torch.tensor([cid[data.records[i].concept] for i in rows])
 
     (xtr, ytr), (xva, yva), (xte, yte) = xy("train"), xy("val"), xy("test")
-    W, b = fit_classifier(xtr, ytr, len(leaves))
+    W, b = fit_classifier(xtr, ytr, len(leaves), l2=l2)
     g = torch.Generator().manual_seed(seed)
 
     def yes_no(x, y):
@@ -429,7 +431,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG"
         for spec in specs:
             rows += run_one(new_study_vlm(lm, encoder, cfg, spec.seed), data, spec, cfg, out, progress, protos)
         del lm
-    ceiling = vision_ceiling(data, cfg.data.seed)
+    ceiling = vision_ceiling(data, cfg.data.seed, cfg.model.pool, cfg.warm_start.l2)
     result = write_outputs(cfg, rows, lm_only, out, source, vision=ceiling)
     result["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", result)
