@@ -42,8 +42,10 @@ def test_patch_cli_bad_inputs(checkpoint, tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             main(["--checkpoint", str(checkpoint), *args, "--out", str(tmp_path)])
         assert e.value.code == 2 and message in capsys.readouterr().err
-    with pytest.raises(ValueError, match="no concept 'unicornfish'"):
+    with pytest.raises(SystemExit) as e:  # an unknown concept, also before the LM loads
         main(["--checkpoint", str(checkpoint), "--clean", "unicornfish", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--clean 'unicornfish': no concept 'unicornfish'" in err and "Traceback" not in err
 
 
 def test_patch_cli_attribution_column(checkpoint, tmp_path, capsys):
