@@ -22,9 +22,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from interp.cachecheck import read_header, safetensors_problem, sha256_file, tensor_digests
-
-__all__ = ["sha256_file"]  # re-exported: the file hash callers import from here
+from interp.cachecheck import read_header, safetensors_problem, tensor_digests
+from interp.cachecheck import sha256_file  # noqa: F401  (re-exported: callers hash files through interp.io)
 
 
 @contextlib.contextmanager
