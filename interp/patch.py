@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"--layer {args.layer!r}: expected a block index or 'all'")
         if spec.n_layers and not 0 <= int(args.layer) < spec.n_layers:
             ap.error(f"--layer {args.layer}: {spec.name} has blocks 0..{spec.n_layers - 1} (or 'all')")
+    from interp.models.hooked import BLOCK_HOOK_SUFFIXES
+
+    if args.hook not in BLOCK_HOOK_SUFFIXES:
+        common = [h for h in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out",
+                              "attn.hook_z", "mlp.hook_post") if h in BLOCK_HOOK_SUFFIXES]
+        ap.error(f"--hook {args.hook!r}: not a per-block hook (blocks.{{i}}.<hook>); common ones: {common}")
     for flag, name in (("--clean", args.clean), ("--corrupt", args.corrupt)):
         if args.mode == "image" or (args.mode == "cross" and flag == "--corrupt"):  # an image of it is needed
             try:

@@ -204,3 +204,12 @@ def test_load_vlm_restores_the_seeded_random_control(tmp_path):
     assert torch.equal(back.lm.hf.lm_head.weight, lm.hf.lm_head.weight)
     with pytest.raises(CheckpointMismatchError, match="tiny-llama\\+random7.*tiny-gemma3"):
         load_vlm(path, lm="tiny-gemma3", with_encoder=False)
+
+
+def test_the_static_hook_list_is_what_the_bridge_gives(tiny_llama, tiny_gemma):
+    """BLOCK_HOOK_SUFFIXES (checked by CLIs before a model loads) equals the per-block hooks of
+    both families under the pinned TransformerLens: no valid hook is refused, none is missing."""
+    from interp.models.hooked import BLOCK_HOOK_SUFFIXES
+
+    found = {n.split(".", 2)[2] for lm in (tiny_llama, tiny_gemma) for n in lm.hook_names() if n.startswith("blocks.0.")}
+    assert found == set(BLOCK_HOOK_SUFFIXES)

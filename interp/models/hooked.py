@@ -39,6 +39,28 @@ class _Stop(Exception):
     """Raised by a hook to end a forward pass early (stop_at_layer)."""
 
 
+# Every per-block hook suffix (``blocks.{i}.<suffix>``) the pinned TransformerBridge gives the
+# supported families (Llama, Gemma 3; Qwen3 is Llama-like with q/k norms): what a CLI can check
+# before any model loads. tests/test_hooked_vlm.py keeps it equal to the tiny models' hooks.
+BLOCK_HOOK_SUFFIXES: frozenset[str] = frozenset({
+    "attn.hook_attn_in", "attn.hook_attn_scores", "attn.hook_cos", "attn.hook_hidden_states", "attn.hook_in",
+    "attn.hook_k", "attn.hook_k_input", "attn.hook_k_normed", "attn.hook_out", "attn.hook_pattern", "attn.hook_q",
+    "attn.hook_q_input", "attn.hook_q_normed", "attn.hook_result", "attn.hook_rot_k", "attn.hook_rot_q",
+    "attn.hook_sin", "attn.hook_v", "attn.hook_v_input", "attn.hook_z", "attn.k.hook_in", "attn.k.hook_out",
+    "attn.k_norm.hook_in", "attn.k_norm.hook_normalized", "attn.k_norm.hook_out", "attn.k_norm.hook_scale",
+    "attn.o.hook_in", "attn.o.hook_out", "attn.q.hook_in", "attn.q.hook_out", "attn.q_norm.hook_in",
+    "attn.q_norm.hook_normalized", "attn.q_norm.hook_out", "attn.q_norm.hook_scale", "attn.v.hook_in",
+    "attn.v.hook_out", "hook_attn_in", "hook_attn_out", "hook_in", "hook_k_input", "hook_mlp_in", "hook_mlp_out",
+    "hook_out", "hook_q_input", "hook_resid_mid", "hook_resid_post", "hook_resid_pre", "hook_v_input",
+    "ln1.hook_in", "ln1.hook_normalized", "ln1.hook_out", "ln1.hook_scale", "ln1_post.hook_in",
+    "ln1_post.hook_normalized", "ln1_post.hook_out", "ln1_post.hook_scale", "ln2.hook_in", "ln2.hook_normalized",
+    "ln2.hook_out", "ln2.hook_scale", "ln2_post.hook_in", "ln2_post.hook_normalized", "ln2_post.hook_out",
+    "ln2_post.hook_scale", "mlp.gate.hook_in", "mlp.gate.hook_out", "mlp.hook_in", "mlp.hook_out", "mlp.hook_post",
+    "mlp.hook_pre", "mlp.hook_pre_linear", "mlp.in.hook_in", "mlp.in.hook_out", "mlp.out.hook_in",
+    "mlp.out.hook_out",
+})
+
+
 def unwrap(module: nn.Module) -> nn.Module:
     """The HF module behind a TransformerBridge component wrapper (its public
     ``original_component``), or ``module`` itself when it is not wrapped."""
