@@ -80,6 +80,12 @@ def folder_problems(folder: Path, files: dict[str, dict], *, full: bool = False)
 def read_header(path: Path) -> dict | None:
     """The JSON header of a safetensors file (tensor entries and ``__metadata__``), or ``None``
     when the file is too short or its header does not parse. Reads the header bytes only."""
+    parsed = _header(Path(path))
+    return None if parsed is None else parsed[1]
+
+
+def _header(path: Path) -> tuple[int, dict] | None:
+    """(header length, header) of a safetensors file, or ``None`` when it does not parse."""
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -91,18 +97,18 @@ def read_header(path: Path) -> dict | None:
             header = json.loads(f.read(n))
     except (OSError, ValueError):
         return None
-    return header if isinstance(header, dict) else None
+    return (n, header) if isinstance(header, dict) else None
 
 
 def safetensors_problem(path: Path) -> str | None:
     """``None`` when ``path`` is a structurally whole safetensors file (its header parses and the
     file holds exactly the bytes the header declares), else what is wrong, naming the file."""
     path = Path(path)
-    header = read_header(path)
-    if header is None:
+    parsed = _header(path)
+    if parsed is None:
         return f"{path}: no safetensors header parses (truncated, or not a safetensors file)"
+    n, header = parsed
     size = path.stat().st_size
-    (n,) = struct.unpack("<Q", path.open("rb").read(8))
     ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
     want = 8 + n + max(ends, default=0)
     if size != want:

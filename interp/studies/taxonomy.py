@@ -361,6 +361,7 @@ def vision_ceiling(data: StudyData, seed: int = 0, pool: str = "mean", l2: float
     patch tokens, as the projector pools) train features on the leaf concept, scored on test
     images (top-1 accuracy) and on the study's leaf yes/no questions (one true leaf, one random
     distractor per image; "Yes" when log p(leaf) is above a threshold chosen on the val split)."""
+    from interp.projector import pool_tokens
     from interp.warmstart import fit_classifier
 
     leaves = sorted(data.taxonomy.leaves)
@@ -368,8 +369,8 @@ def vision_ceiling(data: StudyData, seed: int = 0, pool: str = "mean", l2: float
 
     def xy(split):
         rows = data.splits[split]
-        f = data.features[torch.tensor(rows)].float()
-        return f.mean(1) if pool == "mean" else f.amax(1), torch.tensor([cid[data.records[i].concept] for i in rows])
+        x = pool_tokens(data.features[torch.tensor(rows)].float(), 1, pool)[:, 0]  # as the projector pools
+        return x, torch.tensor([cid[data.records[i].concept] for i in rows])
 
     (xtr, ytr), (xva, yva), (xte, yte) = xy("train"), xy("val"), xy("test")
     W, b = fit_classifier(xtr, ytr, len(leaves), l2=l2)
