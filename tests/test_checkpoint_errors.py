@@ -56,8 +56,8 @@ def test_patch_cli_refuses_bad_checkpoints_layers_and_lms_before_loading(tmp_pat
              (["--checkpoint", str(ck), "--layer", "999"], "--layer 999: gemma-3-270m has blocks 0..17"),
              (["--checkpoint", str(ck), "--layer", "x"], "expected a block index or 'all'"),
              (["--checkpoint", str(ck), "--lm", "smollm2-135m"], "trained for LM 'gemma-3-270m', not --lm 'smollm2-135m'"),
-             # the hook needs the loaded model; the message names the block asked for, not block 0
-             (["--checkpoint", str(ck), "--layer", "3", "--hook", "hook_nonsense"], "'blocks.3.hook_nonsense'")]
+             # checked before any model loads, against the per-block hooks of the supported families
+             (["--checkpoint", str(ck), "--layer", "3", "--hook", "hook_nonsense"], "--hook 'hook_nonsense': not a per-block hook")]
     for args, message in cases:
         r = _patch(*args)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr[-800:])
