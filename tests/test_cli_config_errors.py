@@ -77,3 +77,52 @@ def test_patch_refuses_an_unknown_hook_before_loading(tmp_path, capsys):
         main(["--checkpoint", str(ckpt), "--layer", "3", "--hook", "hook_nonsense", "--dry-run"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "--hook 'hook_nonsense'" in err and "hook_resid_post" in err and "Traceback" not in err
+
+
+def _tiny_checkpoint(path: Path) -> Path:
+    import torch
+
+    from interp.projector import Projector, ProjectorConfig
+
+    torch.manual_seed(0)
+    Projector(ProjectorConfig(kind="mlp2x_gelu", d_in=1280, d_out=640, n_tokens_in=49, pool_to=1, lm="gemma-3-270m",
+                              encoder="efficientnet-lite0")).save(path)
+    return path
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--only", "probes,nonsense"], ["nonsense"]),
+    (["--set", "nonsense=3"], ["--set nonsense", "unknown setting"]),
+    (["--config", "no/such.toml"], ["--config no/such.toml", "no such study config"]),
+    ("missing", ["no/such/projector.safetensors"]),
+    ("pickle", ["pickles are refused"]),
+])
+def test_analyze_refuses_bad_arguments_before_loading(extra, words, tmp_path, capsys):
+    from interp.analyze import main
+
+    if extra == "missing":
+        argv = ["no/such/projector.safetensors"]
+    elif extra == "pickle":
+        import pickle
+
+        bad = tmp_path / "x.safetensors"
+        bad.write_bytes(pickle.dumps({"w": [1, 2]}))
+        argv = [str(bad)]
+    else:
+        argv = [str(_tiny_checkpoint(tmp_path / "p.safetensors"))] + extra
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--out", str(tmp_path / "out"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and all(w in err for w in words) and "Traceback" not in err, err
+    assert len([ln for ln in err.splitlines() if "error:" in ln]) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two"])
+def test_image_build_refuses_a_bad_worker_count(workers, capsys):
+    from interp.data.build import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--workers", workers, "--force"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"--workers" in err and workers in err and "Traceback" not in err, err

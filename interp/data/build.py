@@ -36,13 +36,24 @@ def _summary(root) -> str:
     return "\n".join(lines)
 
 
+def _workers(text: str) -> int:
+    """``--workers`` as a count of processes >= 1 (argparse names the bad value, exit code 2)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of processes >= 1") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: expected a whole number of processes >= 1")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m interp.data.build", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="rebuild even if the set verifies")
     ap.add_argument("--check", action="store_true", help="only verify the built set (exit 1 if invalid)")
     ap.add_argument("--summary", action="store_true", help="print the counts of the built set")
-    ap.add_argument("--workers", type=int, default=None, help="rendering processes (default: min(2, cores))")
+    ap.add_argument("--workers", type=_workers, default=None, help="rendering processes (default: min(2, cores))")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
