@@ -101,10 +101,11 @@ def main(argv: list[str] | None = None) -> None:
         common = [h for h in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out",
                               "attn.hook_z", "mlp.hook_post") if h in BLOCK_HOOK_SUFFIXES]
         ap.error(f"--hook {args.hook!r}: not a per-block hook (blocks.{{i}}.<hook>); common ones: {common}")
+    images = {}  # concept -> its image, found (and kept) before any model loads
     for flag, name in (("--clean", args.clean), ("--corrupt", args.corrupt)):
         if args.mode == "image" or (args.mode == "cross" and flag == "--corrupt"):  # an image of it is needed
             try:
-                _concept_image(name)
+                images[name] = _concept_image(name)
             except (ValueError, FileNotFoundError, OSError) as e:
                 ap.error(f"{flag} {name!r}: {e}")
     if args.dry_run:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     metric = logit_diff_metric(vlm, single_token_id(tok, args.tokens[0]), single_token_id(tok, args.tokens[1]))
 
     def image_input(concept: str) -> PatchInput:
-        feats = vlm.encode([_concept_image(concept)])
+        feats = vlm.encode([images[concept]])
         return PatchInput(vlm.build([vlm_item(0, args.question)]), feats)
 
     def text_input(concept: str) -> PatchInput:
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         ids = txt.batch.input_ids[0].tolist()
         start = next((i for i in range(len(ids)) if ids[i:i + len(word)] == word), None)
         if start is None:
-            raise ValueError(f"could not find the tokens of {args.clean!r} in the text prompt")
+            ap.error(f"could not find the tokens of {args.clean!r} in the text prompt")
         word_pos = list(range(start, start + len(word)))
         img_pos = img.batch.mask("image")[0].nonzero().flatten().tolist()
         if args.reverse:
@@ -149,14 +150,14 @@ def main(argv: list[str] | None = None) -> None:
         make = image_input if args.mode == "image" else text_input
         clean, corr = make(args.clean), make(args.corrupt)
         if clean.batch.shape != corr.batch.shape:
-            raise ValueError(f"{args.clean!r} and {args.corrupt!r} prompts tokenize to different lengths; "
+            ap.error(f"{args.clean!r} and {args.corrupt!r} prompts tokenize to different lengths; "
                              "choose concepts with equal token counts or use --mode image")
         sel = {"all": clean.batch.attention_mask[0].bool(), "image": clean.batch.mask("image")[0],
                "text": clean.batch.mask("text")[0], "last": torch.nn.functional.one_hot(
                    clean.batch.last("text"), clean.batch.shape[1])[0].bool()}[args.positions]
         positions = sel.nonzero().flatten().tolist()
         if not positions:
-            raise ValueError(f"no {args.positions} positions in a {args.mode} input")
+            ap.error(f"no {args.positions} positions in a {args.mode} input")
         grid = patch_grid(vlm, clean, corr, metric, hook=args.hook, layers=layers, positions=positions, normalise=True)
         labels = clean.batch.labels(0)
         rows = [{"layer": l, "position": p, "modality": labels[p], "token": tok.decode(int(clean.batch.input_ids[0, p])),

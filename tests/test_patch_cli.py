@@ -57,3 +57,15 @@ def test_patch_cli_attribution_column(checkpoint, tmp_path, capsys):
     assert lines[0] == "layer,position,modality,token,value,attribution" and len(lines) == 1 + 30 * 4
     assert "attribution vs exact over 120 cells" in capsys.readouterr().out
     assert len(list(tmp_path.glob("*-attribution.png"))) == 1
+
+
+def test_patch_cli_text_prompts_of_different_lengths_are_a_user_error(checkpoint, tmp_path, capsys):
+    """Text patching needs prompts of equal token counts: a mismatch is one line and exit 2."""
+    from interp.patch import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", str(checkpoint), "--mode", "text", "--clean", "eagle",
+              "--corrupt", "chrysanthemum_tortoiseshell_butterfly", "--layer", "3", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "tokenize to different lengths" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.csv"))
