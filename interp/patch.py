@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         clean, corr = make(args.clean), make(args.corrupt)
         if clean.batch.shape != corr.batch.shape:
             ap.error(f"{args.clean!r} and {args.corrupt!r} prompts tokenize to different lengths; "
-                             "choose concepts with equal token counts or use --mode image")
+                     "choose concepts with equal token counts or use --mode image")
         sel = {"all": clean.batch.attention_mask[0].bool(), "image": clean.batch.mask("image")[0],
                "text": clean.batch.mask("text")[0], "last": torch.nn.functional.one_hot(
                    clean.batch.last("text"), clean.batch.shape[1])[0].bool()}[args.positions]

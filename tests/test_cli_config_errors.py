@@ -63,22 +63,6 @@ def test_dry_run_checks_and_loads_nothing(capsys):
     assert e.value.code == 0 and "dry run" in capsys.readouterr().err
 
 
-def test_patch_refuses_an_unknown_hook_before_loading(tmp_path, capsys):
-    import torch
-
-    from interp.patch import main
-    from interp.projector import Projector, ProjectorConfig
-
-    ckpt = tmp_path / "p.safetensors"
-    torch.manual_seed(0)
-    Projector(ProjectorConfig(kind="mlp2x_gelu", d_in=1280, d_out=640, n_tokens_in=49, pool_to=1, lm="gemma-3-270m",
-                              encoder="efficientnet-lite0")).save(ckpt)
-    with pytest.raises(SystemExit) as e:
-        main(["--checkpoint", str(ckpt), "--layer", "3", "--hook", "hook_nonsense", "--dry-run"])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "--hook 'hook_nonsense'" in err and "hook_resid_post" in err and "Traceback" not in err
-
-
 def _tiny_checkpoint(path: Path) -> Path:
     import torch
 
@@ -88,6 +72,17 @@ def _tiny_checkpoint(path: Path) -> Path:
     Projector(ProjectorConfig(kind="mlp2x_gelu", d_in=1280, d_out=640, n_tokens_in=49, pool_to=1, lm="gemma-3-270m",
                               encoder="efficientnet-lite0")).save(path)
     return path
+
+
+def test_patch_refuses_an_unknown_hook_before_loading(tmp_path, capsys):
+    from interp.patch import main
+
+    ckpt = _tiny_checkpoint(tmp_path / "p.safetensors")
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", str(ckpt), "--layer", "3", "--hook", "hook_nonsense", "--dry-run"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--hook 'hook_nonsense'" in err and "hook_resid_post" in err and "Traceback" not in err
+
 
 
 @pytest.mark.parametrize("extra,words", [
@@ -123,6 +118,6 @@ def test_image_build_refuses_a_bad_worker_count(workers, capsys):
     from interp.data.build import main
 
     with pytest.raises(SystemExit) as e:
-        main(["--workers", workers, "--force"])
+        main(["--workers", workers])  # refused while parsing: nothing is verified or rebuilt
     err = capsys.readouterr().err
-    assert e.value.code == 2 and f"--workers" in err and workers in err and "Traceback" not in err, err
+    assert e.value.code == 2 and "--workers" in err and workers in err and "Traceback" not in err, err
