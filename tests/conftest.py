@@ -55,8 +55,8 @@ def _unit_lane_guard(request, monkeypatch):
 
     monkeypatch.setattr(lm, "embedded_folder", folder)
     monkeypatch.setattr(lm, "load_lm", load)
-    monkeypatch.setattr(encoders.EfficientNetLite0Encoder, "__init__",
-                        flag("the embedded encoder", encoders.EfficientNetLite0Encoder.__init__))
+    monkeypatch.setattr(encoders.EfficientNetLiteEncoder, "__init__",
+                        flag("the embedded encoder", encoders.EfficientNetLiteEncoder.__init__))
     real_popen = subprocess.Popen.__init__
 
     def popen(self, args, *rest, **kwargs):

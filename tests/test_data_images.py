@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from interp.data import images as img
+from interp.data.rendering import fit_drawing
 from interp.data.things import load_things_images
 
 
@@ -93,7 +94,7 @@ def test_missing_npm_packages_point_to_setup(tmp_path: Path, monkeypatch):
 def test_fit_crops_and_centres():
     im = Image.new("RGBA", (64, 32), (0, 0, 0, 0))
     im.paste((255, 0, 0, 255), (10, 8, 30, 18))
-    out = img._fit(im)
+    out = fit_drawing(im)
     assert out.size == (img.IMAGE_SIZE, img.IMAGE_SIZE) and out.mode == "RGB"
     assert out.getpixel((0, 0)) == (255, 255, 255) and out.getpixel((64, 64)) == (255, 0, 0)
 

