@@ -6,6 +6,7 @@ import pytest
 
 from interp.data import taxonomy as tx
 from interp.data.wordnet import DEFAULT_DIR
+from interp.data.wordnet_check import wordnet_check
 
 needs_things = pytest.mark.skipif(not tx.THINGS_TSV.exists(), reason=f"THINGS taxonomy not found at {tx.THINGS_TSV}")
 needs_wordnet = pytest.mark.skipif(not (DEFAULT_DIR / "data.noun").exists(), reason="wordnet-base not installed")
@@ -137,11 +138,11 @@ def test_wordnet_check_flags_disagreements():
     parents = {"animal": None, "fish": "animal", "mammal": "animal", "bird": "animal"}
     t = tx.build_taxonomy({"whale": ["fish"], "robin": ["bird"], "dog": ["mammal"], "poodle": ["mammal"],
                            "shark": ["animal"]}, parents)
-    chk = tx.wordnet_check(t)
+    chk = wordnet_check(t)
     assert ("whale", "fish") in chk["unsupported"]
     assert ("robin", "bird") not in chk["unsupported"]
     assert ("shark", "fish") in chk["missed"]
     assert ("poodle", "dog") in chk["leaf_conflicts"]
     assert "mammal" in chk["wordnet_true"]["whale"]
-    chk2 = tx.wordnet_check(t, accepted_conflicts=[("poodle", "dog")])
+    chk2 = wordnet_check(t, accepted_conflicts=[("poodle", "dog")])
     assert ("poodle", "dog") in chk2["accepted_conflicts"] and not chk2["leaf_conflicts"]

@@ -69,3 +69,22 @@ def test_instance_hypernyms_followed(wn):
 def test_missing_wordnet_says_how_to_install(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="apt-get install wordnet-base"):
         wnmod.load_wordnet(tmp_path)
+
+
+def test_one_line_parser_reads_pointers_of_every_kind():
+    from interp.data.wordnet import parse_data_line, parse_index_line
+
+    line = ("01558993 05 n 03 robin 1 American_robin 0 Turdus_migratorius 0 002 @ 01557185 n 0000 "
+            "#m 01557697 n 0000 | large American thrush having a rust-red breast and abdomen  \n")
+    d = parse_data_line(line)
+    assert (d.offset, d.lexfile, d.pos) == (1558993, 5, "n")
+    assert d.words == ("robin", "American_robin", "Turdus_migratorius")
+    assert [(p.symbol, p.target, p.pos) for p in d.pointers] == [("@", 1557185, "n"), ("#m", 1557697, "n")]
+    assert d.gloss == "large American thrush having a rust-red breast and abdomen"
+    # a lexical pointer: word 1 of this synset to word 2 of the target (hexadecimal source/target)
+    adj = parse_data_line("01123148 00 a 02 hot 0 raging 0 001 ! 01129977 a 010b | used of physical heat\n")
+    assert [(p.symbol, p.source, p.dest) for p in adj.pointers] == [("!", 1, 11)]
+    # 11 words (hex "0b") are counted in hexadecimal
+    many = parse_data_line("00000001 03 n 0b " + " ".join(f"w{i} 0" for i in range(11)) + " 000 | g\n")
+    assert len(many.words) == 11 and many.pointers == ()
+    assert parse_index_line("robin n 2 2 @ #m 2 0 01562265 01558993  \n") == ("robin", (1562265, 1558993))

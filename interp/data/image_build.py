@@ -7,14 +7,21 @@ each file's sha256, the curated taxonomy and the WordNet reports; verify it on e
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import multiprocessing as mp
 import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from tqdm import tqdm
+
+from interp.data import taxonomy as tx
 from interp.data.image_sources import (MIN_FAMILIES, MIN_RENDERINGS, SETUP_HINT, SOURCES, Concept, catalogue)
 from interp.data.rendering import CONTENT_SIZE, IMAGE_SIZE, render_job
+from interp.data.wordnet_check import wordnet_check, wordnet_forbidden, write_wordnet_report
 from interp.io import read_json, sha256_file, stable_hash, write_json
 from interp.paths import cache_root
 
@@ -29,14 +36,12 @@ def embedded_image_root() -> Path:
 
 def recipe() -> dict[str, Any]:
     """What the image set is built from; a change triggers a rebuild."""
-    from interp.data.taxonomy import CLDR_MAP
-
-    import cairosvg
+    import cairosvg  # the rasteriser's version is part of the recipe; loaded only to build or verify
     import PIL
 
     return {"set": SET_NAME, "version": BUILD_VERSION, "size": IMAGE_SIZE, "content": CONTENT_SIZE,
             "min_renderings": MIN_RENDERINGS, "min_families": MIN_FAMILIES,
-            "map_sha256": sha256_file(CLDR_MAP), "sources": {k: v["version"] for k, v in SOURCES.items()},
+            "map_sha256": sha256_file(tx.CLDR_MAP), "sources": {k: v["version"] for k, v in SOURCES.items()},
             "pillow": PIL.__version__, "cairosvg": cairosvg.__version__}
 
 
@@ -73,8 +78,6 @@ def verify(root: Path | None = None, check_recipe: bool = True) -> tuple[bool, s
 
 @contextlib.contextmanager
 def _lock(path: Path) -> Iterator[None]:
-    import fcntl
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -87,8 +90,6 @@ def _lock(path: Path) -> Iterator[None]:
 def taxonomy_and_reports(concepts: list[Concept], out: Path, seed: int = 0) -> tuple[Any, dict[str, Any]]:
     """Curated taxonomy of the concepts (distractors avoid WordNet hypernyms too) and the
     WordNet disagreement reports of it and of the THINGS taxonomy."""
-    from interp.data import taxonomy as tx
-
     cmap = tx.load_cldr_map()
     parents = tx.map_parents(cmap)
     phrases = tx.map_phrases(cmap)
@@ -100,18 +101,18 @@ def taxonomy_and_reports(concepts: list[Concept], out: Path, seed: int = 0) -> t
     draft = tx.build_taxonomy(assign, parents, seed=seed, phrases=phrases, source="embedded-v1 (cldr_map.json)")
     aliases = tx.hypernym_aliases(cmap)
     accepted = cmap.get("accepted_leaf_conflicts", {}).get("pairs", [])
-    check = tx.wordnet_check(draft, hyp_aliases=aliases, leaf_aliases=leaf_alias, accepted_conflicts=accepted)
-    forbidden = tx.wordnet_forbidden(draft, check)
+    check = wordnet_check(draft, hyp_aliases=aliases, leaf_aliases=leaf_alias, accepted_conflicts=accepted)
+    forbidden = wordnet_forbidden(draft, check)
     for c in concepts:
         forbidden.setdefault(c.name, set()).update(c.not_distractor)
     taxonomy = tx.build_taxonomy(assign, parents, seed=seed, forbidden=forbidden, phrases=phrases,
                                  source="embedded-v1 (cldr_map.json)")
-    reports = {"embedded": tx.write_wordnet_report(check, taxonomy, out / "wordnet_report.md",
+    reports = {"embedded": write_wordnet_report(check, taxonomy, out / "wordnet_report.md",
                                                     out / "wordnet_report.csv", "embedded image set (cldr_map.json)")}
     if tx.THINGS_TSV.exists():
         things = tx.load_things_taxonomy(tx.THINGS_TSV)
-        tcheck = tx.wordnet_check(things, hyp_aliases={h: aliases.get(h, [h]) for h in things.hypernyms})
-        reports["things"] = tx.write_wordnet_report(tcheck, things, out / "wordnet_report_things.md",
+        tcheck = wordnet_check(things, hyp_aliases={h: aliases.get(h, [h]) for h in things.hypernyms})
+        reports["things"] = write_wordnet_report(tcheck, things, out / "wordnet_report_things.md",
                                                     out / "wordnet_report_things.csv", "THINGS taxonomy (things_taxonomy.tsv)")
         bad = sorted((lf, h, d) for (lf, h), d in things.distractors.items() if d in tcheck["wordnet_true"][lf])
         reports["things"]["distractors_wordnet_true"] = len(bad)
@@ -156,9 +157,7 @@ def _build(root: Path, progress: bool, workers: int | None) -> Path:
                 rows.append((c.name, src, origin, rel))
         hashes = _run_jobs(jobs, progress, workers)
         taxonomy, reports = taxonomy_and_reports(concepts, tmp)
-        from interp.data.taxonomy import load_cldr_map
-
-        parents = {h: s.get("parent") for h, s in load_cldr_map()["hypernyms"].items()}
+        parents = {h: s.get("parent") for h, s in tx.load_cldr_map()["hypernyms"].items()}
 
         def chain(h: str) -> list[str]:
             out = [h]
@@ -207,8 +206,6 @@ def _run_jobs(jobs: list[tuple[str, str]], progress: bool, workers: int | None) 
     workers = workers or min(2, os.cpu_count() or 1)
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(jobs), desc="render", unit="img")
     out: list[str] = []
     if workers <= 1:
@@ -217,9 +214,6 @@ def _run_jobs(jobs: list[tuple[str, str]], progress: bool, workers: int | None) 
             if bar:
                 bar.update()
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
             for sha in ex.map(render_job, jobs, chunksize=16):
                 out.append(sha)

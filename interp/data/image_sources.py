@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from interp.data.taxonomy import load_cldr_map
 from interp.paths import cache_root
 
 TUXPAINT_DIR = Path("/usr/share/tuxpaint/stamps")
@@ -113,8 +114,6 @@ def catalogue(cmap: Mapping[str, Any] | None = None, tux_dir: Path | None = None
 
     Returns (concepts with >= MIN_RENDERINGS renderings from >= MIN_FAMILIES families, info
     with the dropped ones)."""
-    from interp.data.taxonomy import load_cldr_map
-
     cmap = cmap or load_cldr_map()
     g_dir, t_dir = npm_package("emoji-datasource-google"), npm_package("emoji-datasource-twitter")
     o_dir, f_dir = npm_package("openmoji"), npm_package("fluentui-emoji")

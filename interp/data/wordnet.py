@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 DEFAULT_DIR = Path("/usr/share/wordnet")
 INSTALL_HINT = "apt-get install wordnet-base"
@@ -68,6 +69,10 @@ class WordNet:
 
     def synset(self, offset: int) -> Synset:
         return self._synsets[offset]
+
+    def all_synsets(self) -> Iterator[Synset]:
+        """Every noun synset, in file order."""
+        return iter(self._synsets.values())
 
     # ---------------------------------------------------------------- lookup
     def lemma_forms(self, word: str) -> list[str]:
@@ -133,41 +138,77 @@ class WordNet:
         return any(self.ancestors(s) & targets for s in senses)
 
 
-def _parse_data(path: Path) -> dict[int, Synset]:
-    synsets: dict[int, Synset] = {}
+# ------------------------------------------------------------ the line parsers
+@dataclass(frozen=True)
+class Pointer:
+    symbol: str  # "@" hypernym, "@i" instance hypernym, "#p" part holonym, "!" antonym, ...
+    target: int  # synset offset
+    pos: str     # part of speech of the target ("n", "v", "a", "s", "r")
+    source: int  # word number in this synset (0 = the whole synset)
+    dest: int    # word number in the target synset (0 = the whole synset)
+
+
+@dataclass(frozen=True)
+class DataLine:
+    """One synset line of a ``data.<pos>`` file."""
+
+    offset: int
+    lexfile: int
+    pos: str
+    words: tuple[str, ...]  # as written (adjectives may carry a marker such as "(a)")
+    pointers: tuple[Pointer, ...]
+    gloss: str
+
+
+def parse_data_line(line: str) -> DataLine:
+    """``offset lex_filenum ss_type w_cnt word lex_id ... p_cnt [ptr ...] [frames] | gloss``
+    (WordNet's wndb(5) format; counts in hexadecimal where it says so)."""
+    data, _, gloss = line.partition(" | ")
+    t = data.split()
+    n = int(t[3], 16)
+    words = tuple(t[4 + 2 * i] for i in range(n))
+    i = 4 + 2 * n
+    ptrs = []
+    for _ in range(int(t[i])):
+        sym, target, pos, st = t[i + 1], t[i + 2], t[i + 3], t[i + 4]
+        ptrs.append(Pointer(sym, int(target), pos, int(st[:2], 16), int(st[2:], 16)))
+        i += 4
+    return DataLine(int(t[0]), int(t[1]), t[2], words, tuple(ptrs), gloss.strip())
+
+
+def parse_index_line(line: str) -> tuple[str, tuple[int, ...]]:
+    """``lemma pos synset_cnt p_cnt [ptr_symbol ...] sense_cnt tagsense_cnt synset_offset ...``
+    -> (lemma, synset offsets in sense order)."""
+    t = line.split()
+    synset_cnt, p_cnt = int(t[2]), int(t[3])
+    return t[0], tuple(int(o) for o in t[4 + p_cnt + 2:][:synset_cnt])
+
+
+def data_lines(path: Path) -> Iterator[DataLine]:
+    """Every synset of a ``data.<pos>`` file (the licence header skipped)."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
-            if line.startswith("  "):  # licence header
-                continue
-            data, _, gloss = line.partition(" | ")
-            t = data.split()
-            off, lexfile = int(t[0]), int(t[1])
-            n = int(t[3], 16)
-            lemmas = tuple(t[4 + 2 * i] for i in range(n))
-            i = 4 + 2 * n
-            p_cnt = int(t[i])
-            i += 1
-            hyps = []
-            for _ in range(p_cnt):
-                sym, target, pos = t[i], t[i + 1], t[i + 2]
-                if sym in ("@", "@i") and pos == "n":
-                    hyps.append(int(target))
-                i += 4
-            synsets[off] = Synset(off, lemmas, tuple(hyps), NOUN_LEXNAMES.get(lexfile, str(lexfile)), gloss.strip())
-    return synsets
+            if not line.startswith("  "):
+                yield parse_data_line(line)
+
+
+def index_lines(path: Path) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """Every entry of an ``index.<pos>`` file (the licence header skipped)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.startswith("  "):
+                yield parse_index_line(line)
+
+
+def _parse_data(path: Path) -> dict[int, Synset]:
+    return {d.offset: Synset(d.offset, d.words,
+                             tuple(p.target for p in d.pointers if p.symbol in ("@", "@i") and p.pos == "n"),
+                             NOUN_LEXNAMES.get(d.lexfile, str(d.lexfile)), d.gloss)
+            for d in data_lines(path)}
 
 
 def _parse_index(path: Path) -> dict[str, tuple[int, ...]]:
-    index: dict[str, tuple[int, ...]] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith("  "):
-                continue
-            t = line.split()
-            lemma, synset_cnt, p_cnt = t[0], int(t[2]), int(t[3])
-            offs = t[4 + p_cnt + 2:]
-            index[lemma.lower()] = tuple(int(o) for o in offs[:synset_cnt])
-    return index
+    return {lemma.lower(): offs for lemma, offs in index_lines(path)}
 
 
 def _parse_exc(path: Path) -> dict[str, tuple[str, ...]]:

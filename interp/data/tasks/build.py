@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from interp.data.tasks import TASK_DIR, task_from_dict
+from interp.data.wordnet import data_lines, index_lines
 from interp.io import write_text
 
 SEED = 0
@@ -234,35 +235,19 @@ def build_curated(name: str, table: dict[str, list[str]], description: str, taxo
             "sources": sources, "items": _items(rows, name)}
 
 
-def _noun_part_holonyms(path: Path) -> dict[int, list[int]]:
+def noun_part_holonyms(path: Path) -> dict[int, list[int]]:
     """Offset -> part-holonym (``#p``) noun offsets, from ``data.noun``."""
-    out: dict[int, list[int]] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith("  "):
-                continue
-            t = line.partition(" | ")[0].split()
-            off, n = int(t[0]), int(t[3], 16)
-            i = 4 + 2 * n
-            p = int(t[i])
-            i += 1
-            hs = []
-            for _ in range(p):
-                if t[i] == "#p" and t[i + 2] == "n":
-                    hs.append(int(t[i + 1]))
-                i += 4
-            out[off] = hs
-    return out
+    return {d.offset: [p.target for p in d.pointers if p.symbol == "#p" and p.pos == "n"] for d in data_lines(path)}
 
 
 def build_country_capital(wn, wordnet_dir: Path) -> dict:
-    holo = _noun_part_holonyms(wordnet_dir / "data.noun")
+    holo = noun_part_holonyms(wordnet_dir / "data.noun")
     cap = wn.synsets("national_capital")[0].offset
     countryish: set[int] = set()
     for w in ("country", "state", "nation", "kingdom", "republic", "sultanate", "emirate", "principality", "monarchy"):
         countryish |= {s.offset for s in wn.synsets(w)}
     rows: dict[str, dict] = {}
-    for s in (s for s in wn._synsets.values() if cap in s.hypernyms):
+    for s in (s for s in wn.all_synsets() if cap in s.hypernyms):
         first = s.lemmas[0]
         countries = [wn.synset(h) for h in holo.get(s.offset, []) if wn.ancestors(h) & countryish]
         if first in CAPITAL_FIXES:
@@ -302,31 +287,13 @@ def build_antonym(wordnet_dir: Path, n: int = 200, min_count: int = 3) -> dict:
         lemma, _, rest = key.partition("%")
         if rest[:1] in ("3", "5"):  # adjective, satellite
             counts[lemma] = counts.get(lemma, 0) + int(cnt)
-    sense_rank: dict[tuple[str, int], int] = {}
-    with open(wordnet_dir / "index.adj", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith("  "):
-                continue
-            t = line.split()
-            p = int(t[3])
-            for r, off in enumerate(t[4 + p + 2:]):
-                sense_rank[(t[0], int(off))] = r
+    sense_rank = {(lemma, off): r for lemma, offs in index_lines(wordnet_dir / "index.adj") for r, off in enumerate(offs)}
     words: dict[int, list[str]] = {}
     ants: dict[str, list[tuple[int, str]]] = {}
     raw = []
-    with open(wordnet_dir / "data.adj", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith("  "):
-                continue
-            t = line.partition(" | ")[0].split()
-            off, n_w = int(t[0]), int(t[3], 16)
-            words[off] = [t[4 + 2 * i].split("(")[0].lower() for i in range(n_w)]
-            i = 4 + 2 * n_w
-            for _ in range(int(t[i])):
-                sym, tgt, pos, st = t[i + 1], t[i + 2], t[i + 3], t[i + 4]
-                if sym == "!" and pos in ("a", "s"):
-                    raw.append((off, int(st[:2], 16), int(tgt), int(st[2:], 16)))
-                i += 4
+    for d in data_lines(wordnet_dir / "data.adj"):
+        words[d.offset] = [w.split("(")[0].lower() for w in d.words]
+        raw += [(d.offset, p.source, p.target, p.dest) for p in d.pointers if p.symbol == "!" and p.pos in ("a", "s")]
     for off, src, tgt, dst in raw:
         a, b = words[off][src - 1], words[tgt][dst - 1]
         if a.isalpha() and b.isalpha() and a != b and min(counts.get(a, 0), counts.get(b, 0)) >= min_count:
