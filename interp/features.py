@@ -9,17 +9,15 @@ tensor must be finite; a stale or corrupt file is rebuilt with a warning, never 
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from interp.io import environment, load_tensors, save_tensors, stable_hash
+from interp.io import environment, load_valid_tensor, save_tensors, stable_hash
 from interp.paths import cache_dir as default_cache_dir
 
-log = logging.getLogger(__name__)
 FORMAT = 1
 
 
@@ -62,23 +60,6 @@ class UndecodableImages(ValueError):
         super().__init__(f"{len(self.bad)} image files do not decode: {shown}{more}")
 
 
-def _load_valid(path: Path, meta_want: dict) -> torch.Tensor | None:
-    try:
-        tensors, meta = load_tensors(path)
-        feats = tensors["features"]
-    except Exception as e:  # truncated / not safetensors
-        log.warning("feature cache %s is unreadable (%s): rebuilding", path, e)
-        return None
-    for key in ("format", "encoder", "keys", "digests"):
-        if meta.get(key) != meta_want[key]:
-            log.warning("feature cache %s is stale (%s differs): rebuilding", path, key)
-            return None
-    if list(feats.shape) != meta.get("shape") or len(feats) != len(meta_want["keys"]) or not torch.isfinite(feats).all():
-        log.warning("feature cache %s is corrupt (shape or non-finite values): rebuilding", path)
-        return None
-    return feats.float()
-
-
 def encode_cached(
     encoder,
     paths: Sequence[Path],
@@ -105,7 +86,7 @@ def encode_cached(
     path = folder / f"{set_hash}.safetensors"
     want = {"format": FORMAT, "encoder": encoder.name, "keys": keys, "digests": digests}
     if path.exists():
-        feats = _load_valid(path, want)
+        feats = load_valid_tensor(path, want, (len(keys), None, None), what="feature cache")
         if feats is not None:
             return FeatureSet(feats, keys, encoder.name, set_hash)
     chunks = []

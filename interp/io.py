@@ -11,6 +11,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -24,6 +25,8 @@ from safetensors.torch import load_file, save_file
 
 from interp.cachecheck import read_header, safetensors_problem, tensor_digests
 from interp.cachecheck import sha256_file  # noqa: F401  (re-exported: callers hash files through interp.io)
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -161,6 +164,31 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             raise CorruptFileError(f"{path}: tensor {bad[0]!r} differs from the one written (the file was edited "
                                    "or damaged)")
     return tensors, meta
+
+
+def load_valid_tensor(path: str | Path, want: Mapping[str, Any], dims: Sequence[int | None], *, what: str,
+                      name: str = "features") -> torch.Tensor | None:
+    """The one cache validator: tensor ``name`` of a cache file written by :func:`save_tensors`
+    (its metadata holding ``shape``), as float32, when the file reads (structure and digests,
+    :func:`load_tensors`), every ``want`` key equals the stored metadata, its shape is the
+    recorded one and matches ``dims`` (None = any size; one entry per dimension), and its values
+    are finite. Otherwise None, after one warning naming ``what``, the file and why: the caller
+    recomputes and overwrites it."""
+    try:
+        tensors, meta = load_tensors(path)
+        t = tensors[name]
+    except Exception as e:  # truncated, edited, not safetensors, or no such tensor
+        log.warning("%s %s is unreadable (%s): recomputing", what, path, e)
+        return None
+    for key, value in want.items():
+        if meta.get(key) != value:
+            log.warning("%s %s is stale (%s differs): recomputing", what, path, key)
+            return None
+    fits = t.ndim == len(dims) and all(d is None or n == d for n, d in zip(t.shape, dims))
+    if list(t.shape) != meta.get("shape") or not fits or not torch.isfinite(t).all():
+        log.warning("%s %s is corrupt (shape or non-finite values): recomputing", what, path)
+        return None
+    return t.float()
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:

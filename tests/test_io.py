@@ -31,3 +31,34 @@ def test_csv_columns_and_types(tmp_path):
 def test_parse_cell():
     assert [parse_cell(x) for x in ["7", "-2", "1.5", ".5", "2e3", "inf", "True", "", "a1"]] == \
         [7, -2, 1.5, 0.5, 2000.0, math.inf, "True", "", "a1"]
+
+
+def test_the_cache_validator_names_the_file_and_why(tmp_path, caplog):
+    import logging
+
+    import torch
+
+    from interp.io import load_valid_tensor, save_tensors
+
+    path = tmp_path / "c.safetensors"
+    x = torch.arange(24.0).reshape(2, 3, 4).half()
+    save_tensors(path, {"features": x}, {"lm": "a", "shape": [2, 3, 4]})
+    ok = load_valid_tensor(path, {"lm": "a"}, (2, None, 4), what="test cache")
+    assert ok is not None and ok.dtype == torch.float32 and torch.equal(ok, x.float())
+    cases = [({"lm": "b"}, (2, None, 4), "stale (lm differs)"),
+             ({"lm": "a"}, (3, None, 4), "corrupt"),
+             ({"lm": "a"}, (2, 3), "corrupt")]
+    for want, dims, why in cases:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert load_valid_tensor(path, want, dims, what="test cache") is None
+        assert why in caplog.text and str(path) in caplog.text and "test cache" in caplog.text
+    save_tensors(path, {"features": torch.tensor([[[float("nan")]]])}, {"shape": [1, 1, 1]})
+    assert load_valid_tensor(path, {}, (1, 1, 1), what="test cache") is None
+    save_tensors(path, {"features": x}, {})  # no recorded shape: not a cache this validator wrote
+    assert load_valid_tensor(path, {}, (None, None, None), what="test cache") is None
+    path.write_bytes(b"not safetensors")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert load_valid_tensor(path, {}, (None,), what="test cache") is None
+    assert "unreadable" in caplog.text

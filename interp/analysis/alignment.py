@@ -21,7 +21,6 @@ Pieces (each usable alone):
 
 from __future__ import annotations
 
-import logging
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,10 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from interp.io import load_tensors, save_tensors, stable_hash
+from interp.io import load_valid_tensor, save_tensors, stable_hash
 from interp.schedule import warmup_cosine
 
-log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "A photo of {phrase}"
 POOLS = ("last", "mean")
@@ -123,17 +121,8 @@ def load_cached_features(path: Path, lm_tag: str, prompts: Sequence[str], pool: 
     path = Path(path)
     if not path.exists():
         return None
-    try:
-        tensors, meta = load_tensors(path)
-        feats = tensors["features"]
-    except Exception as e:  # truncated / not safetensors
-        log.warning("LM feature cache %s is unreadable (%s): recomputing", path, e)
-        return None
-    if meta.get("lm") != lm_tag or meta.get("prompts") != list(prompts) or meta.get("pool") != pool \
-            or feats.ndim != 3 or feats.shape[1] != len(prompts) or not torch.isfinite(feats).all():
-        log.warning("LM feature cache %s is stale or corrupt: recomputing", path)
-        return None
-    return feats.float()
+    return load_valid_tensor(path, {"lm": lm_tag, "prompts": list(prompts), "pool": pool}, (None, len(prompts), None),
+                             what="LM feature cache")
 
 
 def cached_lm_class_features(lm, prompts: Sequence[str], *, cache_dir: Path, pool: str = "last",
