@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from interp.models.hooked import FwdHooks, HookedLM
+from interp.models.hooked import FwdHooks, HookedLM, KVPrefix
 from interp.projector import CheckpointMismatchError, Projector, ProjectorConfig
 from interp.sequence import Batch, Modality, Segment, build_batch
 
@@ -35,6 +35,24 @@ class VLMOutput:
     resid: torch.Tensor
     logits: torch.Tensor | None
     positions: torch.Tensor | None
+
+
+def capture(store: dict, names: Sequence[str], at: torch.Tensor | None = None, *,
+            device: str | torch.device | None = None) -> list[tuple[str, Callable]]:
+    """Read-only hooks that save each named activation into ``store[name]``, detached: the whole
+    ``[batch, pos, ...]`` tensor, or with ``at`` (``[batch]`` positions, one per row) the
+    ``[batch, ...]`` rows at those positions; ``device`` moves them as they are produced.
+
+        got = {}
+        vlm.run_with_hooks(batch, feats, fwd_hooks=capture(got, names, at=last_token_index(batch)))
+    """
+    def saver(name: str):
+        def hook(t, hook):
+            v = t.detach() if at is None else t[torch.arange(t.shape[0], device=t.device), at.to(t.device)].detach()
+            store[name] = v.to(device) if device is not None else v
+        return hook
+
+    return [(n, saver(n)) for n in names]
 
 
 class VLMCache(dict):
@@ -175,17 +193,36 @@ class HookedVLM(VLMInputs, nn.Module):
         *,
         fwd_hooks: FwdHooks = (),
         logits_at: LogitsAt = "last",
+        embeds: torch.Tensor | None = None,
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
+        past: KVPrefix | None = None,
     ) -> VLMOutput:
         """Run the VLM; logits only at ``logits_at`` ('last' text token, 'answer' targets, 'all',
-        per-row indices or a bool mask; None for no logits)."""
-        resid = self.lm(self.embed(batch, features), batch.attention_mask, fwd_hooks=fwd_hooks)
+        per-row indices or a bool mask; None for no logits).
+
+        ``embeds`` replaces ``embed(batch, features)`` (``[batch, pos, d_model]``, e.g. with
+        ``requires_grad`` for attribution); with ``start_at_layer=k`` it is the residual entering
+        block ``k`` (``blocks.{k}.hook_resid_pre``) and the blocks before ``k`` are skipped.
+        ``stop_at_layer=k`` returns, as ``resid``, the residual entering block ``k`` (no logits).
+        ``past``: a KV prefix the batch continues (its positions are the new ones only)."""
+        if start_at_layer is not None and embeds is None:
+            raise ValueError("start_at_layer needs embeds: the residual entering that block")
+        x = self.embed(batch, features) if embeds is None else embeds
+        resid = self.lm(x, batch.attention_mask, fwd_hooks=fwd_hooks, start_at_layer=start_at_layer,
+                        stop_at_layer=stop_at_layer, past=past)
+        if stop_at_layer is not None:
+            return VLMOutput(resid=resid, logits=None, positions=None)
         pos = as_positions(batch, logits_at)
         logits = self.lm.unembed(resid[pos.to(resid.device)]) if pos is not None else None
         return VLMOutput(resid=resid, logits=logits, positions=pos)
 
     def run_with_hooks(self, batch: Batch, features: torch.Tensor | None = None, *, fwd_hooks: FwdHooks,
-                       logits_at: LogitsAt = "last") -> VLMOutput:
-        return self.forward(batch, features, fwd_hooks=fwd_hooks, logits_at=logits_at)
+                       logits_at: LogitsAt = "last", **kw) -> VLMOutput:
+        """:meth:`forward` with ``fwd_hooks`` (``[(canonical hook name, fn(tensor, hook))]``)
+        active for this call only; ``kw`` as :meth:`forward` (``embeds``, ``start_at_layer``,
+        ``stop_at_layer``, ``past``)."""
+        return self.forward(batch, features, fwd_hooks=fwd_hooks, logits_at=logits_at, **kw)
 
     def run_with_cache(
         self,

@@ -213,3 +213,30 @@ def test_the_static_hook_list_is_what_the_bridge_gives(tiny_llama, tiny_gemma):
 
     found = {n.split(".", 2)[2] for lm in (tiny_llama, tiny_gemma) for n in lm.hook_names() if n.startswith("blocks.0.")}
     assert found == set(BLOCK_HOOK_SUFFIXES)
+
+
+def test_run_with_hooks_starts_stops_and_captures_like_the_full_run(lm):
+    from interp.analysis.task_vectors import last_token_index
+    from interp.vlm import capture
+
+    vlm = make_vlm(lm)
+    batch = _batch(vlm)
+    feats = torch.randn(2, 16, 32)
+    full, cache = vlm.run_with_cache(batch, feats, names=[f"blocks.{i}.hook_resid_pre" for i in range(lm.n_layers)],
+                                     logits_at="all")
+    for k in range(lm.n_layers):
+        mid = vlm.run_with_hooks(batch, feats, fwd_hooks=[], stop_at_layer=k)
+        assert mid.logits is None and torch.allclose(mid.resid, cache[f"blocks.{k}.hook_resid_pre"], atol=1e-5)
+        rest = vlm.run_with_hooks(batch, fwd_hooks=[], embeds=mid.resid, start_at_layer=k, logits_at="all")
+        assert torch.allclose(rest.resid, full.resid, atol=1e-5) and torch.allclose(rest.logits, full.logits, atol=1e-4)
+    with pytest.raises(ValueError, match="start_at_layer needs embeds"):
+        vlm.run_with_hooks(batch, feats, fwd_hooks=[], start_at_layer=1)
+    got, rows = {}, {}
+    last = last_token_index(batch)
+    names = [f"blocks.{i}.hook_resid_post" for i in range(lm.n_layers)]
+    out = vlm.run_with_hooks(batch, feats, fwd_hooks=capture(got, names) + capture(rows, names, at=last, device="cpu"))
+    assert torch.allclose(out.resid, full.resid, atol=1e-6)  # read-only: the run is unchanged
+    _, ref = vlm.run_with_cache(batch, feats, names=names)
+    for n in names:
+        assert torch.equal(got[n], ref[n]) and not got[n].requires_grad
+        assert torch.equal(rows[n], ref[n][torch.arange(len(batch)), last])

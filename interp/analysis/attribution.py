@@ -82,7 +82,8 @@ def attribution_grid(
     saved: dict[str, torch.Tensor] = {}
     embeds = vlm.embed(corrupted.batch, corrupted.features).detach().requires_grad_(True)
     with torch.enable_grad():
-        resid = lm(embeds, corrupted.batch.attention_mask, fwd_hooks=[(n, _keeper(n, saved)) for n in names])
+        resid = vlm.run_with_hooks(corrupted.batch, embeds=embeds, fwd_hooks=[(n, _keeper(n, saved)) for n in names],
+                                   logits_at=None).resid
         m = metric(resid, corrupted.batch)
         m.sum().backward()
     m_corr = float(m[0].detach())

@@ -33,7 +33,7 @@ import torch
 from interp.analysis.task_vectors import batches, check_layers, last_token_index
 from interp.models.hooked import softcap, unwrap
 from interp.sequence import Segment
-from interp.vlm import HookedVLM
+from interp.vlm import HookedVLM, capture
 
 
 def _layer(vlm: HookedVLM, l: int):
@@ -91,16 +91,10 @@ def last_token_z(vlm: HookedVLM, prompts: Sequence[list[Segment]], features: tor
     for batch, feats in batches(vlm, prompts, features, batch_size):
         rows, last = torch.arange(len(batch)), last_token_index(batch)
         if route == "tl":
-            got: dict[int, torch.Tensor] = {}
-
-            def saver(l: int):
-                def hook(t, hook):
-                    got[l] = t[rows, last.to(t.device)].detach().float().cpu()
-                return hook
-
-            vlm.lm(vlm.embed(batch, feats), batch.attention_mask,
-                   fwd_hooks=[(f"blocks.{l}.attn.hook_z", saver(l)) for l in layers])
-            zs = [got[l] for l in layers]
+            got: dict[str, torch.Tensor] = {}
+            names = [f"blocks.{l}.attn.hook_z" for l in layers]
+            vlm.run_with_hooks(batch, feats, fwd_hooks=capture(got, names, at=last, device="cpu"), logits_at=None)
+            zs = [got[n].float() for n in names]
         elif route == "nnsight":
             nm = vlm.nnsight_model
             saved = []
@@ -237,8 +231,8 @@ def run_with_vector(vlm: HookedVLM, prompts: Sequence[list[Segment]], features: 
                 t[rows, last.to(t.device)] += v
                 return t
 
-            final = vlm.lm(vlm.embed(batch, feats), batch.attention_mask,
-                           fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)])
+            final = vlm.run_with_hooks(batch, feats, fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)],
+                                       logits_at=None).resid
             out.append(final[rows, last].float().cpu())
         elif route == "nnsight":
             nm = vlm.nnsight_model

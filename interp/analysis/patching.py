@@ -312,7 +312,7 @@ def cross_patch(
             t[:, dst] = vec.to(t.dtype)
             return t
 
-        resid = lm(tgt_cache[f"blocks.{layer}.hook_resid_pre"], target.batch.attention_mask, start_at_layer=layer,
-                   fwd_hooks=[(name, write)])
+        resid = vlm.run_with_hooks(target.batch, embeds=tgt_cache[f"blocks.{layer}.hook_resid_pre"],
+                                   start_at_layer=layer, fwd_hooks=[(name, write)], logits_at=None).resid
         out[li] = float(metric(resid, target.batch)[0])
     return out

@@ -31,7 +31,7 @@ from typing import Iterator, Sequence
 import torch
 
 from interp.sequence import Batch, Segment
-from interp.vlm import HookedVLM
+from interp.vlm import HookedVLM, capture
 
 SEP = " :"
 NL = "\n"
@@ -142,19 +142,12 @@ def last_resid(vlm: HookedVLM, prompts: Sequence[list[Segment]], features: torch
     layers = check_layers(vlm, layers)
     out = []
     for batch, feats in batches(vlm, prompts, features, batch_size):
-        last = last_token_index(batch)
-        rows = torch.arange(len(batch))
-        got: dict[int, torch.Tensor] = {}
-
-        def saver(l: int):
-            def hook(t, hook):
-                got[l] = t[rows, last.to(t.device)].detach().float().cpu()
-            return hook
-
+        got: dict[str, torch.Tensor] = {}
+        names = [f"blocks.{l}.hook_resid_post" for l in layers]
         stop = max(layers) + 1
-        vlm.lm(vlm.embed(batch, feats), batch.attention_mask, fwd_hooks=[(f"blocks.{l}.hook_resid_post", saver(l)) for l in layers],
-               stop_at_layer=stop if stop < vlm.lm.n_layers else None)
-        out.append(torch.stack([got[l] for l in layers], 1))
+        vlm.run_with_hooks(batch, feats, fwd_hooks=capture(got, names, at=last_token_index(batch), device="cpu"),
+                           logits_at=None, stop_at_layer=stop if stop < vlm.lm.n_layers else None)
+        out.append(torch.stack([got[n].float() for n in names], 1))
     return torch.cat(out)
 
 
@@ -183,17 +176,11 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _query_pass(vlm: HookedVLM, batch: Batch, feats: torch.Tensor | None, layers: list[int]):
     """One clean pass over the queries: resid_post at ``layers`` (all positions) and the
     normalised final residual at the last position."""
-    cache: dict[int, torch.Tensor] = {}
-
-    def saver(l: int):
-        def hook(t, hook):
-            cache[l] = t.detach()
-        return hook
-
-    final = vlm.lm(vlm.embed(batch, feats), batch.attention_mask,
-                   fwd_hooks=[(f"blocks.{l}.hook_resid_post", saver(l)) for l in layers])
+    got: dict[str, torch.Tensor] = {}
+    names = {l: f"blocks.{l}.hook_resid_post" for l in layers}
+    final = vlm.run_with_hooks(batch, feats, fwd_hooks=capture(got, list(names.values())), logits_at=None).resid
     last = last_token_index(batch)
-    return cache, final[torch.arange(len(batch)), last]
+    return {l: got[n] for l, n in names.items()}, final[torch.arange(len(batch)), last]
 
 
 @torch.no_grad()
@@ -251,7 +238,7 @@ def run_last(vlm: HookedVLM, prompts: Sequence[list[Segment]], features: torch.T
     """Normalised final residual at each prompt's last position (no patching): ``[n, d_model]``."""
     out = []
     for batch, feats in batches(vlm, prompts, features, batch_size):
-        final = vlm.lm(vlm.embed(batch, feats), batch.attention_mask)
+        final = vlm(batch, feats, logits_at=None).resid
         out.append(final[torch.arange(len(batch)), last_token_index(batch)].float().cpu())
     return torch.cat(out)
 
@@ -269,8 +256,8 @@ def patch_one(vlm: HookedVLM, query: list[Segment], features: torch.Tensor | Non
         t[0, last] = vector.to(t.dtype) if mode == "replace" else t[0, last] + vector.to(t.dtype)
         return t
 
-    final = vlm.lm(vlm.embed(batch, feats), batch.attention_mask,
-                   fwd_hooks=[(f"blocks.{vlm.lm.check_layer(layer)}.hook_resid_post", hook)])
+    final = vlm.run_with_hooks(batch, feats, fwd_hooks=[(f"blocks.{vlm.lm.check_layer(layer)}.hook_resid_post", hook)],
+                               logits_at=None).resid
     return final[0, last].float().cpu()
 
 
