@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parser, save  # noqa: E402
 
-from interp.analysis.alignment import cached_lm_class_features, class_prompts, lm_class_features  # noqa: E402
+from interp.analysis.class_features import cached_lm_class_features, class_prompts, lm_class_features  # noqa: E402
 from interp.data.images import embedded_taxonomy  # noqa: E402
 from interp.models.hooked import HookedLM  # noqa: E402
 from interp.models.lm import load_lm  # noqa: E402

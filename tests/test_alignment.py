@@ -11,7 +11,10 @@ import json
 import pytest
 import torch
 
-from interp.analysis import alignment as al
+from interp.analysis import class_features as cf
+from interp.studies.alignment import head as hd
+from interp.studies.alignment import run as st_run
+from interp.studies.alignment import splits as sp
 from interp.studies import alignment as st
 
 
@@ -31,12 +34,12 @@ def _names(n: int) -> list[str]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_concept_split_is_strict_and_seeded(seed):
     classes = _names(200)
-    s = al.class_split(classes, mode="concept", test_frac=0.25, seed=seed)
+    s = sp.class_split(classes, mode="concept", test_frac=0.25, seed=seed)
     assert not set(s.train) & set(s.test)
     assert set(s.train) | set(s.test) == set(classes)
     assert len(s.test) == 50
-    assert s == al.class_split(list(reversed(classes)), mode="concept", test_frac=0.25, seed=seed)
-    assert s.test != al.class_split(classes, mode="concept", test_frac=0.25, seed=seed + 10).test
+    assert s == sp.class_split(list(reversed(classes)), mode="concept", test_frac=0.25, seed=seed)
+    assert s.test != sp.class_split(classes, mode="concept", test_frac=0.25, seed=seed + 10).test
 
 
 def test_concept_split_keeps_same_name_together():
@@ -44,7 +47,7 @@ def test_concept_split_keeps_same_name_together():
     classes = [f"thing{chr(97 + i)}" for i in range(40)] + ["bracelet1", "bracelet2"]
     sides = set()
     for seed in range(20):
-        s = al.class_split(classes, mode="concept", test_frac=0.3, seed=seed)
+        s = sp.class_split(classes, mode="concept", test_frac=0.3, seed=seed)
         sides.add(("bracelet1" in s.test, "bracelet2" in s.test))
     assert sides <= {(True, True), (False, False)} and len(sides) == 2
 
@@ -52,8 +55,8 @@ def test_concept_split_keeps_same_name_together():
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_hypernym_split_is_strict(taxonomy, seed):
     classes = taxonomy.leaves
-    s = al.class_split(classes, mode="hypernym", test_frac=0.25, seed=seed, taxonomy=taxonomy)
-    tops = {c: al.top_hypernyms(taxonomy, c) for c in classes}
+    s = sp.class_split(classes, mode="hypernym", test_frac=0.25, seed=seed, taxonomy=taxonomy)
+    tops = {c: sp.top_hypernyms(taxonomy, c) for c in classes}
     train_tops = set().union(*(tops[c] for c in s.train))
     test_tops = set().union(*(tops[c] for c in s.test))
     assert not train_tops & test_tops  # no top-level hypernym on both sides
@@ -68,29 +71,29 @@ def test_hypernym_split_is_strict(taxonomy, seed):
 
 def test_top_hypernyms_follow_the_chain(taxonomy):
     leaf = next(lf for lf in taxonomy.leaves if "mammal" in taxonomy.hypernyms_of(lf))
-    assert "animal" in al.top_hypernyms(taxonomy, leaf)
+    assert "animal" in sp.top_hypernyms(taxonomy, leaf)
     restricted = taxonomy.restrict([leaf])
     pairs_without_top = type(taxonomy)([leaf], ["mammal"], [(leaf, "mammal")], dict(taxonomy.parents),
                                        dict(taxonomy.depths), {(leaf, "mammal"): "vehicle"}, source="t")
-    assert al.top_hypernyms(pairs_without_top, leaf) == frozenset({"animal"})
-    assert al.top_hypernyms(restricted, leaf) == al.top_hypernyms(taxonomy, leaf)
+    assert sp.top_hypernyms(pairs_without_top, leaf) == frozenset({"animal"})
+    assert sp.top_hypernyms(restricted, leaf) == sp.top_hypernyms(taxonomy, leaf)
 
 
 def test_split_errors_name_the_bad_value(taxonomy):
     with pytest.raises(ValueError, match="split mode 'leaf'"):
-        al.class_split(["a", "b"], mode="leaf")
+        sp.class_split(["a", "b"], mode="leaf")
     with pytest.raises(ValueError, match="test_frac=1.5"):
-        al.class_split(["a", "b"], test_frac=1.5)
+        sp.class_split(["a", "b"], test_frac=1.5)
     with pytest.raises(ValueError, match="needs the taxonomy"):
-        al.class_split(["a", "b", "c"], mode="hypernym")
+        sp.class_split(["a", "b", "c"], mode="hypernym")
     with pytest.raises(ValueError, match="need >= 5 held-out"):
-        al.class_split(_names(8), test_frac=0.25)
+        sp.class_split(_names(8), test_frac=0.25)
 
 
 # ------------------------------------------------------------ LM features
 def test_lm_features_match_single_prompt_runs(tiny_llama):
     prompts = ["A photo of a robin", "A photo of an aardvark in the grass", "A photo of bacon"]
-    feats = al.lm_class_features(tiny_llama, prompts, batch_size=2)
+    feats = cf.lm_class_features(tiny_llama, prompts, batch_size=2)
     assert feats.shape == (tiny_llama.n_layers, 3, tiny_llama.d_model)
     from interp.sequence import Segment, build_batch
 
@@ -102,15 +105,15 @@ def test_lm_features_match_single_prompt_runs(tiny_llama):
         tiny_llama(tiny_llama.embed_tokens(b.input_ids), b.attention_mask, fwd_hooks=hooks)
         for k in range(tiny_llama.n_layers):
             torch.testing.assert_close(feats[k, i], got[k], atol=1e-4, rtol=1e-4)
-    mean = al.lm_class_features(tiny_llama, prompts, pool="mean")
+    mean = cf.lm_class_features(tiny_llama, prompts, pool="mean")
     assert not torch.allclose(mean, feats)
     with pytest.raises(ValueError, match="pool 'max'"):
-        al.lm_class_features(tiny_llama, prompts, pool="max")
+        cf.lm_class_features(tiny_llama, prompts, pool="max")
 
 
 def test_lm_features_are_cached_once(tiny_gemma, tmp_path, monkeypatch):
     prompts = ["A photo of a cat", "A photo of a dog", "A photo of an owl"]
-    feats, path = al.cached_lm_class_features(tiny_gemma, prompts, cache_dir=tmp_path)
+    feats, path = cf.cached_lm_class_features(tiny_gemma, prompts, cache_dir=tmp_path)
     assert path.suffix == ".safetensors" and path.exists()
     from safetensors.torch import load_file
 
@@ -119,16 +122,16 @@ def test_lm_features_are_cached_once(tiny_gemma, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("LM features recomputed although cached")
 
-    monkeypatch.setattr(al, "lm_class_features", boom)
-    again, path2 = al.cached_lm_class_features(tiny_gemma, prompts, cache_dir=tmp_path)
+    monkeypatch.setattr(cf, "lm_class_features", boom)
+    again, path2 = cf.cached_lm_class_features(tiny_gemma, prompts, cache_dir=tmp_path)
     assert path2 == path and torch.equal(again, feats)
     # other prompts, pool or weights -> another file; a corrupt file is recomputed
-    assert al.feature_cache_path(tmp_path, tiny_gemma.name, prompts[:2], "last") != path
-    assert al.feature_cache_path(tmp_path, tiny_gemma.name, prompts, "mean") != path
-    assert al.feature_cache_path(tmp_path, tiny_gemma.name + "+random1", prompts, "last") != path
+    assert cf.feature_cache_path(tmp_path, tiny_gemma.name, prompts[:2], "last") != path
+    assert cf.feature_cache_path(tmp_path, tiny_gemma.name, prompts, "mean") != path
+    assert cf.feature_cache_path(tmp_path, tiny_gemma.name + "+random1", prompts, "last") != path
     monkeypatch.undo()
     path.write_bytes(b"not a safetensors file")
-    fixed, _ = al.cached_lm_class_features(tiny_gemma, prompts, cache_dir=tmp_path)
+    fixed, _ = cf.cached_lm_class_features(tiny_gemma, prompts, cache_dir=tmp_path)
     torch.testing.assert_close(fixed, feats)
 
 
@@ -145,22 +148,22 @@ def _synthetic(n_classes=60, per_class=4, d_text=24, d_img=32, related=True, see
     return text, imgs, cls
 
 
-SMALL_HEAD = al.HeadConfig(text_layers=2, text_hidden=64, steps=150, batch_size=32, lr=3e-3)
+SMALL_HEAD = hd.HeadConfig(text_layers=2, text_hidden=64, steps=150, batch_size=32, lr=3e-3)
 
 
 def test_head_generalises_to_held_out_classes_only_when_text_carries_the_content():
     text, imgs, cls = _synthetic()
     train, test = list(range(40)), list(range(40, 60))
-    res = al.train_head(text, imgs, cls, train, SMALL_HEAD, seed=0)
+    res = hd.train_head(text, imgs, cls, train, SMALL_HEAD, seed=0)
     assert res.losses[-1] < res.losses[0]
-    zs = al.zero_shot(res.head, text, imgs, cls, test)
+    zs = hd.zero_shot(res.head, text, imgs, cls, test)
     assert zs["n_classes"] == 20 and zs["n_images"] == 80 and zs["chance1"] == pytest.approx(5.0)
     assert zs["top1"] > 40  # linear relation: transfers to unseen classes
     text_u, imgs_u, cls_u = _synthetic(related=False)
-    res_u = al.train_head(text_u, imgs_u, cls_u, train, SMALL_HEAD, seed=0)
-    zs_u = al.zero_shot(res_u.head, text_u, imgs_u, cls_u, test)
+    res_u = hd.train_head(text_u, imgs_u, cls_u, train, SMALL_HEAD, seed=0)
+    zs_u = hd.zero_shot(res_u.head, text_u, imgs_u, cls_u, test)
     assert zs_u["top1"] < 20  # unrelated text: near chance (5%) on unseen classes
-    assert al.zero_shot(res_u.head, text_u, imgs_u, cls_u, train)["top1"] > zs_u["top1"]  # fits what it saw
+    assert hd.zero_shot(res_u.head, text_u, imgs_u, cls_u, train)["top1"] > zs_u["top1"]  # fits what it saw
 
 
 def test_head_never_reads_held_out_data():
@@ -169,16 +172,16 @@ def test_head_never_reads_held_out_data():
     poisoned_t, poisoned_i = text.clone(), imgs.clone()
     poisoned_t[40:] = float("nan")
     poisoned_i[cls >= 40] = float("nan")
-    a = al.train_head(text, imgs, cls, train, SMALL_HEAD, seed=3)
-    b = al.train_head(poisoned_t, poisoned_i, cls, train, SMALL_HEAD, seed=3)
+    a = hd.train_head(text, imgs, cls, train, SMALL_HEAD, seed=3)
+    b = hd.train_head(poisoned_t, poisoned_i, cls, train, SMALL_HEAD, seed=3)
     assert a.losses == b.losses  # same seed, same batches; held-out rows never touched
     for pa, pb in zip(a.head.state_dict().values(), b.head.state_dict().values()):
         assert torch.equal(pa, pb)
 
 
 def test_head_architecture_and_config_errors():
-    cfg = al.HeadConfig()
-    head = al.AlignHead(640, 1280, cfg)
+    cfg = hd.HeadConfig()
+    head = hd.AlignHead(640, 1280, cfg)
     kinds = [type(m).__name__ for m in head.text]
     assert kinds.count("Linear") == 4 and kinds.count("BatchNorm1d") == 3 and kinds.count("Dropout") == 3
     assert isinstance(head.image, torch.nn.Identity)
@@ -186,13 +189,13 @@ def test_head_architecture_and_config_errors():
     z = head.encode_text(torch.randn(5, 640))
     torch.testing.assert_close(z.norm(dim=-1), torch.ones(5))
     assert head.encode_image(torch.randn(5, 1280)).shape == (5, 1280)
-    assert isinstance(al.AlignHead(64, 32, al.HeadConfig(image_side="linear", out_dim=16)).image, torch.nn.Linear)
+    assert isinstance(hd.AlignHead(64, 32, hd.HeadConfig(image_side="linear", out_dim=16)).image, torch.nn.Linear)
     with pytest.raises(ValueError, match="image_side 'conv'"):
-        al.HeadConfig(image_side="conv")
+        hd.HeadConfig(image_side="conv")
     with pytest.raises(ValueError, match="out_dim = the image width 1280"):
-        al.AlignHead(640, 1280, al.HeadConfig(out_dim=256))
+        hd.AlignHead(640, 1280, hd.HeadConfig(out_dim=256))
     with pytest.raises(ValueError, match="dropout=1.0"):
-        al.HeadConfig(dropout=1.0)
+        hd.HeadConfig(dropout=1.0)
 
 
 def test_info_nce_and_zero_shot_by_hand():
@@ -201,22 +204,22 @@ def test_info_nce_and_zero_shot_by_hand():
     logits = 10 * t @ i.T
     want = 0.5 * (torch.nn.functional.cross_entropy(logits, torch.arange(6)) +
                   torch.nn.functional.cross_entropy(logits.T, torch.arange(6)))
-    torch.testing.assert_close(al.info_nce(t, i, 10.0), want)
-    assert al.info_nce(t, t, 10.0) < al.info_nce(t, i, 10.0)
+    torch.testing.assert_close(hd.info_nce(t, i, 10.0), want)
+    assert hd.info_nce(t, t, 10.0) < hd.info_nce(t, i, 10.0)
     # zero-shot with an identity head: image j sits next to text j, except image 3 -> text 0
-    head = al.AlignHead(4, 4, al.HeadConfig(text_layers=1, standardize_text=False, center_images=False)).eval()
+    head = hd.AlignHead(4, 4, hd.HeadConfig(text_layers=1, standardize_text=False, center_images=False)).eval()
     with torch.no_grad():
         head.text[0].weight.copy_(torch.eye(4))
         head.text[0].bias.zero_()
     text = torch.eye(4)
     imgs = torch.eye(4).clone()
     imgs[3] = torch.tensor([1.0, 0.0, 0.0, 0.2])
-    zs = al.zero_shot(head, text, imgs, torch.arange(4), [0, 1, 2, 3], ks=(1, 2))
+    zs = hd.zero_shot(head, text, imgs, torch.arange(4), [0, 1, 2, 3], ks=(1, 2))
     assert zs["top1"] == 75.0 and zs["top2"] == 100.0 and zs["chance1"] == 25.0 and zs["chance2"] == 50.0
     assert zs["pred"][3][0] == 0
-    m = al.confusion(zs["true"], [p[0] for p in zs["pred"]], 4)
+    m = hd.confusion(zs["true"], [p[0] for p in zs["pred"]], 4)
     assert m[3, 0] == 1.0 and m[0, 0] == 1.0
-    names, gm = al.group_confusion(["a", "b"], ["a", "a"], {"a": ["x"], "b": ["x", "y"]})
+    names, gm = hd.group_confusion(["a", "b"], ["a", "a"], {"a": ["x"], "b": ["x", "y"]})
     assert names == ["x", "y"] and gm[1, 0] == 1.0
 
 
@@ -252,8 +255,8 @@ def _fake_data(taxonomy, n=40):
     g = torch.Generator().manual_seed(0)
     cls = torch.arange(len(classes)).repeat_interleave(3)
     feats = torch.randn(len(classes), 16, generator=g)[cls] + 0.1 * torch.randn(len(cls), 16, generator=g)
-    return st.AlignData(tx, classes, al.class_prompts(classes, tx.phrase), feats, cls,
-                        {c: al.top_hypernyms(tx, c) or frozenset({al.NO_GROUP}) for c in classes}, "fake")
+    return st.AlignData(tx, classes, cf.class_prompts(classes, tx.phrase), feats, cls,
+                        {c: sp.top_hypernyms(tx, c) or frozenset({sp.NO_GROUP}) for c in classes}, "fake")
 
 
 @pytest.mark.integration
@@ -264,13 +267,13 @@ def test_study_end_to_end_on_a_tiny_lm(taxonomy, tmp_path, monkeypatch):
     # integration test below, here HTML suffices
     monkeypatch.setattr(go.Figure, "write_image", lambda self, *a, **k: None)
     data = _fake_data(taxonomy)
-    monkeypatch.setattr(st, "load_align_data", lambda cfg, progress=True: data)
+    monkeypatch.setattr(st_run, "load_align_data", lambda cfg, progress=True: data)
     cfg = st.load_config("experiments/alignment_quick.toml", {
         "out_dir": str(tmp_path / "out"), "models.lms": ["tiny-llama"], "models.layers": [1],
         "models.feature_cache": str(tmp_path / "cache"),
         "split.seeds": [0, 1], "split.test_frac": 0.3, "head.steps": 20, "head.batch_size": 16,
         "head.text_hidden": 32, "eval.batch_size": 32})
-    res = st.run(cfg, progress=False)
+    res = st_run.run(cfg, progress=False)
     out = tmp_path / "out"
     rows = st.read_csv(out / "results.csv")
     # 2 variants (tiny-llama, +random0) x 2 layers (1 and the score layer 3) x 2 modes x 2 seeds
@@ -291,12 +294,12 @@ def test_study_end_to_end_on_a_tiny_lm(taxonomy, tmp_path, monkeypatch):
     assert (out / "figures" / "confusion_classes_hypernym.html").exists()
     # units record their held-out classes, which never overlap the training classes
     unit = json.load(open(out / "units" / "tiny-llama" / "hypernym-L03-s1.json"))
-    split = al.class_split(data.classes, mode="hypernym", test_frac=0.3, seed=1, taxonomy=data.taxonomy)
+    split = sp.class_split(data.classes, mode="hypernym", test_frac=0.3, seed=1, taxonomy=data.taxonomy)
     assert unit["test_classes"] == list(split.test)
     # a re-run does no work: no LM load, no unit training
-    monkeypatch.setattr(st, "_load_hooked", lambda *a, **k: pytest.fail("LM loaded on a finished study"))
-    monkeypatch.setattr(st, "run_unit", lambda *a, **k: pytest.fail("unit re-run on a finished study"))
-    again = st.run(cfg, progress=False)
+    monkeypatch.setattr(st_run, "_load_hooked", lambda *a, **k: pytest.fail("LM loaded on a finished study"))
+    monkeypatch.setattr(st_run, "run_unit", lambda *a, **k: pytest.fail("unit re-run on a finished study"))
+    again = st_run.run(cfg, progress=False)
     assert again["scores"] == res["scores"]
     # figures/alignment.py redraws from the folder alone
     import importlib.util
@@ -316,7 +319,7 @@ def test_embedded_default_aligns_above_chance(tmp_path):
         "out_dir": str(tmp_path), "models.lms": ["smollm2-135m"], "models.random_seeds": [],
         "models.layers": "last", "split.modes": ["concept"], "split.seeds": [0], "head.steps": 80,
         "head.text_hidden": 256, "eval.lm_only": False})
-    res = st.run(cfg, progress=False)
+    res = st_run.run(cfg, progress=False)
     (score,) = res["scores"]
     assert score["lm"] == "smollm2-135m" and score["score_layer"] == 29
     assert score["n_test_classes"] >= 100
