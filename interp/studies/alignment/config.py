@@ -1,4 +1,5 @@
-"""The visual-alignment study's config: dataclass sections loaded from TOML (``load_config``), ``--set`` overrides, layer specs."""
+"""The visual-alignment study's config: dataclass sections loaded from TOML (``load_config``),
+``--set`` overrides, layer specs."""
 
 from __future__ import annotations
 

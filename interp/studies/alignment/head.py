@@ -1,4 +1,7 @@
-"""The visual-alignment head (ShareLock-style): language side an MLP with BatchNorm, ReLU, dropout and L2 normalisation, image side identity or linear; trained with a CLIP-style contrastive loss (AdamW, warmup + cosine, fixed logit scale) on the training classes, scored zero-shot on the held-out ones."""
+"""The visual-alignment head (ShareLock-style): language side an MLP with BatchNorm, ReLU, dropout
+and L2 normalisation, image side identity or linear; trained with a CLIP-style contrastive loss
+(AdamW, warmup + cosine, fixed logit scale) on the training classes, scored zero-shot on the
+held-out ones."""
 
 from __future__ import annotations
 

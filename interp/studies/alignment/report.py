@@ -1,4 +1,5 @@
-"""The visual-alignment study's report: markdown, tables and figures written from the rows (also from a finished run's folder, ``load_outputs``)."""
+"""The visual-alignment study's report: markdown, tables and figures written from the rows (also
+from a finished run's folder, ``load_outputs``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from interp.io import read_json, write_csv, write_json, write_text
 from interp.metrics import mean_ci
 from interp.studies.alignment.config import AlignmentConfig, config_from_dict
 from interp.studies.alignment.figures import write_figures
-from interp.studies.alignment.tables import LM_ONLY_NUMERIC, ROW_FIELDS, SUMMARY_FIELDS, correlations, lm_scores, read_csv, summarize
+from interp.studies.alignment.tables import (LM_ONLY_NUMERIC, ROW_FIELDS, SUMMARY_FIELDS, correlations, lm_scores,
+                                             read_csv, summarize)
 
 
 def _fmt(m: float, h: float) -> str:

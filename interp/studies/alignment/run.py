@@ -1,4 +1,5 @@
-"""The visual-alignment study's driver: LM variants, data, resumable units (one head per LM variant x layer x split x seed), the LM-only test, then the outputs (see the package doc)."""
+"""The visual-alignment study's driver: LM variants, data, resumable units (one head per LM variant
+x layer x split x seed), the LM-only test, then the outputs (see the package doc)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from interp.analysis.class_features import class_prompts, cached_lm_class_features, feature_cache_path, load_cached_features, pool_image_features
+from interp.analysis.class_features import (class_prompts, cached_lm_class_features, feature_cache_path,
+                                            load_cached_features, pool_image_features)
 from interp.io import environment, read_json, stable_hash, write_json
 from interp.models.encoders import load_encoder
 from interp.models.hooked import HookedLM

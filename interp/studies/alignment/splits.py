@@ -1,4 +1,5 @@
-"""Strict class splits of the visual-alignment study: held-out classes by concept, or by whole top-level hypernym (no held-out class shares a top hypernym with a training class)."""
+"""Strict class splits of the visual-alignment study: held-out classes by concept, or by whole top-
+level hypernym (no held-out class shares a top hypernym with a training class)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The visual-alignment study's tidy tables: the per-unit rows, their summary over seeds with intervals, the per-LM scores and their correlation with the LM-only test."""
+"""The visual-alignment study's tidy tables: the per-unit rows, their summary over seeds with
+intervals, the per-LM scores and their correlation with the LM-only test."""
 
 from __future__ import annotations
 
