@@ -42,7 +42,7 @@ def _batches(n_images: int, pool_to: int | None, batch_size: int = 32):
     data = load_data(cfg, load_encoder(cfg.model.encoder), progress=False)
     feats = data.features[:n_images]
     lm = HookedLM(load_lm("gemma-3-270m"))
-    vlm = HookedVLM(lm, HookedVLM.new_projector(lm, "efficientnet-lite0", 1280, feats.shape[1], pool_to=pool_to))
+    vlm = HookedVLM(lm, HookedVLM.new_projector(lm, cfg.model.encoder, feats.shape[-1], feats.shape[1], pool_to=pool_to))
     out = []
     for s in range(0, len(feats), batch_size):
         f = feats[s:s + batch_size]
