@@ -14,7 +14,7 @@ margin log P(" Yes") - log P(" No") thresholded at 0:
 for mean- and max-pooled features. "best F1" is the F1 at the best threshold (how much is
 calibration). Results: ``benchmarks/results/readout[_quick].json``.
 
-    .venv/bin/python benchmarks/bench_readout.py [--quick] [--encoder efficientnet-lite0+lite1]
+    .venv/bin/python benchmarks/bench_readout.py [--quick]
 """
 
 from __future__ import annotations
@@ -41,13 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = parser(__doc__)
-    ap.add_argument("--encoder", help="another registered encoder than the quick preset's (results: readout_<encoder>.json)")
-    args = ap.parse_args()
-    over = {"model.encoder": args.encoder} if args.encoder else {}
+    args = parser(__doc__).parse_args()
+    over = {}
     if args.quick:  # a small LM, 40 concepts, a short table: the same code in a minute
-        over |= {"model.lm": "smollm2-135m", "data.max_concepts": 40, "prototypes.format_steps": 5,
-                 "prototypes.refine_steps": 10, "prototypes.batch_size": 16}
+        over = {"model.lm": "smollm2-135m", "data.max_concepts": 40, "prototypes.format_steps": 5,
+                "prototypes.refine_steps": 10, "prototypes.batch_size": 16}
     cfg = load_config(ROOT / "experiments" / "quick.toml", over)
     t0 = time.perf_counter()
     data = study.load_data(cfg, load_encoder(cfg.model.encoder), progress=False)
@@ -99,9 +97,8 @@ def main() -> None:
     for r in rows:
         print(f"{r['readout']:34s} {r['pool']:5s} F1 {r['leaf_f1']:5.1f}  pairwise {r['pairwise']:5.1f}  "
               f"yes {r['yes_rate']:5.1f}  best F1 {r['best_f1']:5.1f}  top-1 {r.get('classifier_top1', float('nan')):5.1f}")
-    name = "readout_quick" if args.quick else "readout"
-    save(f"{name}_{args.encoder}" if args.encoder else name,
-         {"lm": lm.name, "encoder": cfg.model.encoder, "n_concepts": len(concepts), "n_val_images": len(ev), "prototypes": protos.metrics,
+    save("readout_quick" if args.quick else "readout",
+         {"lm": lm.name, "n_concepts": len(concepts), "n_val_images": len(ev), "prototypes": protos.metrics,
           "rows": rows, "seconds": time.perf_counter() - t0})
 
 

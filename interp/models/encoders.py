@@ -16,7 +16,6 @@ Images of any mode are composited on white and converted to RGB before resizing.
 
 from __future__ import annotations
 
-import importlib
 from typing import Sequence
 
 import numpy as np
@@ -87,7 +86,9 @@ class EfficientNetLiteEncoder(ImageEncoder):
 
     def __init__(self, variant: int = 0):
         super().__init__()
-        from efficientnet_lite_pytorch import EfficientNet  # optional: only the embedded encoders need it
+        import importlib
+
+        from efficientnet_lite_pytorch import EfficientNet
 
         if variant not in EFFICIENTNET_LITE_VARIANTS:
             raise ValueError(f"EfficientNet-Lite{variant}: use one of {EFFICIENTNET_LITE_VARIANTS}")
