@@ -239,15 +239,8 @@ class HookedVLM(VLMInputs, nn.Module):
         Only the hooks asked for are cached; ``device='cpu'`` moves each activation off
         the accelerator as it is produced. Activations are detached.
         """
-        wanted = self.resolve_names(names)
         acts: dict[str, torch.Tensor] = {}
-
-        def saver(key: str):
-            def hook(t, hook):
-                acts[key] = t.detach().to(device) if device is not None else t.detach()
-            return hook
-
-        hooks = list(fwd_hooks) + [(n, saver(n)) for n in wanted]  # cache what the edits produced
+        hooks = list(fwd_hooks) + capture(acts, self.resolve_names(names), device=device)  # what the edits produced
         with torch.no_grad():
             out = self.forward(batch, features, fwd_hooks=hooks, logits_at=logits_at)
         return out, VLMCache(acts, batch)

@@ -6,18 +6,7 @@ This module is its front door; the work is done in
 - ``image_build``: build once, manifest, verify;
 - ``image_records`` / ``splits``: the records and their deterministic splits.
 
-Sources:
-
-- ``google``, ``twitter``: npm ``emoji-datasource-google`` / ``-twitter`` 16.0.0, 64 px PNGs
-  (Noto Emoji, Apache-2.0; Twemoji, CC-BY-4.0); ``emoji.json`` gives the CLDR category and
-  subcategory of every fully-qualified base emoji (skin-tone variants are not listed at top level).
-- ``openmoji``: npm ``openmoji`` 17.0.0, ``color/svg`` (CC-BY-SA-4.0), rasterised by cairosvg.
-- ``fluent-flat``, ``fluent-modern``: npm ``fluentui-emoji`` 1.3.0, ``icons/flat`` and
-  ``icons/modern`` (MIT), files named by the CLDR annotation ("red-apple.svg").
-- ``tuxpaint``: Debian ``tuxpaint-stamps-default`` photo stamps (GPL-2), by a curated map.
-
-Concepts, names and hypernyms come from the curated map ``cldr_map.json`` (see
-``interp.data.taxonomy``). Renderings are matched across emoji sources by codepoint.
+The sources, their licences and how renderings are matched across them: :mod:`interp.data.image_sources`.
 
     root = build_embedded_images()          # idempotent: verifies the manifest and returns
     images = load_image_set(root)           # ImageSet(root, concepts, images)
