@@ -53,6 +53,7 @@ def main() -> None:
         raise SystemExit(f"the prompts tokenize to different lengths: {clean.batch.shape} vs {corr.batch.shape}")
     yes, no = single_token_id(tok, " yes"), single_token_id(tok, " no")
     layers = [0, 6, 12, 17] if args.quick else list(range(lm.n_layers))
+    hooks = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
     n_pos = clean.batch.shape[1]
 
     # --- TransformerLens: one full forward (all-position, full-vocabulary logits) per cell
@@ -81,13 +82,13 @@ def main() -> None:
                 "packed_skip": dict(packed=True, skip_identical=True)}
     grids, secs = {}, {}
     for key, kw in variants.items():
-        secs[key] = timed(lambda kw=kw: grids.__setitem__(key, patch_grid(vlm, clean, corr, metric, layers=layers,
+        secs[key] = timed(lambda kw=kw: grids.__setitem__(key, patch_grid(vlm, clean, corr, metric, hooks=hooks,
                                                                           **kw)), repeats=3)
     ours, t_ours = grids["packed_skip"], secs["packed_skip"]
 
     # --- attribution patching over the same grid, checked against the exact grid
     t = time.perf_counter()
-    att = attribution_grid(vlm, clean, corr, metric, layers=layers)
+    att = attribution_grid(vlm, clean, corr, metric, hooks=hooks)
     t_att = time.perf_counter() - t
     agreement = compare_to_exact(att.grid, ours - att.corrupted)
 

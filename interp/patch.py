@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     lm = vlm.lm
     try:
         layers = list(range(lm.n_layers)) if args.layer == "all" else [lm.check_layer(int(args.layer))]
-        lm.check_hook(f"blocks.{layers[0]}.{args.hook}")
+        hooks = [lm.check_hook(f"blocks.{layer}.{args.hook}") for layer in layers]  # full canonical names
     except ValueError as e:
         ap.error(str(e))
     tok = vlm.tokenizer
@@ -141,9 +141,9 @@ def main(argv: list[str] | None = None) -> None:
         word_pos = list(range(start, start + len(word)))
         img_pos = img.batch.mask("image")[0].nonzero().flatten().tolist()
         if args.reverse:
-            values = cross_patch(vlm, img, img_pos, txt, word_pos, metric, hook=args.hook, layers=layers)
+            values = cross_patch(vlm, img, img_pos, txt, word_pos, metric, hooks=hooks)
         else:
-            values = cross_patch(vlm, txt, word_pos, img, img_pos, metric, hook=args.hook, layers=layers)
+            values = cross_patch(vlm, txt, word_pos, img, img_pos, metric, hooks=hooks)
         rows = [{"layer": l, "value": float(v)} for l, v in zip(layers, values)]
         print("\n".join(f"layer {r['layer']:>2}: {r['value']:+.3f}" for r in rows))
     else:
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         positions = sel.nonzero().flatten().tolist()
         if not positions:
             ap.error(f"no {args.positions} positions in a {args.mode} input")
-        grid = patch_grid(vlm, clean, corr, metric, hook=args.hook, layers=layers, positions=positions, normalise=True)
+        grid = patch_grid(vlm, clean, corr, metric, hooks=hooks, positions=positions, normalise=True)
         labels = clean.batch.labels(0)
         rows = [{"layer": l, "position": p, "modality": labels[p], "token": tok.decode(int(clean.batch.input_ids[0, p])),
                  "value": float(grid[i, j])} for i, l in enumerate(layers) for j, p in enumerate(positions)]
@@ -174,8 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.attribution:
             from interp.analysis.attribution import attribution_grid, compare_to_exact
 
-            att = attribution_grid(vlm, clean, corr, metric, hook=args.hook, layers=layers, positions=positions,
-                                   normalise=True)
+            att = attribution_grid(vlm, clean, corr, metric, hooks=hooks, positions=positions, normalise=True)
             for row, v in zip(rows, att.grid.flatten().tolist()):
                 row["attribution"] = v
             fig = heatmap(att.grid.numpy(), xl, [str(l) for l in layers], title=f"Attribution patching {args.hook}: "

@@ -59,9 +59,9 @@ fig.show()'''),
                              "here on two layers, with the time of each:"),
     nbf.v4.new_code_cell('''import time
 from interp.analysis.patching import patch_grid_reference
-some = [0, lm.n_layers // 2]
-t = time.perf_counter(); fast = patch_grid(vlm, clean, corrupted, metric, layers=some); t_fast = time.perf_counter() - t
-t = time.perf_counter(); loop = patch_grid_reference(vlm, clean, corrupted, metric, layers=some); t_loop = time.perf_counter() - t
+some = [f"blocks.{layer}.hook_resid_pre" for layer in (0, lm.n_layers // 2)]
+t = time.perf_counter(); fast = patch_grid(vlm, clean, corrupted, metric, hooks=some); t_fast = time.perf_counter() - t
+t = time.perf_counter(); loop = patch_grid_reference(vlm, clean, corrupted, metric, hooks=some); t_loop = time.perf_counter() - t
 assert torch.allclose(fast, loop, atol=1e-4)
 print(f"max |fast - loop| = {float((fast - loop).abs().max()):.1e}; the loop took {t_loop / t_fast:.1f}x as long")'''),
 ]

@@ -24,8 +24,10 @@ def test_attribution_matches_exact_patching_for_small_differences(request, lm_na
     """With clean = corrupted + eps * noise the exact effect is linear in eps: attribution must
     match it cell by cell (error O(eps^2)), which fails if a gradient is missing or misplaced."""
     vlm, clean, corr, metric = _pair(request.getfixturevalue(lm_name), eps=1e-3)
-    att = attribution_grid(vlm, clean, corr, metric, hook=hook)
-    exact = patch_grid(vlm, clean, corr, metric, hook=hook) - att.corrupted
+    hooks = [f"blocks.{layer}.{hook}" for layer in range(vlm.lm.n_layers)]
+    att = attribution_grid(vlm, clean, corr, metric, hooks=hooks)
+    exact = patch_grid(vlm, clean, corr, metric, hooks=hooks) - att.corrupted
+    assert att.hooks == hooks
     assert att.grid.shape == exact.shape == (vlm.lm.n_layers, clean.batch.shape[1])
     scale = exact.abs().max()
     assert scale > 0, "the perturbation changed nothing: the test would be vacuous"
@@ -42,7 +44,8 @@ def test_normalised_attribution_and_validation(tiny_llama):
     assert -1.0 <= agreement.pearson <= 1.0
     # the rows hold exact effects in metric units: re-derive one cell
     r = rows[0]
-    one = patch_grid(vlm, clean, corr, metric, layers=[r["layer"]], positions=[r["position"]])[0, 0]
+    assert r["hook"] == f"blocks.{r['layer']}.hook_resid_pre"
+    one = patch_grid(vlm, clean, corr, metric, hooks=[r["hook"]], positions=[r["position"]])[0, 0]
     assert abs(float(one) - att.corrupted - r["exact"]) < 1e-4
 
 
@@ -62,4 +65,4 @@ def test_attribution_rejects_misaligned_inputs(tiny_llama):
     with pytest.raises(ValueError, match="aligned positions"):
         attribution_grid(vlm, longer, corr, metric)
     with pytest.raises(ValueError, match="valid layers"):
-        attribution_grid(vlm, clean, corr, metric, layers=[42])
+        attribution_grid(vlm, clean, corr, metric, hooks=["blocks.42.hook_resid_pre"])

@@ -22,6 +22,14 @@ def setup(request):
     return vlm, clean, corrupted, logit_diff_metric(vlm, 5, 9)
 
 
+def _resid_pre(*layers: int) -> list[str]:
+    return [f"blocks.{layer}.hook_resid_pre" for layer in layers]
+
+
+def _every_block(vlm, point: str) -> list[str]:
+    return [f"blocks.{layer}.{point}" for layer in range(vlm.lm.n_layers)]
+
+
 VARIANTS = {"batched": dict(packed=False, skip_identical=False, max_batch=3),
             "packed": dict(packed=True, skip_identical=False),
             "packed_small_passes": dict(packed=True, max_tokens=24, pass_overhead=0.0),
@@ -32,18 +40,32 @@ VARIANTS = {"batched": dict(packed=False, skip_identical=False, max_batch=3),
 @pytest.mark.parametrize("hook", ["hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "attn.hook_z"])
 def test_batched_grid_matches_reference(setup, hook, variant):
     vlm, clean, corrupted, metric = setup
-    fast = patch_grid(vlm, clean, corrupted, metric, hook=hook, **VARIANTS[variant])
-    ref = patch_grid_reference(vlm, clean, corrupted, metric, hook=hook)
+    hooks = _every_block(vlm, hook)
+    fast = patch_grid(vlm, clean, corrupted, metric, hooks=hooks, **VARIANTS[variant])
+    ref = patch_grid_reference(vlm, clean, corrupted, metric, hooks=hooks)
     assert fast.shape == (vlm.lm.n_layers, clean.batch.shape[1])
     assert ref.std() > 1e-3  # the grid is not flat: a wrong cell would show
     assert torch.allclose(fast, ref, atol=1e-4)
 
 
+def test_one_grid_over_mixed_hook_points(setup):
+    """Rows are full hook names in the order given: any mix of points and layers in one grid,
+    each row equal to its own single-hook grid."""
+    vlm, clean, corrupted, metric = setup
+    hooks = ["blocks.2.hook_mlp_out", "blocks.0.hook_resid_pre", "blocks.1.attn.hook_z", "blocks.1.hook_resid_post"]
+    grid = patch_grid(vlm, clean, corrupted, metric, hooks=hooks)
+    assert grid.shape == (len(hooks), clean.batch.shape[1])
+    for i, name in enumerate(hooks):
+        assert torch.allclose(grid[i], patch_grid_reference(vlm, clean, corrupted, metric, hooks=name)[0], atol=1e-4)
+    default = patch_grid(vlm, clean, corrupted, metric)
+    assert torch.allclose(default, patch_grid(vlm, clean, corrupted, metric, hooks=_every_block(vlm, "hook_resid_pre")))
+
+
 def test_positions_in_any_order_with_repeats(setup):
     vlm, clean, corrupted, metric = setup
     positions = [7, 2, 7, 0, 5]
-    grid = patch_grid(vlm, clean, corrupted, metric, layers=[1, 0], positions=positions)
-    ref = patch_grid_reference(vlm, clean, corrupted, metric, layers=[1, 0], positions=positions)
+    grid = patch_grid(vlm, clean, corrupted, metric, hooks=_resid_pre(1, 0), positions=positions)
+    ref = patch_grid_reference(vlm, clean, corrupted, metric, hooks=_resid_pre(1, 0), positions=positions)
     assert torch.allclose(grid, ref, atol=1e-4)
 
 
@@ -56,11 +78,11 @@ def test_sequences_longer_than_the_sliding_window_are_not_packed(tiny_gemma):
     clean, corrupted = PatchInput(b, torch.randn(1, 16, 32, generator=g)), PatchInput(b, torch.randn(1, 16, 32, generator=g))
     metric = logit_diff_metric(vlm, 5, 9)
     positions = [0, 2, b.shape[1] - 1]
-    grid = patch_grid(vlm, clean, corrupted, metric, layers=[0, 3], positions=positions)  # falls back to batched
-    ref = patch_grid_reference(vlm, clean, corrupted, metric, layers=[0, 3], positions=positions)
+    grid = patch_grid(vlm, clean, corrupted, metric, hooks=_resid_pre(0, 3), positions=positions)  # falls back to batched
+    ref = patch_grid_reference(vlm, clean, corrupted, metric, hooks=_resid_pre(0, 3), positions=positions)
     assert torch.allclose(grid, ref, atol=1e-4)
     with pytest.raises(ValueError, match=f"sliding window \\({window}\\)"):
-        patch_grid(vlm, clean, corrupted, metric, layers=[0], positions=[0], packed=True)
+        patch_grid(vlm, clean, corrupted, metric, hooks=_resid_pre(0), positions=[0], packed=True)
 
 
 def test_plan_passes_is_optimal():
@@ -119,8 +141,8 @@ def test_packed_grid_on_the_embedded_lm(gemma):
     corr = PatchInput(vlm.build([vlm_item(None, "Question: is a salmon a kind of bird? Answer:")]))
     tok = gemma.tokenizer
     metric = logit_diff_metric(vlm, single_token_id(tok, " yes"), single_token_id(tok, " no"))
-    grid = patch_grid(vlm, clean, corr, metric, layers=[3, 11])
-    ref = patch_grid_reference(vlm, clean, corr, metric, layers=[3, 11])
+    grid = patch_grid(vlm, clean, corr, metric, hooks=_resid_pre(3, 11))
+    ref = patch_grid_reference(vlm, clean, corr, metric, hooks=_resid_pre(3, 11))
     assert ref.std() > 1e-2
     assert torch.allclose(grid, ref, atol=1e-4)
 
@@ -128,19 +150,23 @@ def test_packed_grid_on_the_embedded_lm(gemma):
 def test_patching_every_image_position_at_layer0_restores_clean(setup):
     vlm, clean, corrupted, metric = setup
     img = clean.batch.mask("image")[0].nonzero().flatten().tolist()
-    grid = patch_grid(vlm, clean, corrupted, metric, layers=[0], positions=img, normalise=True)
+    grid = patch_grid(vlm, clean, corrupted, metric, hooks=_resid_pre(0), positions=img, normalise=True)
     assert grid.shape == (1, 4)
     # text positions are identical in both runs, so patching them does nothing
     txt = clean.batch.mask("text")[0].nonzero().flatten().tolist()
-    same = patch_grid(vlm, clean, corrupted, metric, layers=[0], positions=txt, normalise=True)
+    same = patch_grid(vlm, clean, corrupted, metric, hooks=_resid_pre(0), positions=txt, normalise=True)
     assert torch.allclose(same, torch.zeros_like(same), atol=1e-4)
 
 
 def test_bad_patch_arguments(setup):
     vlm, clean, corrupted, metric = setup
     with pytest.raises(ValueError, match="valid layers"):
-        patch_grid(vlm, clean, corrupted, metric, layers=[99])
+        patch_grid(vlm, clean, corrupted, metric, hooks=_resid_pre(99))
     with pytest.raises(ValueError, match="unknown hook"):
-        patch_grid(vlm, clean, corrupted, metric, hook="hook_nope")
+        patch_grid(vlm, clean, corrupted, metric, hooks=["blocks.0.hook_nope"])
+    with pytest.raises(ValueError, match="per-block hook names"):
+        patch_grid(vlm, clean, corrupted, metric, hooks=["hook_resid_pre"])  # a suffix is not a hook name
+    with pytest.raises(ValueError, match="at least one"):
+        patch_grid(vlm, clean, corrupted, metric, hooks=[])
     with pytest.raises(ValueError, match="out of range"):
         patch_grid(vlm, clean, corrupted, metric, positions=[500])

@@ -7,7 +7,7 @@ it by the linear term of its Taylor expansion around the corrupted run::
     (h_clean[p] - h_corrupted[p]) . d metric / d h[p]   (evaluated on the corrupted run)
 
 so one corrupted forward + backward and one clean forward give the whole
-``layers x positions`` grid (Nanda 2023; Syed et al. 2023). It is exact when the metric is
+``hooks x positions`` grid (Nanda 2023; Syed et al. 2023). It is exact when the metric is
 linear in the patched activation and degrades where attention or norms saturate, so
 validate it against :func:`interp.analysis.patching.patch_grid` on a sample of cells
 (:func:`compare_to_exact`) before trusting a grid.
@@ -25,23 +25,23 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from interp.analysis.patching import Metric, PatchInput, check_hook
+from interp.analysis.patching import Metric, PatchInput, block_hooks
 
 
 @dataclass
 class Attribution:
-    """``grid``: ``[layers, positions]`` estimated effects; ``clean`` / ``corrupted``: the
-    metric on the unpatched runs (scalars)."""
+    """``grid``: ``[hooks, positions]`` estimated effects, one row per full hook name in
+    ``hooks``; ``clean`` / ``corrupted``: the metric on the unpatched runs (scalars)."""
 
     grid: torch.Tensor
-    layers: list[int]
+    hooks: list[str]
     positions: list[int]
     clean: float
     corrupted: float
     normalised: bool = False
 
     def effects(self) -> torch.Tensor:
-        """The grid in metric units (undoes ``normalise``): ``[layers, positions]``."""
+        """The grid in metric units (undoes ``normalise``): ``[hooks, positions]``."""
         return self.grid * (self.clean - self.corrupted) if self.normalised else self.grid
 
 
@@ -51,20 +51,19 @@ def attribution_grid(
     corrupted: PatchInput,
     metric: Metric,
     *,
-    hook: str = "hook_resid_pre",
-    layers: Sequence[int] | None = None,
+    hooks: str | Sequence[str] | None = None,
     positions: Sequence[int] | None = None,
     normalise: bool = False,
 ) -> Attribution:
-    """Gradient estimate of patching clean ``blocks.{l}.{hook}`` into the corrupted run at
-    every (layer, position). Two forward passes and one backward pass in total.
+    """Gradient estimate of patching the clean activation of each of ``hooks`` (full per-block
+    names, :func:`~interp.analysis.patching.block_hooks`; default ``blocks.{i}.hook_resid_pre``
+    of every layer) into the corrupted run at every (hook, position). Two forward passes and
+    one backward pass in total.
 
     Activations with a head axis (``attn.hook_z [batch, pos, heads, d_head]``) are summed
     over heads and features: the estimate of patching all heads at that position.
     """
-    lm = vlm.lm
-    hook = check_hook(vlm, hook)
-    layers = list(range(lm.n_layers)) if layers is None else [lm.check_layer(int(l)) for l in layers]
+    rows = block_hooks(vlm, hooks)
     if clean.batch.shape != corrupted.batch.shape:
         raise ValueError(f"clean and corrupted inputs differ in shape {clean.batch.shape} vs "
                          f"{corrupted.batch.shape}; attribution patching needs aligned positions")
@@ -73,7 +72,7 @@ def attribution_grid(
     bad = [p for p in positions if not 0 <= p < n_pos]
     if bad:
         raise ValueError(f"positions {bad} out of range 0..{n_pos - 1}")
-    names = [f"blocks.{l}.{hook}" for l in layers]
+    names = [n for _, n in rows]
 
     with torch.no_grad():
         out, clean_cache = vlm.run_with_cache(clean.batch, clean.features, names=names, logits_at=None)
@@ -89,7 +88,7 @@ def attribution_grid(
     m_corr = float(m[0].detach())
 
     pos = torch.tensor(positions)
-    grid = torch.empty(len(layers), len(positions))
+    grid = torch.empty(len(names), len(positions))
     for i, name in enumerate(names):
         act = saved[name]
         if act.grad is None:
@@ -98,7 +97,7 @@ def attribution_grid(
         grid[i] = (delta * act.grad[0, pos].float()).flatten(1).sum(1).cpu()
     if normalise:
         grid = grid / (m_clean - m_corr)
-    return Attribution(grid=grid, layers=layers, positions=positions, clean=m_clean, corrupted=m_corr,
+    return Attribution(grid=grid, hooks=names, positions=positions, clean=m_clean, corrupted=m_corr,
                        normalised=normalise)
 
 
@@ -147,24 +146,23 @@ def compare_to_exact(attribution: torch.Tensor, exact_effect: torch.Tensor) -> A
 
 
 def validate_attribution(vlm, clean: PatchInput, corrupted: PatchInput, metric: Metric, attribution: Attribution,
-                         *, hook: str = "hook_resid_pre", n_cells: int = 32, seed: int = 0
-                         ) -> tuple[Agreement, list[dict]]:
-    """Exact patching on ``n_cells`` sampled cells of an attribution grid; returns the agreement
-    and tidy rows (layer, position, attribution, exact) for plots."""
+                         *, n_cells: int = 32, seed: int = 0) -> tuple[Agreement, list[dict]]:
+    """Exact patching on ``n_cells`` sampled cells of an attribution grid (at its own hooks);
+    returns the agreement and tidy rows (hook, layer, position, attribution, exact) for plots."""
     from interp.analysis.patching import patch_grid
 
-    cells = sample_cells(len(attribution.layers), len(attribution.positions), n_cells, seed)
+    cells = sample_cells(len(attribution.hooks), len(attribution.positions), n_cells, seed)
     effects = attribution.effects()
     rows = []
     by_layer: dict[int, list[int]] = {}
     for li, pi in cells:
         by_layer.setdefault(li, []).append(pi)
     for li, pis in by_layer.items():
-        layer = attribution.layers[li]
-        exact = patch_grid(vlm, clean, corrupted, metric, hook=hook, layers=[layer],
+        name = attribution.hooks[li]
+        exact = patch_grid(vlm, clean, corrupted, metric, hooks=[name],
                            positions=[attribution.positions[p] for p in pis])[0]
         for pi, value in zip(pis, exact.tolist()):
-            rows.append({"layer": layer, "position": attribution.positions[pi],
+            rows.append({"hook": name, "layer": int(name.split(".")[1]), "position": attribution.positions[pi],
                          "attribution": float(effects[li, pi]),
                          "exact": value - attribution.corrupted})
     agreement = compare_to_exact(torch.tensor([r["attribution"] for r in rows]),

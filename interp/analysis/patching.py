@@ -15,6 +15,7 @@ activation at (hook, position), read the metric. ``normalise`` maps the metric t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -56,12 +57,26 @@ def _repeat(batch: Batch, n: int) -> Batch:
     return Batch(**{k: v.expand(n, -1) for k, v in vars(batch).items()})
 
 
-def check_hook(vlm: HookedVLM, hook: str) -> str:
-    """``hook`` is a per-block suffix such as ``hook_resid_pre``, ``hook_attn_out``, ``hook_mlp_out``."""
-    if "{" in hook or hook.startswith("blocks."):
-        raise ValueError(f"pass the per-block hook suffix (e.g. 'hook_resid_pre'), not {hook!r}")
-    vlm.lm.check_hook(f"blocks.0.{hook}")
-    return hook
+def block_hooks(vlm: HookedVLM, hooks: str | Sequence[str] | None = None) -> list[tuple[int, str]]:
+    """``[(layer, name)]`` for full canonical per-block hook names (``blocks.{i}.hook_resid_pre``,
+    ``blocks.{i}.hook_attn_out``, ``blocks.{i}.hook_mlp_out``...), in the order given, each
+    checked against the model; one name is one row, ``None`` is ``blocks.{i}.hook_resid_pre``
+    of every layer. The rows of the patching grids below are these hooks."""
+    lm = vlm.lm
+    if hooks is None:
+        hooks = [f"blocks.{layer}.hook_resid_pre" for layer in range(lm.n_layers)]
+    elif isinstance(hooks, str):
+        hooks = [hooks]
+    out = []
+    for name in hooks:
+        m = re.fullmatch(r"blocks\.(\d+)\.(.+)", str(name))
+        if m is None:
+            raise ValueError(f"hook {name!r}: patching takes per-block hook names blocks.{{i}}.<point>, e.g. "
+                             f"'blocks.0.hook_resid_pre'")
+        out.append((int(m.group(1)), lm.check_hook(str(name))))
+    if not out:
+        raise ValueError("no hooks to patch: pass at least one blocks.{i}.<point> name")
+    return out
 
 
 def plan_passes(positions: Sequence[int], cost: Callable[[list[int]], float], limit: Callable[[list[int]], bool]
@@ -130,8 +145,7 @@ def patch_grid(
     corrupted: PatchInput,
     metric: Metric,
     *,
-    hook: str = "hook_resid_pre",
-    layers: Sequence[int] | None = None,
+    hooks: str | Sequence[str] | None = None,
     positions: Sequence[int] | None = None,
     max_batch: int = 64,
     normalise: bool = False,
@@ -140,10 +154,12 @@ def patch_grid(
     max_tokens: int = 1024,
     pass_overhead: float = 64.0,
 ) -> torch.Tensor:
-    """Patch clean activations into the corrupted run at every (layer, position).
+    """Patch clean activations into the corrupted run at every (hook, position).
 
-    Clean and corrupted must have the same length (same token/image layout). Returns
-    ``[len(layers), len(positions)]`` metric values (or normalised 0..1 scores).
+    ``hooks``: full per-block hook names, one grid row each (:func:`block_hooks`; default
+    ``blocks.{i}.hook_resid_pre`` of every layer). Clean and corrupted must have the same
+    length (same token/image layout). Returns ``[len(hooks), len(positions)]`` metric values
+    (or normalised 0..1 scores).
 
     Exact, and fast because nothing is computed that the patch cannot change:
 
@@ -163,8 +179,7 @@ def patch_grid(
     (then up to ``max_batch`` full-length copies per pass, the plain batched loop).
     """
     lm = vlm.lm
-    hook = check_hook(vlm, hook)
-    layers = list(range(lm.n_layers)) if layers is None else [lm.check_layer(int(l)) for l in layers]
+    rows = block_hooks(vlm, hooks)
     if clean.batch.shape != corrupted.batch.shape:
         raise ValueError(f"clean and corrupted inputs differ in shape {clean.batch.shape} vs {corrupted.batch.shape}; "
                          "patching needs aligned positions")
@@ -181,7 +196,7 @@ def patch_grid(
         packed = window is None or n_pos <= window
     elif packed and window is not None and n_pos > window:
         raise ValueError(f"packed patching needs the sequence ({n_pos} positions) within the sliding window ({window})")
-    names = sorted({f"blocks.{l}.hook_resid_pre" for l in layers} | {f"blocks.{l}.{hook}" for l in layers})
+    names = sorted({f"blocks.{l}.hook_resid_pre" for l, _ in rows} | {n for _, n in rows})
     mask = corrupted.batch.attention_mask
     clean_out, clean_cache = vlm.run_with_cache(clean.batch, clean.features, names=names, logits_at=None)
     corr_cache: dict[str, torch.Tensor] = {}
@@ -209,12 +224,11 @@ def patch_grid(
         def limit(group: list[int]) -> bool:
             return len(group) <= max_batch
 
-    out = torch.full((len(layers), len(positions)), float(base_corr[0]))
+    out = torch.full((len(rows), len(positions)), float(base_corr[0]))
     where: dict[int, list[int]] = {}
     for i, p in enumerate(positions):
         where.setdefault(p, []).append(i)
-    for li, layer in enumerate(layers):
-        name = f"blocks.{layer}.{hook}"
+    for li, (layer, name) in enumerate(rows):
         start = corr_cache[f"blocks.{layer}.hook_resid_pre"]
         src, tgt = clean_cache[name], corr_cache[name]
         todo = [p for p in where if not (skip_identical and torch.equal(src[0, p], tgt[0, p]))]
@@ -237,9 +251,9 @@ def patch_grid(
                 full[pk.copy.to(dev), pk.pos.to(dev)] = resid[0].to(full.dtype)
                 resid = full
             else:
-                def write(t, hook, rows=torch.arange(n), cols=cols):
+                def write(t, hook, copies=torch.arange(n), cols=cols):
                     t = t.clone()
-                    t[rows, cols] = src[0, cols].to(t.dtype)
+                    t[copies, cols] = src[0, cols].to(t.dtype)
                     return t
 
                 resid = lm(start.expand(n, -1, -1), mask.expand(n, -1), start_at_layer=layer,
@@ -254,18 +268,15 @@ def patch_grid(
 
 @torch.no_grad()
 def patch_grid_reference(vlm: HookedVLM, clean: PatchInput, corrupted: PatchInput, metric: Metric, *,
-                         hook: str = "hook_resid_pre", layers: Sequence[int] | None = None,
+                         hooks: str | Sequence[str] | None = None,
                          positions: Sequence[int] | None = None) -> torch.Tensor:
     """The one-forward-per-cell loop (as TransformerLens's helpers do it), full forward from
     the embeddings each time. For tests and benchmarks of :func:`patch_grid`."""
-    lm = vlm.lm
-    layers = list(range(lm.n_layers)) if layers is None else list(layers)
+    rows = block_hooks(vlm, hooks)
     positions = list(range(clean.batch.shape[1])) if positions is None else list(positions)
-    _, clean_cache = vlm.run_with_cache(clean.batch, clean.features, names=[f"blocks.{l}.{hook}" for l in layers],
-                                        logits_at=None)
-    out = torch.empty(len(layers), len(positions))
-    for li, layer in enumerate(layers):
-        name = f"blocks.{layer}.{hook}"
+    _, clean_cache = vlm.run_with_cache(clean.batch, clean.features, names=[n for _, n in rows], logits_at=None)
+    out = torch.empty(len(rows), len(positions))
+    for li, (_, name) in enumerate(rows):
         for pi, pos in enumerate(positions):
             def write(t, hook, name=name, pos=pos):
                 t = t.clone()
@@ -286,25 +297,21 @@ def cross_patch(
     dst_positions: Sequence[int],
     metric: Metric,
     *,
-    hook: str = "hook_resid_pre",
-    layers: Sequence[int] | None = None,
+    hooks: str | Sequence[str] | None = None,
 ) -> torch.Tensor:
-    """Cross-modal patch: the mean ``hook`` activation over ``src_positions`` of ``source``
-    (e.g. the concept word's text tokens) is written at every ``dst_positions`` of ``target``
-    (e.g. its image tokens), layer by layer. Returns ``[len(layers)]`` metric values.
-    All layers run in one batch per start layer group (each starts at its own layer)."""
-    lm = vlm.lm
-    hook = check_hook(vlm, hook)
-    layers = list(range(lm.n_layers)) if layers is None else [lm.check_layer(int(l)) for l in layers]
+    """Cross-modal patch: the mean activation at each of ``hooks`` (full per-block names,
+    :func:`block_hooks`) over ``src_positions`` of ``source`` (e.g. the concept word's text
+    tokens) is written at every ``dst_positions`` of ``target`` (e.g. its image tokens), one
+    hook at a time, each run starting at its own block. Returns ``[len(hooks)]`` metric values."""
+    rows = block_hooks(vlm, hooks)
     if not src_positions or not dst_positions:
         raise ValueError("cross_patch needs at least one source and one destination position")
-    names = sorted({f"blocks.{l}.{hook}" for l in layers} | {f"blocks.{l}.hook_resid_pre" for l in layers})
+    names = sorted({n for _, n in rows} | {f"blocks.{l}.hook_resid_pre" for l, _ in rows})
     _, src_cache = vlm.run_with_cache(source.batch, source.features, names=names, logits_at=None)
     _, tgt_cache = vlm.run_with_cache(target.batch, target.features, names=names, logits_at=None)
     dst = torch.tensor(list(dst_positions))
-    out = torch.empty(len(layers))
-    for li, layer in enumerate(layers):
-        name = f"blocks.{layer}.{hook}"
+    out = torch.empty(len(rows))
+    for li, (layer, name) in enumerate(rows):
         vec = src_cache[name][0, list(src_positions)].mean(0)
 
         def write(t, hook, vec=vec):
