@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from interp.io import write_text
-from interp.studies.inside_report import figures, findings
+from interp.studies.inside.figures import figures
+from interp.studies.inside.report import findings
 
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/inside/lm-original-100pct-s42")

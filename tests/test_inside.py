@@ -38,7 +38,7 @@ def test_analyze_writes_every_table_figure_and_report(checkpoint, tmp_path, caps
         assert section in report
     assert "attribution vs exact" in report
     # the figures redraw from the tables alone
-    from interp.studies.inside_report import figures
+    from interp.studies.inside.figures import figures
 
     assert len(figures(out)) >= 18
     # a partial re-run (one analysis) keeps what the others recorded

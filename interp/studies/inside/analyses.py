@@ -1,67 +1,19 @@
-"""Look inside a trained VLM (issue 4): where does an image of a robin start to look like "bird"?
-
-One run over a projector checkpoint of the taxonomic study (any LM) writes tidy CSV
-tables, plotly figures (HTML + PNG) and ``report.md`` into ``out_dir``:
-
-- ``probes``     per-layer linear probes for each hypernym (balanced accuracy, k-fold, seeded)
-                 on the concept word's text tokens, the pooled image tokens and the last
-                 question token; text -> image and image -> text transfer;
-- ``directions`` difference-of-means hypernym directions per modality and layer, cosine
-                 between the text- and the image-derived direction;
-- ``steering``   the image-derived direction added at the image positions: change in P(Yes)
-                 for that hypernym's question vs other hypernyms' questions and a random direction;
-- ``lens``       logit lens at the image positions: top tokens per layer and the rank of each
-                 concept's hypernym words per layer;
-- ``similarity`` linear CKA and RSA between modalities per layer; UMAP of both modalities;
-- ``patching``   exact resid_pre patching grid (clean image vs corrupted image), attribution
-                 patching of the same grid, and their agreement.
-
-Concept activations are computed once per (checkpoint, concept list) and cached as
-safetensors in ``out_dir``. Experiments write tables; :func:`figures` redraws from them.
-"""
+"""The look-inside study's analyses over one checkpoint: the shared :class:`Context` (the VLM,
+one image per concept and the concepts' activations, cached as safetensors) and one function
+per analysis, each returning tidy rows (see :mod:`interp.studies.inside`)."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from interp.io import environment, load_tensors, save_tensors, sha256_file, write_csv, write_json, write_text
-
-ANALYSES = ("probes", "directions", "steering", "lens", "similarity", "patching")
-
-
-@dataclass
-class InsideConfig:
-    checkpoint: str
-    out_dir: str = "runs/inside"
-    study_config: str = "experiments/quick.toml"  # images, taxonomy, splits of the checkpoint's study
-    split: str = "test"                           # which images give the concept activations
-    max_concepts: int | None = None               # None: the study config's own (keep the checkpoint's split)
-    analyses: tuple[str, ...] = ANALYSES
-    min_members: int = 6                          # hypernyms with at least this many concepts (and non-members)
-    folds: int = 5
-    seed: int = 0
-    steering_scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  # x mean residual norm at the image positions
-    steering_layer: int | None = None             # default: the layer of best text->image transfer
-    steering_hypernyms: int = 8
-    lens_top_k: int = 5
-    patch_clean: str = "eagle"
-    patch_corrupt: str = "shark"
-    patch_question: str = "Is there a bird in the image?"
-    attribution_cells: int = 48
-    device: str = "cpu"
-    batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        self.steering_scales = tuple(float(s) for s in self.steering_scales)
-        bad = [a for a in self.analyses if a not in ANALYSES]
-        if bad:
-            raise ValueError(f"unknown analyses {bad}; choose from {list(ANALYSES)}")
+from interp.io import load_tensors, save_tensors, sha256_file
+from interp.studies.inside.config import InsideConfig
 
 
 @dataclass
@@ -121,7 +73,7 @@ def build_context(cfg: InsideConfig, progress: bool = True) -> Context:
     return Context(vlm, tax, concepts, features, acts, hyps, members)
 
 
-def _labels(ctx: Context, h: str) -> np.ndarray:
+def labels(ctx: Context, h: str) -> np.ndarray:
     return np.array([c in ctx.members[h] for c in ctx.concepts])
 
 
@@ -133,7 +85,7 @@ def probes(ctx: Context, cfg: InsideConfig) -> list[dict]:
     a = ctx.acts
     rows = []
     for h in ctx.hypernyms:
-        y = _labels(ctx, h)
+        y = labels(ctx, h)
         res = {f"{m}": probe_layers(getattr(a, m), y, folds=cfg.folds, seed=cfg.seed, scoring="balanced_accuracy")
                for m in ("text", "image", "last")}
         res["text->image"] = transfer_layers(a.text, y, a.image, y, seed=cfg.seed, scoring="balanced_accuracy")
@@ -152,7 +104,7 @@ def directions(ctx: Context, cfg: InsideConfig) -> list[dict]:
     g = torch.Generator().manual_seed(cfg.seed)
     rows = []
     for h in ctx.hypernyms:
-        y = torch.tensor(_labels(ctx, h))
+        y = torch.tensor(labels(ctx, h))
         cos = cosine_per_layer(mean_difference(ctx.acts.text, y), mean_difference(ctx.acts.image, y))
         perm = y[torch.randperm(len(y), generator=g)]
         base = cosine_per_layer(mean_difference(ctx.acts.text, perm), mean_difference(ctx.acts.image, perm))
@@ -176,7 +128,7 @@ def steering(ctx: Context, cfg: InsideConfig, layer: int) -> list[dict]:
 
     hyps = sorted(ctx.hypernyms, key=lambda h: -len(ctx.members[h]))[:cfg.steering_hypernyms]
     img = ctx.acts.image[layer : layer + 1]
-    dirs = {h: mean_difference(img, torch.tensor(_labels(ctx, h)))[0] for h in hyps}
+    dirs = {h: mean_difference(img, torch.tensor(labels(ctx, h)))[0] for h in hyps}
     norm = float(ctx.acts.image[layer].norm(dim=-1).mean())
     return steering_table(ctx.vlm, ctx.features, ctx.concepts, ctx.members, dirs, layer=layer,
                           scales=cfg.steering_scales, resid_norm=norm, seed=cfg.seed,
@@ -246,105 +198,3 @@ def patching(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], dict]:
                "clean_metric": att.clean, "corrupted_metric": att.corrupted, "agreement": agree.as_dict(),
                "seconds_exact": t_exact, "seconds_attribution": t_att}
     return rows, summary
-
-
-# ------------------------------------------------------------------------ run
-def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
-    """Run the chosen analyses; write tables, figures and report.md to ``cfg.out_dir``."""
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    ctx = build_context(cfg, progress)
-    summary: dict[str, Any] = {"config": asdict(cfg), "environment": environment(), "lm": ctx.vlm.lm.name,
-                               "n_concepts": len(ctx.concepts), "hypernyms": ctx.hypernyms}
-    seconds: dict[str, float] = {"context": time.perf_counter() - t0}
-    summary["seconds_by_analysis"] = seconds
-
-    def timed(name: str, t: float) -> None:
-        seconds[name] = time.perf_counter() - t
-
-    probe_rows: list[dict] = []
-    if "probes" in cfg.analyses or ("steering" in cfg.analyses and cfg.steering_layer is None):
-        t = time.perf_counter()
-        probe_rows = probes(ctx, cfg)
-        write_csv(out / "probes.csv", probe_rows)
-        timed("probes", t)
-    if "directions" in cfg.analyses:
-        t = time.perf_counter()
-        write_csv(out / "directions.csv", directions(ctx, cfg))
-        timed("directions", t)
-    if "steering" in cfg.analyses:
-        t = time.perf_counter()
-        layer = cfg.steering_layer if cfg.steering_layer is not None else best_transfer_layer(probe_rows)
-        ctx.vlm.lm.check_layer(layer)
-        summary["steering_layer"] = layer
-        write_csv(out / "steering.csv", steering(ctx, cfg, layer))
-        timed("steering", t)
-    if "lens" in cfg.analyses:
-        t = time.perf_counter()
-        ranks, top = lens(ctx, cfg)
-        write_csv(out / "lens_ranks.csv", ranks)
-        write_csv(out / "lens_top.csv", top)
-        timed("lens", t)
-    if "similarity" in cfg.analyses:
-        t = time.perf_counter()
-        write_csv(out / "similarity.csv", similarity(ctx, cfg))
-        _umap_table(ctx, out, cfg.seed)
-        timed("similarity", t)
-    if "patching" in cfg.analyses:
-        t = time.perf_counter()
-        rows, psum = patching(ctx, cfg)
-        write_csv(out / "patching.csv", rows)
-        summary["patching"] = psum
-        timed("patching", t)
-    summary["seconds"] = time.perf_counter() - t0
-    write_json(out / "summary.json", _merge_summary(out / "summary.json", summary))
-    from interp.studies.inside_report import figures, findings
-
-    figures(out)
-    write_text(out / "report.md", findings(out))
-    return summary
-
-
-def _umap_table(ctx: Context, out: Path, seed: int, layer: int | None = None) -> None:
-    """2-D UMAP of text and image concept representations at ``layer`` (default: last), one table."""
-    import umap
-
-    a = ctx.acts
-    layer = a.text.shape[0] - 1 if layer is None else layer
-    x = torch.cat([a.text[layer], a.image[layer]]).float().numpy()
-    emb = umap.UMAP(n_neighbors=10, random_state=seed).fit_transform(x)
-    n = len(ctx.concepts)
-    tax = ctx.taxonomy
-    top = [min(tax.hypernyms_of(c), key=lambda h: (tax.depth(h), h)) if tax.hypernyms_of(c) else "-" for c in ctx.concepts]
-    rows = [{"concept": c, "modality": m, "top_hypernym": t, "layer": layer, "x": float(emb[i + k * n, 0]),
-             "y": float(emb[i + k * n, 1])} for k, m in enumerate(("text", "image")) for i, (c, t) in
-            enumerate(zip(ctx.concepts, top))]
-    write_csv(out / "umap.csv", rows)
-
-
-def _merge_summary(path: Path, new: dict[str, Any]) -> dict[str, Any]:
-    """A partial re-run (``--only lens``) of the same checkpoint keeps what earlier runs of the
-    other analyses recorded (their tables stay in the folder too); another checkpoint starts over."""
-    from interp.io import read_json
-
-    if not path.exists():
-        return new
-    old = read_json(path)
-    if old.get("config", {}).get("checkpoint") != new["config"]["checkpoint"] or old.get("lm") != new["lm"]:
-        return new
-    merged = {**old, **new}
-    merged["seconds_by_analysis"] = {**old.get("seconds_by_analysis", {}), **new["seconds_by_analysis"]}
-    merged["config"] = {**new["config"], "analyses": sorted(set(old["config"].get("analyses", ())) |
-                                                            set(new["config"]["analyses"]))}
-    return merged
-
-
-def parse_analyses(text: str) -> tuple[str, ...]:
-    items = tuple(a.strip() for a in text.split(",") if a.strip())
-    return ANALYSES if items in ((), ("all",)) else items
-
-
-def layers_where(values: Sequence[float], threshold: float) -> int | None:
-    """First index whose value reaches ``threshold`` (None if none)."""
-    return next((i for i, v in enumerate(values) if v >= threshold), None)

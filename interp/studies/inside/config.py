@@ -1,0 +1,41 @@
+"""The look-inside study's config: which checkpoint, which images, which analyses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ANALYSES = ("probes", "directions", "steering", "lens", "similarity", "patching")
+
+
+@dataclass
+class InsideConfig:
+    checkpoint: str
+    out_dir: str = "runs/inside"
+    study_config: str = "experiments/quick.toml"  # images, taxonomy, splits of the checkpoint's study
+    split: str = "test"                           # which images give the concept activations
+    max_concepts: int | None = None               # None: the study config's own (keep the checkpoint's split)
+    analyses: tuple[str, ...] = ANALYSES
+    min_members: int = 6                          # hypernyms with at least this many concepts (and non-members)
+    folds: int = 5
+    seed: int = 0
+    steering_scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  # x mean residual norm at the image positions
+    steering_layer: int | None = None             # default: the layer of best text->image transfer
+    steering_hypernyms: int = 8
+    lens_top_k: int = 5
+    patch_clean: str = "eagle"
+    patch_corrupt: str = "shark"
+    patch_question: str = "Is there a bird in the image?"
+    attribution_cells: int = 48
+    device: str = "cpu"
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        self.steering_scales = tuple(float(s) for s in self.steering_scales)
+        bad = [a for a in self.analyses if a not in ANALYSES]
+        if bad:
+            raise ValueError(f"unknown analyses {bad}; choose from {list(ANALYSES)}")
+
+
+def parse_analyses(text: str) -> tuple[str, ...]:
+    items = tuple(a.strip() for a in text.split(",") if a.strip())
+    return ANALYSES if items in ((), ("all",)) else items

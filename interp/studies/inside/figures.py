@@ -1,0 +1,90 @@
+"""The look-inside study's figures (plotly, HTML + PNG), redrawn from its tables."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from interp.io import read_json
+from interp.plots import heatmap, line_with_ci, save_figure
+from interp.studies.inside.tables import read_rows, series_by
+
+
+def figures(out: Path) -> list[Path]:
+    out = Path(out)
+    written: list[Path] = []
+    lm = read_json(out / "summary.json")["lm"] if (out / "summary.json").exists() else "?"
+    if (rows := read_rows(out, "probes")) is not None:
+        fig = line_with_ci(series_by(rows, "layer", "probe", "balanced_accuracy"), title=f"Hypernym probes per layer ({lm}); "
+                           "mean over hypernyms, 95% CI", xlabel="layer", ylabel="balanced accuracy",
+                           hlines={"chance": 0.5})
+        written += save_figure(fig, out / "probes")
+    if (rows := read_rows(out, "directions")) is not None:
+        series = series_by(rows, "layer", "hypernym", "cosine")
+        long = [dict(r, kind="text vs image direction", value=r["cosine"]) for r in rows]
+        long += [dict(r, kind="shuffled membership", value=r["shuffled_cosine"]) for r in rows]
+        fig = line_with_ci(series_by(long, "layer", "kind", "value"), title=f"Cosine of text- and image-derived hypernym "
+                           f"directions ({lm}, {len(series)} hypernyms)", xlabel="layer", ylabel="cosine")
+        written += save_figure(fig, out / "directions")
+    if (rows := read_rows(out, "steering")) is not None:
+        layer = int(rows[0]["layer"])
+        scaled = [dict(r, scale_x=int(round(100 * float(r["scale"])))) for r in rows]
+        series = series_by(scaled, "scale_x", "condition", "delta_p_yes")
+        series = {k: ([x / 100 for x in v[0]], v[1], v[2]) for k, v in series.items()}
+        fig = line_with_ci(series, title=f"Steering at image positions, layer {layer} ({lm}): change in P(Yes)",
+                           xlabel="scale (x mean residual norm)", ylabel="delta P(Yes)")
+        written += save_figure(fig, out / "steering")
+    if (rows := read_rows(out, "lens_ranks")) is not None:
+        by_layer: dict[int, list[float]] = defaultdict(list)
+        for r in rows:
+            by_layer[int(r["layer"])].append(float(r["rank"]))
+        ks = sorted(by_layer)
+        fig = go.Figure([go.Scatter(x=ks, y=[float(np.median(by_layer[k])) for k in ks], name="median rank",
+                                    mode="lines+markers"),
+                         go.Scatter(x=ks, y=[float(np.percentile(by_layer[k], 25)) for k in ks], name="25th percentile",
+                                    mode="lines", line=dict(dash="dot"))])
+        fig.update_layout(title=f"Logit lens at the image position: rank of the hypernym word ({lm})",
+                          xaxis_title="layer", yaxis_title="rank (0 = top token)", yaxis_type="log")
+        written += save_figure(fig, out / "lens_ranks")
+    if (rows := read_rows(out, "similarity")) is not None:
+        nan = [float("nan")] * len(rows)
+        ks = [int(r["layer"]) for r in rows]
+        fig = line_with_ci({m: (ks, [float(r[m]) for r in rows], nan) for m in ("cka", "rsa", "cka_shuffled", "rsa_shuffled")},
+                           title=f"Text vs image representations of the same concepts ({lm})", xlabel="layer",
+                           ylabel="similarity")
+        written += save_figure(fig, out / "similarity")
+    if (rows := read_rows(out, "umap")) is not None:
+        fig = go.Figure()
+        tops = sorted({r["top_hypernym"] for r in rows})
+        palette = [f"hsl({int(360 * i / max(len(tops), 1))},70%,45%)" for i in range(len(tops))]
+        for mod, sym in (("text", "circle"), ("image", "x")):
+            sel = [r for r in rows if r["modality"] == mod]
+            fig.add_trace(go.Scatter(x=[r["x"] for r in sel], y=[r["y"] for r in sel], mode="markers", name=mod,
+                                     text=[f"{r['concept']} ({r['top_hypernym']})" for r in sel],
+                                     marker=dict(symbol=sym, size=7,
+                                                 color=[palette[tops.index(r["top_hypernym"])] for r in sel])))
+        fig.update_layout(title=f"UMAP of concept representations, layer {int(rows[0]['layer'])} ({lm}); colour = top "
+                          "hypernym, circle = text, x = image")
+        written += save_figure(fig, out / "umap")
+    if (rows := read_rows(out, "patching")) is not None:
+        layers = sorted({int(r["layer"]) for r in rows})
+        pos = sorted({int(r["position"]) for r in rows})
+        lab = {int(r["position"]): f"{int(r['position'])}:{r['modality']}:{r['token']}" for r in rows}
+        for col, name in (("exact_effect", "exact"), ("attribution", "attribution")):
+            z = np.zeros((len(layers), len(pos)))
+            for r in rows:
+                z[int(r["layer"]), pos.index(int(r["position"]))] = float(r[col])
+            summ = read_json(out / "summary.json").get("patching", {})
+            fig = heatmap(z, [lab[p] for p in pos], [str(l) for l in layers],
+                          title=f"{name} patching of resid_pre: {summ.get('clean')} -> {summ.get('corrupt')} "
+                          "(effect on logit Yes - No)", xlabel="position (modality)", ylabel="layer")
+            written += save_figure(fig, out / f"patching_{name}", width=1100)
+        fig = go.Figure(go.Scatter(x=[r["exact_effect"] for r in rows], y=[r["attribution"] for r in rows],
+                                   mode="markers", text=[f"L{int(r['layer'])} {lab[int(r['position'])]}" for r in rows]))
+        fig.update_layout(title="Attribution vs exact patching, every cell", xaxis_title="exact effect",
+                          yaxis_title="attribution estimate")
+        written += save_figure(fig, out / "patching_agreement")
+    return written

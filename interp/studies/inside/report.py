@@ -1,0 +1,86 @@
+"""The look-inside study's ``report.md``: the findings, read from its tables."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from interp.io import read_json
+from interp.studies.inside.tables import read_rows, series_by
+
+
+def findings(out: Path) -> str:
+    """A markdown report of what the tables show, each number computed from them."""
+    out = Path(out)
+    summ = read_json(out / "summary.json")
+    lines = [f"# Looking inside {summ['lm']}: {summ['n_concepts']} concepts, {len(summ['hypernyms'])} hypernyms", "",
+             f"Checkpoint `{summ['config']['checkpoint']}`; reproduce with `python -m interp.analyze "
+             f"{summ['config']['checkpoint']} --out {out}`.", ""]
+    if (rows := read_rows(out, "probes")) is not None:
+        s = series_by(rows, "layer", "probe", "balanced_accuracy")
+        lines.append("## Probes (balanced accuracy, chance 0.5; mean over hypernyms, 95% CI)")
+        for probe, (ks, m, e) in s.items():
+            i = int(np.argmax(m))
+            lines.append(f"- {probe}: best layer {ks[i]} ({m[i]:.3f} +/- {e[i]:.3f}); layer 0 {m[0]:.3f}; last {m[-1]:.3f}")
+        if "text->image" in s:
+            ks, m, e = s["text->image"]
+            first = next((k for k, mm, ee in zip(ks, m, e) if mm - ee > 0.5 and mm >= 0.6), None)
+            lines.append(f"- text-trained probes transfer to image tokens (mean >= 0.60 and CI above chance) from "
+                         f"layer {first}" if first is not None else
+                         "- text-trained probes never reach 0.60 with a CI above chance on image tokens")
+        lines.append("")
+    if (rows := read_rows(out, "directions")) is not None:
+        s = series_by(rows, "layer", "hypernym", "cosine")
+        per_layer = defaultdict(list)
+        shuf = defaultdict(list)
+        for r in rows:
+            per_layer[int(r["layer"])].append(float(r["cosine"]))
+            shuf[int(r["layer"])].append(float(r["shuffled_cosine"]))
+        best = max(per_layer, key=lambda k: np.mean(per_layer[k]))
+        lines += ["## Hypernym directions",
+                  f"- cosine(text direction, image direction) peaks at layer {best}: {np.mean(per_layer[best]):.3f} "
+                  f"(shuffled membership {np.mean(shuf[best]):.3f}); layer 0 {np.mean(per_layer[0]):.3f}", ""]
+    if (rows := read_rows(out, "steering")) is not None:
+        lines.append(f"## Steering at the image positions (layer {int(rows[0]['layer'])})")
+        for scale in sorted({float(r["scale"]) for r in rows}):
+            if scale == 0:
+                continue
+            parts = []
+            for cond in ("target", "other-question", "random-direction"):
+                d = [float(r["delta_p_yes"]) for r in rows if float(r["scale"]) == scale and r["condition"] == cond]
+                if d:
+                    parts.append(f"{cond} {np.mean(d):+.3f}")
+            lines.append(f"- scale {scale:g}: mean delta P(Yes): " + ", ".join(parts))
+        lines.append("")
+    if (rows := read_rows(out, "lens_ranks")) is not None:
+        by_layer: dict[int, list[float]] = defaultdict(list)
+        for r in rows:
+            by_layer[int(r["layer"])].append(float(r["rank"]))
+        best = min(by_layer, key=lambda k: np.median(by_layer[k]))
+        top100 = {k: float(np.mean(np.array(v) < 100)) for k, v in by_layer.items()}
+        lines += ["## Logit lens at the image position",
+                  f"- median rank of the hypernym word is lowest at layer {best} ({np.median(by_layer[best]):.0f}); "
+                  f"in the top 100 for {100 * top100[best]:.0f}% of (concept, hypernym) pairs there; "
+                  f"last layer median {np.median(by_layer[max(by_layer)]):.0f}", ""]
+    if (rows := read_rows(out, "similarity")) is not None:
+        best = max(rows, key=lambda r: float(r["cka"]))
+        lines += ["## Similarity of text and image representations",
+                  f"- linear CKA peaks at layer {int(best['layer'])}: {float(best['cka']):.3f} (shuffled "
+                  f"{float(best['cka_shuffled']):.3f}); RSA there {float(best['rsa']):.3f}", ""]
+    if "patching" in summ:
+        p = summ["patching"]
+        a = p["agreement"]
+        rows = read_rows(out, "patching") or []
+        top = max(rows, key=lambda r: abs(float(r["exact_effect"]))) if rows else None
+        lines += [f"## Patching {p['clean']} -> {p['corrupt']} (\"{p['question']}\")",
+                  f"- logit(Yes) - logit(No): clean {p['clean_metric']:+.3f}, corrupted {p['corrupted_metric']:+.3f}"]
+        if top:
+            lines.append(f"- largest exact effect: layer {int(top['layer'])}, position {int(top['position'])} "
+                         f"({top['modality']}): {float(top['exact_effect']):+.3f}")
+        lines += [f"- attribution vs exact over all {a['n_cells']} cells: Pearson {a['pearson']:.3f}, Spearman "
+                  f"{a['spearman']:.3f}, sign agreement {a['sign_agreement']:.2f}; exact grid {p['seconds_exact']:.1f} s, "
+                  f"attribution {p['seconds_attribution']:.1f} s (one run)", ""]
+    lines.append("Figures: " + ", ".join(sorted(p.name for p in out.glob("*.html"))))
+    return "\n".join(lines) + "\n"
