@@ -1,0 +1,42 @@
+"""`python -m interp.task_vectors CONFIG`: cross-modal task vectors and function vectors.
+
+Loads the VLM of a trained projector checkpoint, extracts task vectors from text examples,
+instructions and image examples, patches them into zero-shot text and image queries
+(layer chosen on validation, reported on test), adds function vectors, and writes the
+results table (report.md, results.csv ...) and figures to the config's out_dir. Finished
+tasks are skipped on a re-run.
+
+Examples:
+    python -m interp.task_vectors experiments/task_vectors_quick.toml
+    python -m interp.task_vectors experiments/task_vectors_full.toml --set data.tasks=["hypernym"]
+    python -m interp.task_vectors experiments/task_vectors_quick.toml --set model.checkpoint=path/projector.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.studies.task_vectors.config import load_config
+from interp.studies.task_vectors.run import run_study
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m interp.task_vectors", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_study_args(ap, "TOML config (experiments/task_vectors_quick.toml, task_vectors_full.toml)",
+                   "--set method.n_prompts=8 --set data.tasks=['antonym']")
+    ap.add_argument("--figures", choices=("png", "html", "none"), default="png",
+                    help="png: HTML and PNG (needs Chromium); html: HTML only; none")
+    args = ap.parse_args(argv)
+    set_threads(args.threads)
+    cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
+    if args.dry_run:
+        dry_run_exit(ap, args.config, cfg)
+    summary = run_study(cfg, progress=not args.no_progress, source=args.config, figures=args.figures)
+    print(summary["table"])
+    print(f"[task vectors] done in {summary['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
+
+
+if __name__ == "__main__":
+    main()

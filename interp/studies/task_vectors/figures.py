@@ -1,0 +1,95 @@
+"""The study's figures (plotly, HTML + PNG), drawn from its tables."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interp.studies.task_vectors.config import LABELS, SOURCES, TARGETS
+
+
+# ----------------------------------------------------------------- figures
+def write_figures(tables: dict[str, list[dict]], cos: dict[str, Any], out: Path, *, png: bool = True) -> list[Path]:
+    """Accuracy per layer per source -> target (validation sweep), cosine heatmaps, the
+    examples curve. Drawn from the tidy tables only; ``png=False`` writes HTML only."""
+    from interp.metrics import mean_ci
+    from interp.plots import heatmap, line_with_ci
+    from interp.plots import save_figure as _save
+
+    def save_figure(fig, stem, **kw):
+        if png:
+            return _save(fig, stem, **kw)
+        Path(stem).parent.mkdir(parents=True, exist_ok=True)
+        fig.update_layout(template="plotly_white", width=kw.get("width", 900), height=kw.get("height", 560))
+        fig.write_html(Path(stem).with_suffix(".html"), include_plotlyjs=True)
+        return [Path(stem).with_suffix(".html")]
+
+    files: list[Path] = []
+    sweep = [r for r in tables["sweep"] if r["split"] == "val" and r["layer"] not in ("", None)]
+    for task in sorted({r["task"] for r in sweep}):
+        series = {}
+        for tg in TARGETS:
+            for m in SOURCES + ("function_vector",):
+                rs = sorted((r for r in sweep if r["task"] == task and r["target"] == tg and r["method"] == m),
+                            key=lambda r: r["layer"])
+                if rs:
+                    series[f"{LABELS.get(m, m).replace('patch: ', '')} -> {tg}"] = (
+                        [r["layer"] for r in rs], [r["em"] for r in rs], [float("nan")] * len(rs))
+        nc = {f"no context ({r['target']})": r["em"] for r in tables["sweep"]
+              if r["task"] == task and r["method"] == "no_context" and r["split"] == "val"}
+        fig = line_with_ci(series, title=f"{task}: validation exact match per patched layer", xlabel="layer",
+                           ylabel="exact match", hlines=nc)
+        files += save_figure(fig, out / f"layers_{task}")
+    cosr = tables["cosine"]
+    if cosr:
+        layers = sorted({r["layer"] for r in cosr})
+        pairs = sorted({(r["a"], r["b"]) for r in cosr})
+        tasks = sorted({r["task"] for r in cosr})
+        for a, b in pairs:
+            z, ys = [], []
+            for t in tasks:
+                rs = {r["layer"]: r["cos"] for r in cosr if r["task"] == t and (r["a"], r["b"]) == (a, b)}
+                if rs:
+                    z.append([rs.get(l, float("nan")) for l in layers])
+                    ys.append(t)
+            if z:
+                fig = heatmap(z, [str(l) for l in layers], ys, title=f"cosine: {a} vs {b} task vectors",
+                              xlabel="layer", ylabel="task", colorscale="Viridis", zmid=None)
+                files += save_figure(fig, out / f"cosine_{a}_vs_{b}".replace("+", "_"))
+    if cos["rows"]:
+        labels = sorted({(r["a"], r["b"]) for r in cos["rows"]})
+        layers = sorted({r["layer"] for r in cos["rows"]})
+        z, ys = [], []
+        for a, b in labels:
+            for kind in ("same_task", "other_task"):
+                d = {r["layer"]: r[kind] for r in cos["rows"] if (r["a"], r["b"]) == (a, b)}
+                z.append([d.get(l, float("nan")) for l in layers])
+                ys.append(f"{a} vs {b} ({kind.replace('_', ' ')})")
+        fig = heatmap(z, [str(l) for l in layers], ys, title="cosine of task vectors, same task vs other task (mean over tasks)",
+                      xlabel="layer", ylabel="", colorscale="Viridis", zmid=None)
+        files += save_figure(fig, out / "cosine_control", width=1100)
+    curve = tables["curve"]
+    for tg in TARGETS:
+        series = {}
+        for m in ("prompting_text",) + SOURCES:
+            rs = [r for r in curve if r["target"] == tg and r["method"] == m]
+            if not rs:
+                continue
+            ks = sorted({r["n_examples"] for r in rs})
+            stats = []
+            for k in ks:  # per seed: mean over tasks; interval over seeds
+                per_seed = defaultdict(list)
+                for r in rs:
+                    if r["n_examples"] == k:
+                        per_seed[r["seed"]].append(r["em"])
+                stats.append(mean_ci([float(np.mean(v)) for v in per_seed.values()]))
+            series[LABELS.get(m, m).replace("patch: ", "")] = (ks, [s[0] for s in stats], [s[1] for s in stats])
+        if series:
+            fig = line_with_ci(series, title=f"{tg} queries: exact match vs number of examples (mean over tasks, "
+                                             f"95% CI over seeds)", xlabel="examples", ylabel="exact match")
+            fig.update_xaxes(type="log")
+            files += save_figure(fig, out / f"examples_{tg}")
+    return files
