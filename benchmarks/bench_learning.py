@@ -38,9 +38,9 @@ from common import OUT, parser, save  # noqa: E402
 
 from interp.models.encoders import load_encoder  # noqa: E402
 from interp.plots import save_figure  # noqa: E402
-from interp.studies import taxonomy as study  # noqa: E402
-from interp.studies.config import load_config  # noqa: E402
-from interp.studies.prototypes import learn_prototypes  # noqa: E402
+from interp.studies.taxonomy import run as study  # noqa: E402
+from interp.studies.taxonomy.config import load_config  # noqa: E402
+from interp.studies.taxonomy.prototypes import learn_prototypes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def loss_parts(vlm, data, n: int = 64) -> dict[str, float]:
     """Cross-entropy of the answer token and of the EOS after it, for a freshly initialised
     projector on ``n`` training leaf questions: how much of the initial loss is the format."""
     from interp.examples import QuestionTokens, example_batch
-    from interp.studies.questions import examples_for_images
+    from interp.studies.taxonomy.questions import examples_for_images
 
     ident = {c: c for c in data.taxonomy.leaves}
     imgs = [(i, data.records[i].concept) for i in data.splits["train"][: n // 2]]

@@ -32,9 +32,9 @@ from common import parser, save  # noqa: E402
 
 from interp.metrics import macro_f1  # noqa: E402
 from interp.models.encoders import load_encoder  # noqa: E402
-from interp.studies import taxonomy as study  # noqa: E402
-from interp.studies.config import load_config  # noqa: E402
-from interp.studies.prototypes import ImageTokenQuestions, cached_prototypes  # noqa: E402
+from interp.studies.taxonomy import run as study  # noqa: E402
+from interp.studies.taxonomy.config import load_config  # noqa: E402
+from interp.studies.taxonomy.prototypes import ImageTokenQuestions, cached_prototypes  # noqa: E402
 from interp.warmstart import fit_classifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -151,10 +151,10 @@ def measure_step(lm: HookedLM, n_tok: int, pool_to: int | None, bs: int = 16, re
 def condition_examples(quick: bool) -> dict:
     """Examples per image per epoch for each ablation of paper.toml, on the THINGS taxonomy
     (the embedded one if THINGS is missing), and 50 of the study's training questions."""
-    from interp.conditions import removed_leaves, world_mapping
+    from interp.studies.taxonomy.conditions import removed_leaves, world_mapping
     from interp.data import taxonomy as tx
-    from interp.studies.config import load_config, parse_ablation
-    from interp.studies.questions import examples_for_images
+    from interp.studies.taxonomy.config import load_config, parse_ablation
+    from interp.studies.taxonomy.questions import examples_for_images
 
     cfg = load_config(ROOT / "experiments" / "paper.toml")
     if tx.THINGS_TSV.exists():
@@ -182,11 +182,11 @@ def study_runs_here(step_cpu: dict[str, float]) -> dict:
     """Steps of every run of experiments/quick.toml and full.toml on the embedded image set (its
     real train split, the study's own question and ablation code, original world) and the CPU
     time they take at the measured CPU-seconds per step (``step_cpu``: image-token shape -> s)."""
-    from interp.conditions import removed_leaves, world_mapping
+    from interp.studies.taxonomy.conditions import removed_leaves, world_mapping
     from interp.data import images as img
-    from interp.studies.config import load_config, parse_ablation
-    from interp.studies.questions import examples_for_images
-    from interp.studies.taxonomy import grid_runs
+    from interp.studies.taxonomy.config import load_config, parse_ablation
+    from interp.studies.taxonomy.questions import examples_for_images
+    from interp.studies.taxonomy.run import grid_runs
     from interp.train_projector import plan
 
     taxonomy = img.embedded_taxonomy()
@@ -279,8 +279,8 @@ def main() -> None:
     res["conditions"] = {**cond, "text_tokens_per_example": text_tokens}
     res["study_runs_here"] = study_runs_here({k: res[k]["cpu_seconds_per_step"]
                                               for k in ("quick_shape", "patch_shape") if k in res})
-    from interp.studies.config import load_config
-    from interp.studies.taxonomy import grid_runs
+    from interp.studies.taxonomy.config import load_config
+    from interp.studies.taxonomy.run import grid_runs
 
     grid = grid_runs(load_config(ROOT / "experiments" / "paper.toml"))
     act = (res.get("patch_shape") or res["quick_shape"])["saved_bytes_per_token_layer_dmodel"]

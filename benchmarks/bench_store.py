@@ -32,8 +32,8 @@ def _batches(n_images: int, pool_to: int | None, batch_size: int = 32):
     from interp.models.hooked import HookedLM
     from interp.models.lm import load_lm
     from interp.sequence import vlm_item
-    from interp.studies.config import load_config
-    from interp.studies.taxonomy import load_data
+    from interp.studies.taxonomy.config import load_config
+    from interp.studies.taxonomy.run import load_data
     from interp.vlm import HookedVLM
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "experiments" / "quick.toml")

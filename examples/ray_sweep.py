@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--dry-run", action="store_true", help="print the runs that would be submitted; no Ray needed")
     args = ap.parse_args(argv)
 
-    from interp.studies.config import load_config
+    from interp.studies.taxonomy.config import load_config
     from interp.sweep import aggregate, parse_overrides
 
     cfg = load_config(args.config, parse_overrides(args.set, args.out))

@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 
 from interp.io import read_csv
-from interp.studies.report import aggregate, depth_table, grid_markdown, write_figures
+from interp.studies.taxonomy.figures import write_figures
+from interp.studies.taxonomy.report import grid_markdown
+from interp.studies.taxonomy.tables import aggregate, depth_table
 
 NUMERIC = {"rate": float, "seed": int, "depth": int, "n": int, "f1": float, "chance_f1": float, "yes_rate": float,
            "coherence": float}

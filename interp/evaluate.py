@@ -7,9 +7,9 @@ import argparse
 from pathlib import Path
 
 from interp.configfile import add_dry_run, dry_run_exit, load_or_exit
-from interp.studies.config import load_config
+from interp.studies.taxonomy.config import load_config
 from interp.runlock import RunLocked
-from interp.studies.taxonomy import evaluate_run_dir
+from interp.studies.taxonomy.run import evaluate_run_dir
 
 
 def main(argv: list[str] | None = None) -> None:

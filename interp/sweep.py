@@ -1,6 +1,6 @@
 """Sweeps over a study grid as independent jobs, for a SLURM array, a Ray cluster or a shell loop.
 
-Every run of a study config's grid (:func:`interp.studies.taxonomy.grid_runs`, in that
+Every run of a study config's grid (:func:`interp.studies.taxonomy.run.grid_runs`, in that
 order) is one job, keyed by a hash of everything that determines its result: the
 ``data``, ``model`` and ``train`` sections (less ``model.device`` and
 ``train.checkpoint_every``, which change where and how often, not what) and the run's own
@@ -34,8 +34,8 @@ from typing import Any, Sequence
 
 from interp.configfile import add_dry_run, dry_run_exit, load_or_exit, parse_sets
 from interp.io import environment, read_json, stable_hash, write_json
-from interp.studies.config import StudyConfig, load_config
-from interp.studies.taxonomy import RunSpec, grid_runs
+from interp.studies.taxonomy.config import StudyConfig, load_config
+from interp.studies.taxonomy.run import RunSpec, grid_runs
 
 STATUSES = ("done", "partial", "pending")
 
@@ -128,7 +128,7 @@ def execute(cfg: StudyConfig, run: SweepRun, *, evaluate: bool = True, progress:
     this and the run trains with DDP (``shard_lm``: the LM's blocks sharded with FSDP2).
     Returns a record (status, seconds, key)."""
     from interp import distributed as D
-    from interp.train import run_spec
+    from interp.studies.taxonomy.jobs import run_spec
 
     check_key(cfg, run)
     before = status(cfg, run, evaluate=evaluate)
@@ -157,8 +157,8 @@ def execute_many(cfg: StudyConfig, runs: Sequence[SweepRun], **kw) -> list[dict[
 
 def aggregate(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
     """Once every run is done: the LM-only test, the tidy table, report and figures
-    (:func:`interp.studies.taxonomy.run_study`, which then skips every run)."""
-    from interp.studies.taxonomy import run_study
+    (:func:`interp.studies.taxonomy.run.run_study`, which then skips every run)."""
+    from interp.studies.taxonomy.run import run_study
 
     runs = list_runs(cfg)
     for run in runs:
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
             print(json.dumps(row) if args.json else f"{r.index:4d}  {r.key}  {r.run_id:40s}  {row['status']}")
         return None
     if args.prepare:
-        from interp.train import warm_caches
+        from interp.studies.taxonomy.jobs import warm_caches
 
         warm_caches(cfg, progress)
         print(f"[sweep] caches ready for {cfg.name}: {len(runs)} runs")

@@ -2,7 +2,7 @@
 
 :func:`prototype_init` sets a two-layer projector so that it maps an image of concept ``c``
 onto the table row ``u + D_c`` (e.g. the LM's concept prototypes,
-:mod:`interp.studies.prototypes`). The first Linear is a multinomial logistic regression of
+:mod:`interp.studies.taxonomy.prototypes`). The first Linear is a multinomial logistic regression of
 the (pooled) image features on the concept labels, fitted by L-BFGS with an L2 penalty, with
 the standardisation of the features folded in. Then, by projector kind:
 
@@ -39,7 +39,7 @@ KINDS = ("none", "prototypes")
 @dataclass(frozen=True)
 class WarmStartConfig:
     """``kind``: "none" (the projector's random init) or "prototypes" (this module's init onto
-    the LM's concept prototypes, :mod:`interp.studies.prototypes`). ``l2``: penalty of the
+    the LM's concept prototypes, :mod:`interp.studies.taxonomy.prototypes`). ``l2``: penalty of the
     logistic regression (on standardised features). ``mlp2x_softmax``: ``temperature``
     divides the logits. ``mlp2x_gelu``: ``active``: the logits are shifted by the median
     ``active``-th largest logit of the training images; ``gain`` multiplies the concept part of

@@ -12,8 +12,8 @@ HERE = Path(__file__).resolve().parent
 SETUP = '''import os
 from pathlib import Path
 import torch
-from interp.studies.config import load_config
-from interp.studies.taxonomy import single_run, RunSpec
+from interp.studies.taxonomy.config import load_config
+from interp.studies.taxonomy.run import single_run, RunSpec
 # The small embedded LM keeps this notebook fast (CI runs it); set INTERP_NB_LM=gemma-3-270m for the default.
 LM = os.environ.get("INTERP_NB_LM", "smollm2-135m")
 OUT = Path(os.environ.get("INTERP_NB_OUT", "../runs/notebooks"))
@@ -68,7 +68,7 @@ print(f"max |fast - loop| = {float((fast - loop).abs().max()):.1e}; the loop too
 
 
 COLLECT = '''from interp.analysis.collect import concept_activations, one_image_per_concept
-from interp.studies.taxonomy import load_data
+from interp.studies.taxonomy.run import load_data
 from interp.vlm import load_vlm
 
 vlm = load_vlm(ckpt)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from interp.conditions import Ablation, hypernym_sets, leaves_by_hypernym, removed_leaves, world_mapping
+from interp.studies.taxonomy.conditions import Ablation, hypernym_sets, leaves_by_hypernym, removed_leaves, world_mapping
 from interp.metrics import coherence, macro_f1, mean_ci
 
 PAIRS = [(f"bird{i}", "bird") for i in range(5)] + [(f"bird{i}", "animal") for i in range(5)] + \
@@ -100,7 +100,7 @@ class _Tax:
 
 
 def test_questions_follow_the_brief():
-    from interp.studies.questions import examples_for_images
+    from interp.studies.taxonomy.questions import examples_for_images
 
     tax = _Tax(PAIRS)
     mapping = world_mapping(tax.leaves, PAIRS, "original", 0)

@@ -177,8 +177,8 @@ def test_an_undecodable_image_is_named_and_skipped_or_stops_the_study(tmp_path: 
     stops naming every bad file."""
     from interp.features import UndecodableImages
     from interp.models.encoders import TinyEncoder
-    from interp.studies.config import DataConfig, StudyConfig
-    from interp.studies.taxonomy import load_data
+    from interp.studies.taxonomy.config import DataConfig, StudyConfig
+    from interp.studies.taxonomy.run import load_data
 
     monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "things"

@@ -94,7 +94,7 @@ def test_unusable_device_and_dtype_are_named():
     import torch
 
     from interp.models.lm import check_device
-    from interp.studies.config import ModelConfig
+    from interp.studies.taxonomy.config import ModelConfig
 
     assert check_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():

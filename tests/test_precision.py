@@ -3,7 +3,7 @@
 fp32 projector and optimizer state), here in float32 vs bfloat16 on the CPU:
 
 - a study run configured with ``model.dtype = "bfloat16"`` trains and scores through
-  ``interp.train.run_spec`` (the CLI's path), and re-scoring an fp32-trained run with the
+  ``interp.studies.taxonomy.jobs.run_spec`` (the CLI's path), and re-scoring an fp32-trained run with the
   LM in bf16 gives nearly the same scores;
 - scoring and caching with a bf16-held LM and an fp32 projector;
 - the embedded default (gemma-3-270m) under bf16 autocast and with the LM held in bf16:
@@ -33,7 +33,7 @@ WORDS = ["bird", "fish", "musical instrument", "vegetable", "item of clothing", 
 
 
 def _cfg(out: Path, dtype: str):
-    from interp.studies.config import load_config
+    from interp.studies.taxonomy.config import load_config
     from interp.sweep import parse_overrides
 
     return load_config(QUICK, parse_overrides(TINY + [f"model.dtype='{dtype}'"], str(out)))
@@ -56,8 +56,8 @@ def embedded_ok():
 
 
 def _run(cfg):
-    from interp.studies.taxonomy import grid_runs
-    from interp.train import run_spec
+    from interp.studies.taxonomy.run import grid_runs
+    from interp.studies.taxonomy.jobs import run_spec
 
     (spec,) = grid_runs(cfg)
     return spec, run_spec(cfg, spec, progress=False)
@@ -70,7 +70,7 @@ def test_study_run_from_config_in_bf16_and_rescoring(embedded_ok, tmp_path):
     test questions are scored; an fp32-trained projector re-scored with the LM in bf16 keeps
     its decisions."""
     from interp.io import read_json
-    from interp.studies.taxonomy import evaluate_run_dir
+    from interp.studies.taxonomy.run import evaluate_run_dir
 
     spec, rows32 = _run(_cfg(tmp_path / "fp32", "float32"))
     _, rows16 = _run(_cfg(tmp_path / "bf16", "bfloat16"))

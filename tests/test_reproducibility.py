@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
 import sys, hashlib
-from interp.studies.config import load_config
-from interp.train import run_spec
-from interp.studies.taxonomy import RunSpec
+from interp.studies.taxonomy.config import load_config
+from interp.studies.taxonomy.jobs import run_spec
+from interp.studies.taxonomy.run import RunSpec
 cfg = load_config(sys.argv[1], {"out_dir": sys.argv[2], "model.lm": "smollm2-135m", "data.max_concepts": 16,
                                 "train.max_steps": 6, "train.eval_every": 3, "eval.lm_only": False,
                                 "prototypes.format_steps": 3, "prototypes.refine_steps": 3, "prototypes.batch_size": 8})

@@ -20,8 +20,8 @@ def study(tmp_path_factory):
     ok, why = verify()
     if not ok:
         pytest.skip(f"embedded image set not built ({why}): run `python -m interp.data.build`")
-    from interp.studies.config import load_config
-    from interp.studies.taxonomy import run_study
+    from interp.studies.taxonomy.config import load_config
+    from interp.studies.taxonomy.run import run_study
 
     out = tmp_path_factory.mktemp("study")
     cfg = load_config(Path(__file__).resolve().parents[1] / "experiments" / "quick.toml", {
@@ -61,7 +61,7 @@ def test_provenance_and_conditions(study):
 
 
 def test_rerun_skips_finished_runs(study):
-    from interp.studies.taxonomy import run_study
+    from interp.studies.taxonomy.run import run_study
 
     cfg, out, result = study
     written = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*") if p.is_file()}

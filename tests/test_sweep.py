@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.studies.config import load_config
+from interp.studies.taxonomy.config import load_config
 from interp.sweep import (SweepConflictError, list_runs, main, parse_shard, run_key, select, status)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -158,7 +158,7 @@ def test_fresh_examples_per_epoch(tiny_llama, tmp_path):
 
 def test_fresh_distractors_change_only_the_no_questions():
     from interp.data.taxonomy import build_taxonomy
-    from interp.studies.questions import examples_for_images
+    from interp.studies.taxonomy.questions import examples_for_images
 
     tax = build_taxonomy({f"leaf{i}": ["animal"] for i in range(8)} | {f"tool{i}": ["tool"] for i in range(4)},
                          {"animal": None, "tool": None})

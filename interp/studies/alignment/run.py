@@ -25,8 +25,8 @@ from interp.studies.alignment.config import AlignModelsConfig, AlignmentConfig, 
 from interp.studies.alignment.head import train_head, zero_shot
 from interp.studies.alignment.report import write_outputs
 from interp.studies.alignment.splits import NO_GROUP, class_split, top_hypernyms
-from interp.studies.config import DataConfig, ModelConfig, StudyConfig
-from interp.studies.taxonomy import lm_only_test, load_data
+from interp.studies.taxonomy.config import DataConfig, ModelConfig, StudyConfig
+from interp.studies.taxonomy.run import lm_only_test, load_data
 
 
 log = logging.getLogger(__name__)

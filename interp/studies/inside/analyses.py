@@ -32,8 +32,8 @@ class Context:
 # --------------------------------------------------------------------- context
 def build_context(cfg: InsideConfig, progress: bool = True) -> Context:
     from interp.analysis.collect import ConceptActs, concept_activations, one_image_per_concept
-    from interp.studies.config import load_config
-    from interp.studies.taxonomy import load_data
+    from interp.studies.taxonomy.config import load_config
+    from interp.studies.taxonomy.run import load_data
     from interp.vlm import load_vlm
 
     ckpt = Path(cfg.checkpoint)
@@ -124,7 +124,7 @@ def best_transfer_layer(probe_rows: list[dict]) -> int:
 def steering(ctx: Context, cfg: InsideConfig, layer: int) -> list[dict]:
     from interp.analysis.directions import mean_difference
     from interp.analysis.steering import steering_table
-    from interp.studies.questions import image_question
+    from interp.studies.taxonomy.questions import image_question
 
     hyps = sorted(ctx.hypernyms, key=lambda h: -len(ctx.members[h]))[:cfg.steering_hypernyms]
     img = ctx.acts.image[layer : layer + 1]

@@ -30,9 +30,11 @@ Modules: ``config`` (:class:`TaskVectorConfig`, TOML), ``context`` (the VLM and 
 ``python -m interp.task_vectors``).
 """
 
-from interp.studies.task_vectors.config import (SECTIONS, DataConfig, FunctionVectorConfig, MethodConfig,  # noqa: F401
-                                                ModelConfig, TaskVectorConfig, load_config)
-from interp.studies.task_vectors.context import load_study_vlm, resolve_projector  # noqa: F401
-from interp.studies.task_vectors.figures import write_figures  # noqa: F401
-from interp.studies.task_vectors.run import run_study  # noqa: F401
-from interp.studies.task_vectors.tables import CSV_FILES, cosine_summary, read_tables, table_markdown  # noqa: F401
+from interp.studies.task_vectors.config import (SECTIONS, DataConfig, FunctionVectorConfig, MethodConfig, ModelConfig,
+                                                TaskVectorConfig, load_config)
+from interp.studies.task_vectors.context import load_study_vlm, resolve_projector
+from interp.studies.task_vectors.figures import write_figures
+from interp.studies.task_vectors.run import run_study
+from interp.studies.task_vectors.tables import CSV_FILES, cosine_summary, read_tables, table_markdown
+
+

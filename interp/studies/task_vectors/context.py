@@ -70,8 +70,8 @@ def load_study_vlm(m: ModelConfig, info: dict[str, Any] | None = None):
 
 
 def load_context(cfg: TaskVectorConfig, tasks: Sequence, progress: bool = True) -> Context:
-    from interp.studies.config import DataConfig as StudyData, StudyConfig
-    from interp.studies.taxonomy import load_data
+    from interp.studies.taxonomy.config import DataConfig as StudyData, StudyConfig
+    from interp.studies.taxonomy.run import load_data
 
     vlm = load_study_vlm(cfg.model)
     layers = list(cfg.method.layers) or list(range(vlm.lm.n_layers))

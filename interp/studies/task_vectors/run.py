@@ -17,7 +17,8 @@ from interp.analysis import task_vectors as tvs
 from interp.io import environment, read_json, save_tensors, stable_hash, write_json
 from interp.studies.task_vectors.config import IMAGE_SOURCES, TaskVectorConfig
 from interp.studies.task_vectors.context import Context, load_context, resolve_projector
-from interp.studies.task_vectors.prompts import draw_specs, prompting_prompts, query_prompts, shuffled_prompts, source_vectors
+from interp.studies.task_vectors.prompts import (draw_specs, prompting_prompts, query_prompts, shuffled_prompts,
+                                                 source_vectors)
 from interp.studies.task_vectors.report import FIGURE_MODES, write_outputs
 
 

@@ -1,17 +1,16 @@
-"""Tables, report and figures of the taxonomic study, from its tidy rows."""
+"""The taxonomic study's ``report.md`` and console summary, from its tidy rows (tables in
+:mod:`~interp.studies.taxonomy.tables`, figures in :mod:`~interp.studies.taxonomy.figures`)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from interp.io import write_csv, write_text
+from interp.studies.taxonomy.figures import write_figures
+from interp.studies.taxonomy.tables import (RESULT_COLUMNS, aggregate, coherence_table, depth_table, learning_rows,
+                                            paired_differences)
 
-from interp.diagnostics import verdict
-from interp.io import read_json, write_csv, write_text
-from interp.metrics import mean_ci, pearson
-from interp.plots import grouped_bars, line_with_ci, save_figure, scatter_groups
 
 # Published macro F1 x100 on unseen hypernym pairs (brief, section A; DINOv2, 3 seeds).
 PUBLISHED = {
@@ -22,36 +21,10 @@ PUBLISHED = {
 }
 
 
-RESULT_COLUMNS = ("run_id", "world", "ablation", "rate", "lm_init", "seed", "hypernym", "split", "depth", "n", "f1",
-                  "chance_f1", "yes_rate", "coherence")
-
-
-def _condition(row: dict) -> str:
-    return "random-init" if row["lm_init"] == "random" else row["world"]
-
-
 def _fmt(mean: float, half: float) -> str:
     if mean != mean:
         return "-"
     return f"{mean:.1f}" if half != half else f"{mean:.1f} ± {half:.1f}"
-
-
-def aggregate(rows: list[dict]) -> dict[str, Any]:
-    """Means with 95% t-intervals over (hypernym x seed) rows, per condition and ablation."""
-    cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    rates: dict[str, float] = {}
-    for r in rows:
-        key = (_condition(r), r["ablation"])
-        rates[r["ablation"]] = r["rate"]
-        if r["hypernym"] == "<leaf>":
-            cells[key]["leaf"].append(r["f1"])
-        else:
-            cells[key][r["split"]].append(r["f1"])
-            cells[key][f"chance_{r['split']}"].append(r["chance_f1"])
-    table = {}
-    for key, parts in cells.items():
-        table[key] = {name: mean_ci(vals) for name, vals in parts.items()}
-    return {"cells": table, "rates": rates}
 
 
 def grid_markdown(agg: dict[str, Any], metric: str = "unseen") -> str:
@@ -71,54 +44,6 @@ def published_markdown() -> str:
     for name, vals in PUBLISHED.items():
         lines.append(f"| {name} | " + " | ".join(f"{vals[c]:.1f}" for c in cols) + " |")
     return "\n".join(lines)
-
-
-def depth_table(rows: list[dict]) -> dict[tuple[str, str, int], tuple[float, float, int]]:
-    groups: dict[tuple[str, str, int], list[float]] = defaultdict(list)
-    for r in rows:
-        if r["hypernym"] != "<leaf>" and r["split"] == "unseen":
-            groups[(_condition(r), r["ablation"], int(r["depth"]))].append(r["f1"])
-    return {k: mean_ci(v) for k, v in sorted(groups.items())}
-
-
-def coherence_table(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in rows:
-        if r["hypernym"] != "<leaf>" and r["split"] == "unseen":
-            groups[(_condition(r), r["ablation"])].append(r)
-    out = {}
-    for key, rs in sorted(groups.items()):
-        coh = [r["coherence"] for r in rs]
-        r_, p = pearson([r["f1"] for r in rs], coh)
-        out[key] = {"mean_coherence": float(np.nanmean(coh)) if rs else float("nan"),
-                    "sd_coherence": float(np.nanstd(coh, ddof=1)) if len(rs) > 1 else float("nan"), "r": r_, "p": p,
-                    "n": len(rs)}
-    return out
-
-
-def learning_rows(out: Path, run_ids: list[str]) -> list[dict]:
-    """One row per trained run from its ``train.json``: the last in-training diagnostics (train and
-    held-out leaf F1, image-token collapse), steps, seconds, warnings, warm start and prototypes."""
-    table = []
-    for rid in run_ids:
-        path = out / "runs" / rid / "train.json"
-        if not path.exists():
-            continue
-        t = read_json(path)
-        last = (t.get("diagnostics") or [{}])[-1]
-        first = (t.get("diagnostics") or [{}])[0]
-        proto = t.get("meta", {}).get("prototypes", {})
-        table.append({"run_id": rid, "steps": t["steps"], "train_seconds": t.get("train_seconds", t.get("seconds_this_session")),
-                      "final_loss": t["final_loss"], "init_heldout_leaf_f1": first.get("heldout_leaf_f1"),
-                      "train_leaf_f1": last.get("train_leaf_f1"), "heldout_leaf_f1": last.get("heldout_leaf_f1"),
-                      "heldout_leaf_pairwise": last.get("heldout_leaf_pairwise"),
-                      "token_cosine": last.get("token_cosine"), "centred_cosine": last.get("centred_cosine"),
-                      "image_part": last.get("image_part"), "norm_ratio": last.get("norm_ratio"),
-                      "warm_start": "prototypes" if t.get("meta", {}).get("warm_start") else "none",
-                      "prototype_leaf_f1": proto.get("leaf_f1"), "prototype_hypernym_f1": proto.get("hypernym_macro_f1"),
-                      "prototype_hypernym_pairwise": proto.get("hypernym_pairwise"),
-                      "warnings": " | ".join(verdict(t.get("diagnostics") or []))})
-    return table
 
 
 def _num(v, fmt: str = ".1f") -> str:
@@ -159,24 +84,6 @@ def learning_markdown(table: list[dict], rows: list[dict], vision: dict | None) 
                   "An estimate of the hypernym ceiling: the LM's answers when each image is read as the best "
                   "leaf-trained token of its concept.")
     return md + [""]
-
-
-def paired_differences(rows: list[dict]) -> dict[str, dict[tuple[str, str], tuple[float, float, int]]]:
-    """Per (condition, ablation), mean ± 95% t-interval over (unseen hypernym x seed) of
-    ``vs_chance``: F1 minus the run's own chance line for the same hypernym; ``vs_original``:
-    F1 minus the original world's F1 for the same hypernym and seed."""
-    unseen = [r for r in rows if r["hypernym"] != "<leaf>" and r["split"] == "unseen"]
-    f1 = {(_condition(r), r["ablation"], r["hypernym"], r["seed"]): r["f1"] for r in unseen}
-    vs_chance: dict[tuple[str, str], list[float]] = defaultdict(list)
-    vs_original: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for r in unseen:
-        c, a = _condition(r), r["ablation"]
-        vs_chance[(c, a)].append(r["f1"] - r["chance_f1"])
-        ref = f1.get(("original", a, r["hypernym"], r["seed"]))
-        if c != "original" and ref is not None:
-            vs_original[(c, a)].append(r["f1"] - ref)
-    return {"vs_chance": {k: mean_ci(v) for k, v in vs_chance.items()},
-            "vs_original": {k: mean_ci(v) for k, v in vs_original.items()}}
 
 
 def _side(mean: float, half: float) -> str:
@@ -271,44 +178,3 @@ def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source:
             "vision_ceiling": vision}
 
 
-def write_figures(agg, depth, rows, folder: Path) -> list[Path]:
-    cells, rates = agg["cells"], agg["rates"]
-    random_cols = sorted((a for a in rates if a.endswith("%")), key=lambda a: rates[a])
-    series = {}
-    for cond in ("original", "within", "across", "random-init"):
-        pts = [(rates[a] * 100, *cells[(cond, a)]["unseen"][:2]) for a in random_cols
-               if (cond, a) in cells and "unseen" in cells[(cond, a)]]
-        if pts:
-            series[cond] = tuple(zip(*pts))
-    chance = [v["chance_unseen"][0] for v in cells.values() if "chance_unseen" in v]
-    files: list[Path] = []
-    if series:
-        fig = line_with_ci(series, title="Unseen-hypernym F1 vs deprivation", xlabel="hypernym leaves removed (%)",
-                           ylabel="macro F1 x100 (unseen pairs)",
-                           hlines={"chance": float(np.mean(chance))} if chance else None)
-        fig.update_yaxes(range=[0, 100])  # F1 is bounded; wide intervals of small groups are clipped
-        files += save_figure(fig, folder / "f1_vs_deprivation")
-    groups = defaultdict(lambda: ([], [], []))
-    for r in rows:
-        if r["hypernym"] != "<leaf>" and r["split"] == "unseen" and r["coherence"] == r["coherence"]:
-            g = groups[f"{_condition(r)} {r['ablation']}"]
-            g[0].append(r["coherence"])
-            g[1].append(r["f1"])
-            g[2].append(f"{r['hypernym']} (seed {r['seed']})")
-    if groups:
-        fig = scatter_groups(dict(groups), title="Per-hypernym F1 vs visual coherence",
-                             xlabel="visual coherence (mean pairwise cosine)", ylabel="macro F1 x100 (unseen)")
-        fig.update_yaxes(range=[0, 100])
-        files += save_figure(fig, folder / "f1_vs_coherence")
-    bars = defaultdict(lambda: ([], [], []))
-    for (c, a, d), (m, h, _) in depth.items():
-        b = bars[f"{c} {a}"]
-        b[0].append(f"depth {d}")
-        b[1].append(m)
-        b[2].append(h)
-    if bars:
-        fig = grouped_bars(dict(bars), title="Unseen-hypernym F1 by depth", xlabel="hypernym depth",
-                           ylabel="macro F1 x100")
-        fig.update_yaxes(range=[0, 100])
-        files += save_figure(fig, folder / "f1_by_depth")
-    return files

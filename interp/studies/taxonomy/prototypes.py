@@ -46,7 +46,8 @@ from interp.io import environment, load_tensors, save_tensors, stable_hash
 from interp.metrics import macro_f1
 from interp.paths import cache_dir
 from interp.sequence import Segment, build_batch, single_token_id
-from interp.studies.questions import image_question
+from interp.studies.taxonomy.questions import image_question
+
 
 FORMAT = 1
 

@@ -19,15 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.conditions import removed_leaves, world_mapping
-from interp.scoring import continuation_logprob, score_examples, text_yes_no
 from interp.examples import Example
 from interp.io import environment, read_json, stable_hash, write_csv, write_json
 from interp.metrics import coherence, macro_f1
-from interp.studies.config import StudyConfig, parse_ablation
-from interp.studies.questions import cloze_prompt, examples_for_images, text_test_items, truth_question
 from interp.runlock import run_lock
+from interp.scoring import continuation_logprob, score_examples, text_yes_no
+from interp.studies.taxonomy.conditions import removed_leaves, world_mapping
+from interp.studies.taxonomy.config import StudyConfig, parse_ablation
+from interp.studies.taxonomy.questions import cloze_prompt, examples_for_images, text_test_items, truth_question
 from interp.train_projector import train_projector
+
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -159,7 +160,7 @@ def study_prototypes(lm, data: StudyData, cfg: StudyConfig, progress: bool = Tru
     warm start does not use them."""
     if cfg.warm_start.kind != "prototypes":
         return None
-    from interp.studies.prototypes import cached_prototypes
+    from interp.studies.taxonomy.prototypes import cached_prototypes
 
     protos = cached_prototypes(lm, data.taxonomy, sorted(data.taxonomy.leaves), cfg.prototypes, progress=progress)
     m = protos.metrics
@@ -173,7 +174,7 @@ def heldout_monitor(vlm, data: StudyData, mapping: dict[str, str], cfg: StudyCon
     """A function that scores leaf questions on a fixed subset of the val split (and of the
     train split) and measures image-token collapse: the in-training diagnostics."""
     from interp.diagnostics import token_stats
-    from interp.studies.prototypes import text_token_norm
+    from interp.studies.taxonomy.prototypes import text_token_norm
 
     rng = random.Random(f"monitor-{seed}")
     pick = lambda split, n: sorted(rng.sample(data.splits[split], min(n, len(data.splits[split]))))
@@ -399,7 +400,7 @@ def vision_ceiling(data: StudyData, seed: int = 0, pool: str = "mean", l2: float
 def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG",
               strict_images: bool = False) -> dict[str, Any]:
     from interp.models.encoders import load_encoder
-    from interp.studies.report import write_outputs
+    from interp.studies.taxonomy.report import write_outputs
 
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)

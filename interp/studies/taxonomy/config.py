@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp.conditions import WORLDS, Ablation
 from interp.configfile import Hashed, load_sectioned
-from interp.studies.prototypes import PrototypeConfig
+from interp.studies.taxonomy.conditions import WORLDS, Ablation
+from interp.studies.taxonomy.prototypes import PrototypeConfig
 from interp.train_projector import TrainConfig
 from interp.warmstart import WarmStartConfig
 

@@ -1,0 +1,45 @@
+"""`python -m interp.run CONFIG`: run a study config end to end.
+
+Builds data if needed, caches encoder features, trains every run of the grid (finished
+runs are skipped, interrupted ones resume), evaluates, writes the tidy table, the
+report and the figures, and prints the results table.
+
+Examples:
+    python -m interp.run experiments/quick.toml
+    python -m interp.run experiments/full.toml --set model.lm=smollm2-135m --out runs/full-smollm
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.features import UndecodableImages
+from interp.runlock import RunLocked, run_lock
+from interp.studies.taxonomy.config import load_config
+from interp.studies.taxonomy.run import run_study
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m interp.run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_study_args(ap, "study TOML (experiments/quick.toml, full.toml, paper.toml)",
+                   "--set train.epochs=2 --set grid.seeds=[1,2]")
+    ap.add_argument("--strict-images", action="store_true",
+                    help="stop (naming them) when image files do not decode; default: skip them with a warning")
+    args = ap.parse_args(argv)
+    set_threads(args.threads)
+    cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
+    if args.dry_run:
+        dry_run_exit(ap, args.config, cfg)
+    try:  # one writer per study folder, checked before anything loads
+        with run_lock(cfg.out_dir):
+            result = run_study(cfg, progress=not args.no_progress, source=args.config,
+                               strict_images=args.strict_images)
+    except (RunLocked, UndecodableImages) as e:
+        ap.exit(2, f"python -m interp.run: error: {e}\n")
+    print(f"[study] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The taxonomic study's tables from its tidy rows: the grid of means with intervals, by depth,
+against visual coherence, paired against the chance line, and the learning table of the runs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interp.diagnostics import verdict
+from interp.io import read_json
+from interp.metrics import mean_ci, pearson
+
+
+RESULT_COLUMNS = ("run_id", "world", "ablation", "rate", "lm_init", "seed", "hypernym", "split", "depth", "n", "f1",
+                  "chance_f1", "yes_rate", "coherence")
+
+
+def condition_label(row: dict) -> str:
+    return "random-init" if row["lm_init"] == "random" else row["world"]
+
+
+def aggregate(rows: list[dict]) -> dict[str, Any]:
+    """Means with 95% t-intervals over (hypernym x seed) rows, per condition and ablation."""
+    cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    rates: dict[str, float] = {}
+    for r in rows:
+        key = (condition_label(r), r["ablation"])
+        rates[r["ablation"]] = r["rate"]
+        if r["hypernym"] == "<leaf>":
+            cells[key]["leaf"].append(r["f1"])
+        else:
+            cells[key][r["split"]].append(r["f1"])
+            cells[key][f"chance_{r['split']}"].append(r["chance_f1"])
+    table = {}
+    for key, parts in cells.items():
+        table[key] = {name: mean_ci(vals) for name, vals in parts.items()}
+    return {"cells": table, "rates": rates}
+
+
+def depth_table(rows: list[dict]) -> dict[tuple[str, str, int], tuple[float, float, int]]:
+    groups: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    for r in rows:
+        if r["hypernym"] != "<leaf>" and r["split"] == "unseen":
+            groups[(condition_label(r), r["ablation"], int(r["depth"]))].append(r["f1"])
+    return {k: mean_ci(v) for k, v in sorted(groups.items())}
+
+
+def coherence_table(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["hypernym"] != "<leaf>" and r["split"] == "unseen":
+            groups[(condition_label(r), r["ablation"])].append(r)
+    out = {}
+    for key, rs in sorted(groups.items()):
+        coh = [r["coherence"] for r in rs]
+        r_, p = pearson([r["f1"] for r in rs], coh)
+        out[key] = {"mean_coherence": float(np.nanmean(coh)) if rs else float("nan"),
+                    "sd_coherence": float(np.nanstd(coh, ddof=1)) if len(rs) > 1 else float("nan"), "r": r_, "p": p,
+                    "n": len(rs)}
+    return out
+
+
+def learning_rows(out: Path, run_ids: list[str]) -> list[dict]:
+    """One row per trained run from its ``train.json``: the last in-training diagnostics (train and
+    held-out leaf F1, image-token collapse), steps, seconds, warnings, warm start and prototypes."""
+    table = []
+    for rid in run_ids:
+        path = out / "runs" / rid / "train.json"
+        if not path.exists():
+            continue
+        t = read_json(path)
+        last = (t.get("diagnostics") or [{}])[-1]
+        first = (t.get("diagnostics") or [{}])[0]
+        proto = t.get("meta", {}).get("prototypes", {})
+        table.append({"run_id": rid, "steps": t["steps"], "train_seconds": t.get("train_seconds", t.get("seconds_this_session")),
+                      "final_loss": t["final_loss"], "init_heldout_leaf_f1": first.get("heldout_leaf_f1"),
+                      "train_leaf_f1": last.get("train_leaf_f1"), "heldout_leaf_f1": last.get("heldout_leaf_f1"),
+                      "heldout_leaf_pairwise": last.get("heldout_leaf_pairwise"),
+                      "token_cosine": last.get("token_cosine"), "centred_cosine": last.get("centred_cosine"),
+                      "image_part": last.get("image_part"), "norm_ratio": last.get("norm_ratio"),
+                      "warm_start": "prototypes" if t.get("meta", {}).get("warm_start") else "none",
+                      "prototype_leaf_f1": proto.get("leaf_f1"), "prototype_hypernym_f1": proto.get("hypernym_macro_f1"),
+                      "prototype_hypernym_pairwise": proto.get("hypernym_pairwise"),
+                      "warnings": " | ".join(verdict(t.get("diagnostics") or []))})
+    return table
+
+
+def paired_differences(rows: list[dict]) -> dict[str, dict[tuple[str, str], tuple[float, float, int]]]:
+    """Per (condition, ablation), mean ± 95% t-interval over (unseen hypernym x seed) of
+    ``vs_chance``: F1 minus the run's own chance line for the same hypernym; ``vs_original``:
+    F1 minus the original world's F1 for the same hypernym and seed."""
+    unseen = [r for r in rows if r["hypernym"] != "<leaf>" and r["split"] == "unseen"]
+    f1 = {(condition_label(r), r["ablation"], r["hypernym"], r["seed"]): r["f1"] for r in unseen}
+    vs_chance: dict[tuple[str, str], list[float]] = defaultdict(list)
+    vs_original: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in unseen:
+        c, a = condition_label(r), r["ablation"]
+        vs_chance[(c, a)].append(r["f1"] - r["chance_f1"])
+        ref = f1.get(("original", a, r["hypernym"], r["seed"]))
+        if c != "original" and ref is not None:
+            vs_original[(c, a)].append(r["f1"] - ref)
+    return {"vs_chance": {k: mean_ci(v) for k, v in vs_chance.items()},
+            "vs_original": {k: mean_ci(v) for k, v in vs_original.items()}}
