@@ -28,9 +28,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import parser, save  # noqa: E402
+from common import leaf_readout, parser, save  # noqa: E402
 
-from interp.metrics import macro_f1  # noqa: E402
 from interp.models.encoders import load_encoder  # noqa: E402
 from interp.studies.taxonomy import run as study  # noqa: E402
 from interp.studies.taxonomy.config import load_config  # noqa: E402
@@ -61,17 +60,8 @@ def main() -> None:
     u, D = protos.u, protos.D
     T = u + D  # [concepts, d_model]
 
-    @torch.no_grad()
     def score(V: torch.Tensor) -> dict:
-        def margins(asked):
-            return torch.cat([ask.margins(V[s:s + 64], asked[s:s + 64]) for s in range(0, len(asked), 64)])
-
-        pos, neg = margins(own), margins(dist)
-        m, truth = torch.cat([pos, neg]), ["Yes"] * len(pos) + ["No"] * len(neg)
-        f1 = lambda t: macro_f1(truth, ["Yes" if v > t else "No" for v in m.tolist()])
-        return {"leaf_f1": f1(0.0), "pairwise": 100.0 * float((pos > neg).float().mean()),
-                "yes_rate": 100.0 * float((m > 0).float().mean()),
-                "best_f1": max(f1(t) for t in torch.quantile(m, torch.linspace(0.05, 0.95, 37)).tolist())}
+        return leaf_readout(ask, V, own, dist)
 
     rows = [{"readout": "perfect vision (own prototype)", "pool": "-", **score(T[yev])}]
     for pool in ("mean", "max"):

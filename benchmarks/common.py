@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: matmul peak, FLOP counting, timing, result files."""
+"""Helpers shared by the benchmarks: matmul peak, FLOP counting, timing, result files, the
+leaf readout score of image tokens."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Callable
 import torch
 
 from interp.io import environment, write_json
+from interp.metrics import macro_f1
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -60,3 +62,22 @@ def save(name: str, result: dict) -> Path:
     write_json(path, {**result, "environment": environment(), "threads": torch.get_num_threads()})
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}, indent=2))
     return path
+
+
+@torch.no_grad()
+def leaf_readout(ask, V: torch.Tensor, own: list[str], dist: list[str], batch_size: int = 64) -> dict:
+    """Leaf questions read from image tokens ``V [n, d_model]`` (or ``[n, k, d_model]``): image
+    ``i`` asked about its own leaf ``own[i]`` (Yes) and a distractor ``dist[i]`` (No), by
+    ``ask`` (:class:`~interp.studies.taxonomy.prototypes.ImageTokenQuestions`); the margin
+    log P(" Yes") - log P(" No") thresholded at 0. Returns leaf macro F1, pairwise accuracy
+    (own margin above distractor margin), yes rate and the F1 at the best threshold."""
+    def margins(asked):
+        return torch.cat([ask.margins(V[s:s + batch_size], asked[s:s + batch_size])
+                          for s in range(0, len(asked), batch_size)])
+
+    pos, neg = margins(own), margins(dist)
+    m, truth = torch.cat([pos, neg]), ["Yes"] * len(pos) + ["No"] * len(neg)
+    f1 = lambda t: macro_f1(truth, ["Yes" if v > t else "No" for v in m.tolist()])
+    return {"leaf_f1": f1(0.0), "pairwise": 100.0 * float((pos > neg).float().mean()),
+            "yes_rate": 100.0 * float((m > 0).float().mean()),
+            "best_f1": max(f1(t) for t in torch.quantile(m, torch.linspace(0.05, 0.95, 37)).tolist())}

@@ -21,7 +21,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from interp.metrics import macro_f1
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import leaf_readout  # noqa: E402
 from interp.models.encoders import load_encoder
 from interp.projector import pool_tokens
 from interp.studies.taxonomy import run as study
@@ -65,16 +66,8 @@ own = [concepts[y] for y in yev.tolist()]
 dist = [rng.choice([c for c in concepts if c != o]) for o in own]
 
 
-@torch.no_grad()
 def score(V):
-    def margins(asked):
-        return torch.cat([ask.margins(V[s:s + 64], asked[s:s + 64]) for s in range(0, len(asked), 64)])
-    pos, neg = margins(own), margins(dist)
-    m, truth = torch.cat([pos, neg]), ["Yes"] * len(pos) + ["No"] * len(neg)
-    f1 = lambda t: macro_f1(truth, ["Yes" if v > t else "No" for v in m.tolist()])
-    return {"leaf_f1": f1(0.0), "pairwise": 100.0 * float((pos > neg).float().mean()),
-            "yes_rate": 100.0 * float((m > 0).float().mean()),
-            "best_f1": max(f1(t) for t in torch.quantile(m, torch.linspace(0.05, 0.95, 37)).tolist())}
+    return leaf_readout(ask, V, own, dist)
 
 
 u0, D0 = protos.u, protos.D
