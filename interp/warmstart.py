@@ -24,13 +24,16 @@ mapping is respected by passing the labels of the concept each image's questions
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from einops import rearrange
 from torch import nn
 
-from interp.projector import Projector, pool_tokens
+from interp.projector import Projector, ProjectorConfig, pool_tokens
+from interp.train_projector import Examples, TrainConfig, train_projector
+from interp.vlm import HookedVLM
 
 
 KINDS = ("none", "prototypes")
@@ -43,7 +46,15 @@ class WarmStartConfig:
     logistic regression (on standardised features). ``mlp2x_softmax``: ``temperature``
     divides the logits. ``mlp2x_gelu``: ``active``: the logits are shifted by the median
     ``active``-th largest logit of the training images; ``gain`` multiplies the concept part of
-    the mapped token."""
+    the mapped token.
+
+    The readout stage (``mlp2x_softmax`` only; off when ``mixture_epochs`` is 0): the second
+    Linear is trained with the LM loss on the run's own training questions, each image's token
+    built from its *out-of-fold* mixture ``softmax(L_oof / temperature)`` (``folds``
+    classifiers, each fitted without one rendering of every concept), so the readout learns the
+    spread mixtures that held-out images produce, not the one-hot ones of images the classifier
+    was fitted on (:func:`refine_readout`); ``mixture_epochs`` epochs of ``mixture_batch``
+    examples at ``mixture_lr``."""
 
     kind: str = "none"
     l2: float = 1e-3
@@ -51,6 +62,10 @@ class WarmStartConfig:
     gain: float = 1.67
     temperature: float = 0.25
     max_iter: int = 200
+    mixture_epochs: float = 0.0
+    mixture_lr: float = 0.01
+    mixture_batch: int = 64
+    folds: int = 3
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -58,6 +73,9 @@ class WarmStartConfig:
         if self.l2 < 0 or self.active < 1 or self.gain <= 0 or self.max_iter < 1 or not self.temperature > 0:
             raise ValueError(f"invalid WarmStartConfig {self}: l2 >= 0, active >= 1, gain > 0, temperature > 0, "
                              "max_iter >= 1")
+        if self.mixture_epochs < 0 or not self.mixture_lr > 0 or self.mixture_batch < 1 or self.folds < 2:
+            raise ValueError(f"invalid WarmStartConfig {self}: mixture_epochs >= 0 (0 = off), mixture_lr > 0, "
+                             "mixture_batch >= 1, folds >= 2")
 
 
 def _tokens(projector: Projector, features: torch.Tensor) -> torch.Tensor:
@@ -72,10 +90,12 @@ def fit_classifier(x: torch.Tensor, labels: torch.Tensor, n_classes: int, *, l2:
                    max_iter: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression on ``x [n, d]`` (raw features; standardised inside):
     returns ``(W [n_classes, d], b [n_classes])`` acting on the raw features."""
-    mu, sd = x.mean(0), x.std(0) + 1e-6
+    dtype = x.dtype
+    x = x.double()  # float64: L-BFGS's line search amplifies float32 rounding (a DDP rank and one process
+    mu, sd = x.mean(0), x.std(0) + 1e-6  # differed by 0.013 in a margin on 2560-d features)
     z = (x - mu) / sd
-    W = torch.zeros(n_classes, x.shape[1], requires_grad=True)
-    b = torch.zeros(n_classes, requires_grad=True)
+    W = torch.zeros(n_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
@@ -86,7 +106,7 @@ def fit_classifier(x: torch.Tensor, labels: torch.Tensor, n_classes: int, *, l2:
 
     opt.step(closure)
     W_raw = W.detach() / sd
-    return W_raw, b.detach() - W_raw @ mu
+    return W_raw.to(dtype), (b.detach() - W_raw @ mu).to(dtype)
 
 
 @torch.no_grad()
@@ -144,3 +164,85 @@ def prototype_init(projector: Projector, features: torch.Tensor, labels: torch.T
     second.bias.copy_((u / embed_scale).to(dt))
     return {"classifier_train_acc": 100.0 * float((logits.argmax(1) == y).float().mean()),
             "active_per_token": float((logits > 0).float().sum(1).mean()), "logit_shift": shift, "top_activation": top}
+
+
+def fold_of(labels: torch.Tensor, folds: int) -> torch.Tensor:
+    """``[n]`` fold of each item: its rank among the items of its label, modulo ``folds`` (so
+    every fold holds out at most one rendering of a concept that has ``folds`` of them)."""
+    seen: dict[int, int] = {}
+    out = []
+    for c in labels.tolist():
+        out.append(seen.get(c, 0) % folds)
+        seen[c] = seen.get(c, 0) + 1
+    return torch.tensor(out, dtype=torch.long)
+
+
+def out_of_fold_logits(x: torch.Tensor, labels: torch.Tensor, n_classes: int, *, folds: int = 3, l2: float = 1e-3,
+                       max_iter: int = 200) -> torch.Tensor:
+    """``[n, n_classes]`` logits of each row of ``x [n, d]`` from a classifier fitted without
+    its fold (:func:`fold_of`): what a classifier says about an image it has not seen."""
+    fold = fold_of(labels, folds)
+    out = torch.zeros(len(x), n_classes, dtype=x.dtype)
+    for k in range(folds):
+        held = fold == k
+        if held.any():
+            W, b = fit_classifier(x[~held], labels[~held], n_classes, l2=l2, max_iter=max_iter)
+            out[held] = x[held] @ W.T + b
+    return out
+
+
+def mixture_inputs(projector: Projector, features: torch.Tensor, labels: torch.Tensor, n_classes: int,
+                   cfg: WarmStartConfig) -> torch.Tensor:
+    """``[n_images, tokens_out, n_classes]`` out-of-fold mixtures ``softmax(L_oof / T)`` of the
+    training images (``features [n_images, tokens_in, d_in]``, ``labels [n_images]``)."""
+    n_tok = projector.config.n_tokens_out
+    x = _tokens(projector, features)
+    with torch.enable_grad():
+        logits = out_of_fold_logits(x, labels.repeat_interleave(n_tok), n_classes, folds=cfg.folds, l2=cfg.l2,
+                                    max_iter=cfg.max_iter)
+    return rearrange(torch.softmax(logits / cfg.temperature, dim=1), "(n t) c -> n t c", t=n_tok)
+
+
+def readout_projector(projector: Projector, n_classes: int) -> Projector:
+    """A ``linear`` projector from ``n_classes`` mixture weights to tokens: a copy of
+    ``projector``'s second Linear restricted to its first ``n_classes`` hidden units."""
+    c = projector.config
+    if c.kind != "mlp2x_softmax":
+        raise ValueError(f"the readout stage needs an mlp2x_softmax projector, not {c.kind!r} "
+                         "(set warm_start.mixture_epochs = 0)")
+    out = Projector(ProjectorConfig(kind="linear", d_in=n_classes, d_out=c.d_out, n_tokens_in=c.n_tokens_out,
+                                    encoder=f"{c.encoder}:mixture", lm=c.lm))
+    second = projector.net[2]
+    with torch.no_grad():
+        out.net[0].weight.copy_(second.weight[:, :n_classes])
+        out.net[0].bias.copy_(second.bias)
+    return out.to(second.weight.device)
+
+
+@torch.no_grad()
+def write_readout(projector: Projector, readout: Projector) -> None:
+    """Copy a trained :func:`readout_projector` back into ``projector``'s second Linear."""
+    second, lin = projector.net[2], readout.net[0]
+    second.weight[:, :lin.in_features] = lin.weight
+    second.bias.copy_(lin.bias)
+
+
+def refine_readout(vlm: HookedVLM, features: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, n_classes: int,
+                   examples: Examples, cfg: WarmStartConfig, train: TrainConfig, run_dir: Path, *,
+                   progress: bool = True) -> dict:
+    """The readout stage (see :class:`WarmStartConfig`): after :func:`prototype_init`, train
+    ``vlm.projector``'s second Linear with the LM loss on ``examples`` (questions about the
+    images ``rows`` of ``features [n_images, tokens_in, d_in]``, of concepts ``labels``, rows
+    of the ``n_classes``-row table :func:`prototype_init` used),
+    every image read through its out-of-fold mixture; the result is written back in place.
+    Resumable in ``run_dir`` (the trainer's files). Returns the trainer's summary."""
+    mix = mixture_inputs(vlm.projector, features[rows], labels, n_classes, cfg)
+    inputs = torch.zeros(features.shape[0], *mix.shape[1:], dtype=mix.dtype)
+    inputs[rows] = mix
+    readout = readout_projector(vlm.projector, n_classes)
+    stage = HookedVLM(vlm.lm, readout)
+    tcfg = replace(train, epochs=cfg.mixture_epochs, lr=cfg.mixture_lr, batch_size=cfg.mixture_batch, eval_every=0,
+                   max_steps=None)
+    summary = train_projector(stage, inputs.to(vlm.lm.device), examples, tcfg, run_dir, progress=progress)
+    write_readout(vlm.projector, readout)
+    return {k: v for k, v in summary.items() if k in ("steps", "final_loss", "train_seconds", "n_examples")}

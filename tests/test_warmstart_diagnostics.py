@@ -8,7 +8,8 @@ from conftest import make_vlm
 from interp.diagnostics import COLLAPSED_COSINE, token_stats, verdict
 from interp.examples import Example
 from interp.train_projector import TrainConfig, train_projector
-from interp.warmstart import WarmStartConfig, fit_classifier, prototype_init
+from interp.warmstart import (WarmStartConfig, fit_classifier, fold_of, mixture_inputs, out_of_fold_logits,
+                              prototype_init, refine_readout)
 
 WORDS = ["bird", "fish", "tool", "fruit", "vehicle", "item of clothing"]
 
@@ -65,6 +66,53 @@ def test_softmax_warm_start_gives_convex_combinations_of_prototypes(tiny_llama):
         mixed = (centers[0] + centers[1]) / 2 + torch.zeros(1, 4, 24)
         part = vlm.projector(mixed)[0, 0] * tiny_llama.embed_scale - u
     assert float(part.norm()) <= float(D.norm(dim=-1).max()) + 1e-4
+
+
+def test_folds_hold_out_one_rendering_per_concept():
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 2])
+    assert fold_of(labels, 3).tolist() == [0, 0, 1, 0, 1, 2, 1]
+
+
+def test_out_of_fold_logits_are_less_sure_than_in_sample_ones():
+    """The point of out-of-fold mixtures: on the images it was fitted on, the classifier is
+    (nearly) one-hot; out of fold it is spread, as on held-out images."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(6, 20, generator=g)
+    y = torch.arange(6).repeat(3)
+    x = centers[y] + 1.5 * torch.randn(18, 20, generator=g)
+    W, b = fit_classifier(x, y, 6, l2=1e-4)
+    inside = torch.softmax(x @ W.T + b, 1).max(1).values
+    oof = torch.softmax(out_of_fold_logits(x, y, 6, folds=3, l2=1e-4), 1).max(1).values
+    assert float(inside.mean()) > 0.95 and float(oof.mean()) < float(inside.mean()) - 0.1
+
+
+def test_readout_stage_trains_only_the_second_layer_and_writes_it_back(tiny_llama, tmp_path):
+    vlm = make_vlm(tiny_llama, kind="mlp2x_softmax", n_tokens=4, d_img=24, pool_to=1)
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(6).repeat(3)
+    feats = torch.randn(6, 24, generator=g)[labels].unsqueeze(1) * 4 + 0.5 * torch.randn(18, 4, 24, generator=g)
+    d = tiny_llama.d_model
+    cfg = WarmStartConfig(kind="prototypes", mixture_epochs=2, mixture_lr=0.05, mixture_batch=6)
+    prototype_init(vlm.projector, feats, labels, torch.randn(d, generator=g), torch.randn(6, d, generator=g),
+                   tiny_llama.embed_scale, cfg)
+    mix = mixture_inputs(vlm.projector, feats, labels, 6, cfg)
+    assert mix.shape == (18, 1, 6) and torch.allclose(mix.sum(-1), torch.ones(18, 1))
+    first = [t.clone() for t in vlm.projector.net[0].parameters()]
+    second = vlm.projector.net[2].weight.clone()
+    before = {k: v.clone() for k, v in vlm.projector.state_dict().items()}
+    exs = [Example(i, f"Is there a {WORDS[int(labels[i])]} in the image?", "Yes", "leaf", "c", WORDS[int(labels[i])])
+           for i in range(18)]
+    out = refine_readout(vlm, feats, torch.arange(18), labels, 6, exs, cfg, TrainConfig(batch_size=6), tmp_path,
+                         progress=False)
+    assert out["steps"] == 6
+    assert all(torch.equal(a, b) for a, b in zip(first, vlm.projector.net[0].parameters()))
+    new = vlm.projector.net[2].weight
+    assert not torch.allclose(new[:, :6], second[:, :6]) and torch.equal(new[:, 6:], second[:, 6:])
+    again = make_vlm(tiny_llama, kind="mlp2x_softmax", n_tokens=4, d_img=24, pool_to=1)
+    again.projector.load_state_dict(before)
+    refine_readout(again, feats, torch.arange(18), labels, 6, exs, cfg, TrainConfig(batch_size=6), tmp_path,
+                   progress=False)  # finished: loaded from disk, not retrained
+    assert torch.equal(again.projector.net[2].weight, new)
 
 
 def test_max_pooling():

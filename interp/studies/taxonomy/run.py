@@ -28,6 +28,7 @@ from interp.studies.taxonomy.conditions import removed_leaves, world_mapping
 from interp.studies.taxonomy.config import StudyConfig, parse_ablation
 from interp.studies.taxonomy.questions import cloze_prompt, examples_for_images, text_test_items, truth_question
 from interp.train_projector import train_projector
+from interp.warmstart import fit_classifier, prototype_init, refine_readout
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -231,8 +232,6 @@ def train_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, 
             "n_train_examples": len(train_ex)}
     finished = (run_dir / "projector.safetensors").exists() and (run_dir / "train.json").exists()
     if cfg.warm_start.kind == "prototypes" and not finished and not (run_dir / "checkpoint.pt").exists():
-        from interp.warmstart import prototype_init
-
         protos = protos if protos is not None else study_prototypes(vlm.lm, data, cfg, progress)
         rows = torch.tensor(data.splits["train"])
         labels = protos.index([mapping[data.records[i].concept] for i in data.splits["train"]])
@@ -241,6 +240,12 @@ def train_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, 
                                             protos.D.to(vlm.lm.device), vlm.lm.embed_scale, cfg.warm_start)
         meta["warm_start"]["seconds"] = time.perf_counter() - t0
         meta["prototypes"] = protos.metrics
+        if cfg.warm_start.mixture_epochs > 0:
+            t0 = time.perf_counter()
+            meta["readout"] = refine_readout(vlm, data.features, rows, labels, protos.D.shape[0], epoch_examples,
+                                             cfg.warm_start, replace(cfg.train, seed=spec.seed),
+                                             run_dir / "readout", progress=progress)
+            meta["readout"]["seconds"] = time.perf_counter() - t0
     tcfg = replace(cfg.train, seed=spec.seed)
     monitor = heldout_monitor(vlm, data, mapping, cfg, spec.seed) if cfg.train.eval_every else None
     return train_projector(vlm, data.features, epoch_examples, tcfg, run_dir, progress=progress, meta=meta,
@@ -363,8 +368,6 @@ def vision_ceiling(data: StudyData, seed: int = 0, pool: str = "mean", l2: float
     images (top-1 accuracy) and on the study's leaf yes/no questions (one true leaf, one random
     distractor per image; "Yes" when log p(leaf) is above a threshold chosen on the val split)."""
     from interp.projector import pool_tokens
-    from interp.warmstart import fit_classifier
-
     leaves = sorted(data.taxonomy.leaves)
     cid = {c: i for i, c in enumerate(leaves)}
 
