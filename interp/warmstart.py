@@ -37,6 +37,7 @@ from interp.vlm import HookedVLM
 
 
 KINDS = ("none", "prototypes")
+PRECISIONS = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class WarmStartConfig:
     logistic regression (on standardised features). ``mlp2x_softmax``: ``temperature``
     divides the logits. ``mlp2x_gelu``: ``active``: the logits are shifted by the median
     ``active``-th largest logit of the training images; ``gain`` multiplies the concept part of
-    the mapped token.
+    the mapped token. ``precision``: the dtype of the classifier fits (:func:`fit_classifier`).
 
     The readout stage (``mlp2x_softmax`` only; off when ``mixture_epochs`` is 0): the second
     Linear is trained with the LM loss on the run's own training questions, each image's token
@@ -54,7 +55,8 @@ class WarmStartConfig:
     classifiers, each fitted without one rendering of every concept), so the readout learns the
     spread mixtures that held-out images produce, not the one-hot ones of images the classifier
     was fitted on (:func:`refine_readout`); ``mixture_epochs`` epochs of ``mixture_batch``
-    examples at ``mixture_lr``."""
+    examples at ``mixture_lr`` (Adam's step on the scale of the LM's input tokens: the weights
+    are divided by the LM's ``embed_scale``, so is the learning rate)."""
 
     kind: str = "none"
     l2: float = 1e-3
@@ -66,6 +68,7 @@ class WarmStartConfig:
     mixture_lr: float = 0.01
     mixture_batch: int = 64
     folds: int = 3
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -73,6 +76,8 @@ class WarmStartConfig:
         if self.l2 < 0 or self.active < 1 or self.gain <= 0 or self.max_iter < 1 or not self.temperature > 0:
             raise ValueError(f"invalid WarmStartConfig {self}: l2 >= 0, active >= 1, gain > 0, temperature > 0, "
                              "max_iter >= 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"warm_start.precision {self.precision!r}: valid are {list(PRECISIONS)}")
         if self.mixture_epochs < 0 or not self.mixture_lr > 0 or self.mixture_batch < 1 or self.folds < 2:
             raise ValueError(f"invalid WarmStartConfig {self}: mixture_epochs >= 0 (0 = off), mixture_lr > 0, "
                              "mixture_batch >= 1, folds >= 2")
@@ -87,15 +92,20 @@ def _tokens(projector: Projector, features: torch.Tensor) -> torch.Tensor:
 
 
 def fit_classifier(x: torch.Tensor, labels: torch.Tensor, n_classes: int, *, l2: float = 1e-3,
-                   max_iter: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+                   max_iter: int = 200, precision: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression on ``x [n, d]`` (raw features; standardised inside):
-    returns ``(W [n_classes, d], b [n_classes])`` acting on the raw features."""
-    dtype = x.dtype
-    x = x.double()  # float64: L-BFGS's line search amplifies float32 rounding (a DDP rank and one process
-    mu, sd = x.mean(0), x.std(0) + 1e-6  # differed by 0.013 in a margin on 2560-d features)
+    returns ``(W [n_classes, d], b [n_classes])`` acting on the raw features, in ``x``'s dtype.
+    ``precision``: the dtype L-BFGS runs in; "float64" makes the fit insensitive to the order of
+    float32 reductions (with 2560-d features a DDP rank and one process differed by 0.013 in a
+    margin under float32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"classifier precision {precision!r}: valid are {list(PRECISIONS)}")
+    dtype, work = x.dtype, getattr(torch, precision)
+    x = x.to(work)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
     z = (x - mu) / sd
-    W = torch.zeros(n_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    W = torch.zeros(n_classes, x.shape[1], dtype=work, requires_grad=True)
+    b = torch.zeros(n_classes, dtype=work, requires_grad=True)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
@@ -133,7 +143,7 @@ def prototype_init(projector: Projector, features: torch.Tensor, labels: torch.T
     x = _tokens(projector, features)
     y = labels.repeat_interleave(n_tok)
     with torch.enable_grad():
-        W, b = fit_classifier(x, y, n_classes, l2=cfg.l2, max_iter=cfg.max_iter)
+        W, b = fit_classifier(x, y, n_classes, l2=cfg.l2, max_iter=cfg.max_iter, precision=cfg.precision)
     logits = x @ W.T + b
     first, second = projector.net[0], projector.net[2]
     dt = first.weight.dtype
@@ -178,7 +188,7 @@ def fold_of(labels: torch.Tensor, folds: int) -> torch.Tensor:
 
 
 def out_of_fold_logits(x: torch.Tensor, labels: torch.Tensor, n_classes: int, *, folds: int = 3, l2: float = 1e-3,
-                       max_iter: int = 200) -> torch.Tensor:
+                       max_iter: int = 200, precision: str = "float32") -> torch.Tensor:
     """``[n, n_classes]`` logits of each row of ``x [n, d]`` from a classifier fitted without
     its fold (:func:`fold_of`): what a classifier says about an image it has not seen."""
     fold = fold_of(labels, folds)
@@ -186,7 +196,7 @@ def out_of_fold_logits(x: torch.Tensor, labels: torch.Tensor, n_classes: int, *,
     for k in range(folds):
         held = fold == k
         if held.any():
-            W, b = fit_classifier(x[~held], labels[~held], n_classes, l2=l2, max_iter=max_iter)
+            W, b = fit_classifier(x[~held], labels[~held], n_classes, l2=l2, max_iter=max_iter, precision=precision)
             out[held] = x[held] @ W.T + b
     return out
 
@@ -199,7 +209,7 @@ def mixture_inputs(projector: Projector, features: torch.Tensor, labels: torch.T
     x = _tokens(projector, features)
     with torch.enable_grad():
         logits = out_of_fold_logits(x, labels.repeat_interleave(n_tok), n_classes, folds=cfg.folds, l2=cfg.l2,
-                                    max_iter=cfg.max_iter)
+                                    max_iter=cfg.max_iter, precision=cfg.precision)
     return rearrange(torch.softmax(logits / cfg.temperature, dim=1), "(n t) c -> n t c", t=n_tok)
 
 
@@ -241,8 +251,9 @@ def refine_readout(vlm: HookedVLM, features: torch.Tensor, rows: torch.Tensor, l
     inputs[rows] = mix
     readout = readout_projector(vlm.projector, n_classes)
     stage = HookedVLM(vlm.lm, readout)
-    tcfg = replace(train, epochs=cfg.mixture_epochs, lr=cfg.mixture_lr, batch_size=cfg.mixture_batch, eval_every=0,
-                   max_steps=None)
+    # mixture_lr is on the scale of the LM's input tokens; the weights are that divided by embed_scale
+    tcfg = replace(train, epochs=cfg.mixture_epochs, lr=cfg.mixture_lr / vlm.lm.embed_scale,
+                   batch_size=cfg.mixture_batch, eval_every=0, max_steps=None)
     summary = train_projector(stage, inputs.to(vlm.lm.device), examples, tcfg, run_dir, progress=progress)
     write_readout(vlm.projector, readout)
     return {k: v for k, v in summary.items() if k in ("steps", "final_loss", "train_seconds", "n_examples")}

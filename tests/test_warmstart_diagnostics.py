@@ -68,6 +68,20 @@ def test_softmax_warm_start_gives_convex_combinations_of_prototypes(tiny_llama):
     assert float(part.norm()) <= float(D.norm(dim=-1).max()) + 1e-4
 
 
+def test_classifier_precision_is_an_option_and_returns_the_input_dtype():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(5).repeat(8)
+    x = torch.randn(5, 20, generator=g)[y] * 3 + 0.3 * torch.randn(40, 20, generator=g)
+    W32, b32 = fit_classifier(x, y, 5)
+    W64, b64 = fit_classifier(x, y, 5, precision="float64")
+    assert W64.dtype == b64.dtype == torch.float32
+    assert torch.equal((x @ W32.T + b32).argmax(1), (x @ W64.T + b64).argmax(1))
+    with pytest.raises(ValueError, match="float16"):
+        fit_classifier(x, y, 5, precision="float16")
+    with pytest.raises(ValueError, match="precision"):
+        WarmStartConfig(precision="half")
+
+
 def test_folds_hold_out_one_rendering_per_concept():
     labels = torch.tensor([0, 1, 0, 2, 1, 0, 2])
     assert fold_of(labels, 3).tolist() == [0, 0, 1, 0, 1, 2, 1]

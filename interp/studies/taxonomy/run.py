@@ -361,7 +361,8 @@ def lm_only_test(lm, taxonomy, batch_size: int = 64, progress: bool = False) -> 
 
 
 # ------------------------------------------------------------------ ceilings
-def vision_ceiling(data: StudyData, seed: int = 0, pool: str = "mean", l2: float = 1e-3) -> dict[str, float]:
+def vision_ceiling(data: StudyData, seed: int = 0, pool: str = "mean", l2: float = 1e-3,
+                   precision: str = "float32") -> dict[str, float]:
     """What the frozen encoder's features allow on the leaf task, without any LM: a multinomial
     logistic regression (L2 penalty ``l2``) of the pooled (``pool``: "mean" or "max" over the
     patch tokens, as the projector pools) train features on the leaf concept, scored on test
@@ -377,7 +378,7 @@ def vision_ceiling(data: StudyData, seed: int = 0, pool: str = "mean", l2: float
         return x, torch.tensor([cid[data.records[i].concept] for i in rows])
 
     (xtr, ytr), (xva, yva), (xte, yte) = xy("train"), xy("val"), xy("test")
-    W, b = fit_classifier(xtr, ytr, len(leaves), l2=l2)
+    W, b = fit_classifier(xtr, ytr, len(leaves), l2=l2, precision=precision)
     g = torch.Generator().manual_seed(seed)
 
     def yes_no(x, y):
@@ -436,7 +437,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG"
         for spec in specs:
             rows += run_one(new_study_vlm(lm, encoder, cfg, spec.seed), data, spec, cfg, out, progress, protos)
         del lm
-    ceiling = vision_ceiling(data, cfg.data.seed, cfg.model.pool, cfg.warm_start.l2)
+    ceiling = vision_ceiling(data, cfg.data.seed, cfg.model.pool, cfg.warm_start.l2, cfg.warm_start.precision)
     result = write_outputs(cfg, rows, lm_only, out, source, vision=ceiling)
     result["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", result)
