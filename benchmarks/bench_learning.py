@@ -8,8 +8,8 @@ scores leaf questions on a fixed subset of the val split and measures image-toke
   random init, AdamW lr 1e-3, fixed distractors);
 - new: the quick preset's recipe (LM concept prototypes, classifier warm start of an
   ``mlp2x_softmax`` projector on max-pooled features onto them, LM-loss fine-tuning at lr 1e-4
-  with fresh distractors). Its clock starts with the prototypes
-  and the warm start, so all curves are on one time axis;
+  with fresh distractors). Its clock starts with the prototypes and the warm start (and the
+  readout stage, when on), so all curves are on one time axis;
 - without --quick also the single levers: old at lr 1e-4 with fresh distractors (is it the
   learning rate?), new at the brief's lr 1e-3 (does fine-tuning keep the warm start?), new
   with fixed distractors, new with the previous preset's ``mlp2x_gelu`` on mean-pooled
@@ -86,8 +86,9 @@ def main() -> None:
             "old, lr 1e-4, fresh distractors": replace(old, train=replace(old.train, lr=1e-4, fresh_negatives=True)),
             "new, lr 1e-3": replace(new, train=replace(new.train, lr=1e-3)),
             "new, mlp2x_gelu, mean pooling": replace(new, model=replace(new.model, projector="mlp2x_gelu", pool="mean"),
-                                                    warm_start=replace(new.warm_start, l2=1e-3)),
+                                                    warm_start=replace(new.warm_start, l2=1e-3, mixture_epochs=0.0)),
             "new, fixed distractors": replace(new, train=replace(new.train, fresh_negatives=False)),
+            "new, readout stage": replace(new, warm_start=replace(new.warm_start, mixture_epochs=1.5)),
             "old, 4 image tokens": replace(old, model=replace(old.model, pool_to=4)),
             "new, 4 image tokens": replace(new, model=replace(new.model, pool_to=4)),
         })
@@ -110,6 +111,7 @@ def main() -> None:
             if cfg.warm_start.kind == "prototypes":
                 # the warm start (classifier fit) ran inside train_run before the first step
                 offset = t_protos + summary["meta"]["warm_start"].get("seconds", 0.0)
+                offset += summary["meta"].get("readout", {}).get("seconds", 0.0)  # and the readout stage
             res["recipes"][name] = {"curve": curve(summary, offset), "steps": summary["steps"],
                                     "final_heldout_leaf_f1": summary["diagnostics"][-1]["heldout_leaf_f1"],
                                     "final_train_leaf_f1": summary["diagnostics"][-1].get("train_leaf_f1"),
