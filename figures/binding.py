@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from interp.binding.report import TABLES, read_csv, report_markdown, summarise, write_figures
+from interp.studies.binding.report import TABLES, read_csv, report_markdown, summarise, write_figures
 from interp.io import write_text
 
 

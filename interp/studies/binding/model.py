@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from interp.binding.task import Layout, Vocab
+from interp.studies.binding.task import Layout, Vocab
 
 
 @dataclass(frozen=True)

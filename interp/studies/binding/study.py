@@ -24,14 +24,14 @@ from typing import Any
 
 import torch
 
-from interp.binding.bank import ImageConfig, context_bank, noise_bank
-from interp.binding.evaluate import EvalSet, accuracy
-from interp.binding.interventions import MechConfig, interchange, knockout, probes
-from interp.binding.model import BindingModel, ModelConfig
-from interp.binding.task import TaskConfig, Vocab
-from interp.binding.train import REGIMES, Sources, TrainConfig, curriculum, text_segment, train_segment
 from interp.configfile import Hashed, load_sectioned
 from interp.io import environment, read_json, stable_hash, write_json
+from interp.studies.binding.bank import ImageConfig, context_bank, noise_bank
+from interp.studies.binding.evaluate import EvalSet, accuracy
+from interp.studies.binding.interventions import MechConfig, interchange, knockout, probes
+from interp.studies.binding.model import BindingModel, ModelConfig
+from interp.studies.binding.task import TaskConfig, Vocab
+from interp.studies.binding.train import REGIMES, Sources, TrainConfig, curriculum, text_segment, train_segment
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def _evaluate_and_analyse(cfg, model, sources, eval_bank, out: Path, regime: str
 def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
     """Run every (seed, regime) of ``cfg`` (finished units are skipped) and write the tables,
     the report and the figures to ``cfg.out_dir``."""
-    from interp.binding.report import write_outputs
+    from interp.studies.binding.report import write_outputs
 
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
