@@ -13,7 +13,7 @@ import pytest
 
 from interp.configfile import check_types, fits_annotation
 from interp.studies.alignment import SECTIONS as ALIGNMENT, load_config as alignment_config
-from interp.studies.binding.study import SECTIONS as BINDING, load_config as binding_config
+from interp.studies.binding.config import SECTIONS as BINDING, load_config as binding_config
 from interp.studies.taxonomy.config import SECTIONS as TAXONOMY, load_config as taxonomy_config
 from interp.studies.task_vectors import SECTIONS as TASK_VECTORS, load_config as task_vector_config
 

@@ -7,7 +7,10 @@
 - :mod:`~interp.studies.binding.train`: the curriculum, resumable;
 - :mod:`~interp.studies.binding.evaluate`: accuracy in and out of distribution;
 - :mod:`~interp.studies.binding.interventions`: interchange interventions, attention knockout, probes;
-- :mod:`~interp.studies.binding.study` / :mod:`~interp.studies.binding.report`: config, run, tables, figures.
+- :mod:`~interp.studies.binding.config`: :class:`BindingConfig` (dataclasses, TOML);
+- :mod:`~interp.studies.binding.run`: the driver, resumable (``run.run_study(cfg)``);
+- :mod:`~interp.studies.binding.tables`, :mod:`~interp.studies.binding.report`,
+  :mod:`~interp.studies.binding.figures`: the tidy tables, ``report.md`` and the plots.
 
-``python -m interp.binding CONFIG`` runs the study.
+``python -m interp.studies.binding CONFIG`` (also ``python -m interp.binding``) runs the study.
 """

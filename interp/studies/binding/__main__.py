@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> None:
                    "--set train.text_steps=500 --set seeds=[0,1] (threads: --set threads=N)", threads=False)
     args = ap.parse_args(argv)
 
-    from interp.studies.binding.study import load_config, run_study
+    from interp.studies.binding.config import load_config
+    from interp.studies.binding.run import run_study
 
     cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
     if args.dry_run:
