@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from interp.plots import grouped_bars, save_figure
 from interp.studies.binding.tables import group, ordered
 
 COLOURS = {"phase1": "#bbbbbb", "text": "#1f77b4", "noise-text": "#7f7f7f", "image-text": "#d62728",
@@ -13,11 +17,6 @@ COLOURS = {"phase1": "#bbbbbb", "text": "#1f77b4", "noise-text": "#7f7f7f", "ima
 def write_figures(tables: dict[str, list[dict]], out: Path) -> list[Path]:
     """Accuracy bars, interchange outcomes per layer, knockout and probe curves, training
     curves: HTML + PNG under ``out``."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from interp.plots import grouped_bars, save_figure
-
     out = Path(out)
     files: list[Path] = []
     if tables["accuracy"]:

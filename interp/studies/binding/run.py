@@ -24,11 +24,13 @@ from typing import Any
 import torch
 
 from interp.io import environment, read_json, write_json
+from interp.models.encoders import load_encoder
 from interp.studies.binding.bank import context_bank, noise_bank
 from interp.studies.binding.config import BindingConfig
 from interp.studies.binding.evaluate import EvalSet, accuracy
 from interp.studies.binding.interventions import interchange, knockout, probes
 from interp.studies.binding.model import BindingModel
+from interp.studies.binding.report import write_outputs
 from interp.studies.binding.task import Vocab
 from interp.studies.binding.train import Sources, curriculum, text_segment, train_segment
 
@@ -89,8 +91,6 @@ def _evaluate_and_analyse(cfg, model, sources, eval_bank, out: Path, regime: str
 def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
     """Run every (seed, regime) of ``cfg`` (finished units are skipped) and write the tables,
     the report and the figures to ``cfg.out_dir``."""
-    from interp.studies.binding.report import write_outputs
-
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,8 +105,6 @@ def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFI
     bank = eval_bank = pool = None
     n_image = 0
     if cfg.needs_images:
-        from interp.models.encoders import load_encoder
-
         encoder = load_encoder(cfg.image.encoder, device=cfg.device)
         if encoder.d_model != cfg.model.d_ext:
             raise ValueError(f"model.d_ext={cfg.model.d_ext} but encoder {encoder.name} gives {encoder.d_model}-dim tokens")
