@@ -1,6 +1,6 @@
 """Binding lab: which levers make the brief's HF Llama decoder learn content-addressed retrieval
 (issue 15, docs/binding.md "Levers, measured 2026-12-02"). A standalone harness, one thread,
-seconds per run: its own vectorised batch builder (same token layout as ``interp.binding.task``)
+seconds per run: its own vectorised batch builder (same token layout as ``interp.studies.binding.task``)
 so that task variants the study does not offer can be screened (auxiliary one-hop queries
 with their own marker ``!``), and a plain training loop (AdamW, warmup + cosine to 10%,
 clipping 1.0, dense or single-query loss). Evaluation: whole-vocabulary argmax on the main

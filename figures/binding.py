@@ -14,8 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
-from interp.binding.report import TABLES, read_csv, report_markdown, summarise, write_figures
-from interp.io import write_text
+from interp.io import read_csv, write_text
+from interp.studies.binding.figures import write_figures
+from interp.studies.binding.report import report_markdown
+from interp.studies.binding.tables import TABLES, summarise
 
 
 def load_tables(study_dir: Path) -> dict[str, list[dict]]:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from interp.binding.model import BindingModel, ModelConfig
-from interp.binding.task import (NOISE, ROLES, Episodes, TaskConfig, Vocab, external_tokens, layout, noise_gaps,
-                                 reassign, sample_episodes)
+from interp.studies.binding.model import BindingModel, ModelConfig
+from interp.studies.binding.task import (NOISE, ROLES, Episodes, TaskConfig, Vocab, external_tokens, layout, noise_gaps,
+                                         reassign, sample_episodes)
 
 SMALL = TaskConfig(n_colours=24, n_shapes=24, n_items=16, n_objects=4, ood_objects=(6,))
 
@@ -89,7 +89,7 @@ def test_image_and_noise_layouts_place_external_tokens():
 
 
 def test_multi_query_training_layout_extends_the_single_query_layout():
-    from interp.binding.task import train_queries
+    from interp.studies.binding.task import train_queries
 
     v = Vocab(SMALL)
     rng = np.random.default_rng(3)
@@ -112,7 +112,7 @@ def test_multi_query_training_layout_extends_the_single_query_layout():
 
 
 def test_dense_queries_ask_every_bound_pair_once_main_first():
-    from interp.binding.task import train_queries
+    from interp.studies.binding.task import train_queries
 
     v = Vocab(SMALL)
     rng = np.random.default_rng(4)
@@ -131,7 +131,7 @@ def test_one_hop_layout_drops_the_associations_and_asks_for_the_shape():
     v = Vocab(SMALL)
     rng = np.random.default_rng(6)
     ep = sample_episodes(rng, SMALL, 8)
-    from interp.binding.task import train_queries
+    from interp.studies.binding.task import train_queries
 
     one = layout(ep, v, hops=1, after=train_queries(rng, ep, 1, dense=True))
     assert not bool((one.role == ROLES["assoc_shape"]).any()) and not bool((one.role == ROLES["assoc_item"]).any())
@@ -147,7 +147,7 @@ def test_one_hop_layout_drops_the_associations_and_asks_for_the_shape():
 
 
 def test_curriculum_stages_are_validated_and_precede_the_text_steps():
-    from interp.binding.train import Phase, TrainConfig, text_segment
+    from interp.studies.binding.train import Phase, TrainConfig, text_segment
 
     cfg = TrainConfig(text_steps=50, stages=[[1, 2, 10], [2, 3, 20]])
     assert text_segment(cfg) == [Phase(10, "text", 0.0, 1, 2), Phase(20, "text", 0.0, 2, 3), Phase(50, "text", 0.0)]
@@ -173,8 +173,8 @@ def test_vocab_tokenizer_matches_ids():
 
 # ------------------------------------------------------------------- render
 def test_render_pools_and_pixels():
-    from interp.binding.render import (BACKGROUND, colour_order, colour_rgb, render_context, shape_order,
-                                       shape_params)
+    from interp.studies.binding.render import (BACKGROUND, colour_order, colour_rgb, render_context, shape_order,
+                                               shape_params)
 
     assert len(set(colour_rgb(c) for c in range(216))) == 216
     assert len(set(shape_params(s) for s in range(216))) == 216
@@ -220,8 +220,8 @@ def test_model_embed_forward_and_hooked_view_agree():
 
 # ----------------------------------------------------------------- training
 def _sources(task=SMALL):
-    from interp.binding.bank import Bank
-    from interp.binding.train import Sources
+    from interp.studies.binding.bank import Bank
+    from interp.studies.binding.train import Sources
 
     rng = np.random.default_rng(0)
     ep = sample_episodes(rng, task, 12, task.n_objects, grid_cells=16)
@@ -230,7 +230,7 @@ def _sources(task=SMALL):
 
 
 def test_training_resumes_exactly(tmp_path):
-    from interp.binding.train import Phase, TrainConfig, train_segment
+    from interp.studies.binding.train import Phase, TrainConfig, train_segment
 
     cfg = TrainConfig(batch_size=8, text_steps=1, warmup_steps=2, checkpoint_every=3, log_every=2)
     phases = [Phase(4, "image", 1.0), Phase(4, "noise-text", 0.25)]
@@ -267,7 +267,7 @@ def test_training_resumes_exactly(tmp_path):
 
 
 def test_curriculum_and_regimes():
-    from interp.binding.train import TrainConfig, curriculum
+    from interp.studies.binding.train import TrainConfig, curriculum
 
     cfg = TrainConfig(image_steps=10, mix_steps=20, mix_frac=0.2)
     assert [(p.steps, p.slot, p.slot_frac) for p in curriculum("image-text", cfg)] == [(10, "image", 1.0), (20, "image", 0.2)]
@@ -283,8 +283,8 @@ def test_the_recipe_learns_the_one_hop_lookup(tmp_path):
     far above chance on held-out episodes within 800 steps, with the dense loss and lr 3e-3
     (at lr 1e-3 the same model sits on the plateau for 1000-2000+ steps: docs/binding.md).
     It fails if the recipe regresses to chance; it asserts accuracy, never time."""
-    from interp.binding.evaluate import EvalSet, accuracy
-    from interp.binding.train import TrainConfig, text_segment, train_segment
+    from interp.studies.binding.evaluate import EvalSet, accuracy
+    from interp.studies.binding.train import TrainConfig, text_segment, train_segment
 
     task = TaskConfig(n_colours=32, n_shapes=32, n_items=8, n_objects=3, ood_objects=(4,))
     src = _sources(task)
@@ -301,8 +301,8 @@ def test_training_lowers_the_answer_loss_and_learns_the_answer_space(tmp_path):
     """Training works: a few hundred small steps move the answer log-probability up by a
     lot and put the argmax on one of the episode's items (retrieval itself, the binding,
     needs far longer: see docs/binding.md)."""
-    from interp.binding.evaluate import EvalSet, accuracy
-    from interp.binding.train import Phase, TrainConfig, train_segment
+    from interp.studies.binding.evaluate import EvalSet, accuracy
+    from interp.studies.binding.train import Phase, TrainConfig, train_segment
 
     task = TaskConfig(n_colours=6, n_shapes=6, n_items=4, n_objects=2, ood_objects=(3,))
     src = _sources(task)
@@ -323,7 +323,7 @@ def test_training_lowers_the_answer_loss_and_learns_the_answer_space(tmp_path):
 
 # ---------------------------------------------------------------- mechanisms
 def test_interchange_pairs_invariants():
-    from interp.binding.interventions import interchange_pairs
+    from interp.studies.binding.interventions import interchange_pairs
 
     task = TaskConfig()
     base, src, ix = interchange_pairs(np.random.default_rng(0), task, 40, 8)
@@ -342,7 +342,7 @@ def test_interchange_pairs_invariants():
 def test_patching_the_query_state_moves_the_answer_as_designed():
     """At the embedding the patch swaps the query token (base now asks for c*: same answer as
     the base episode queried at j_b); after the last block it copies the source's answer."""
-    from interp.binding.interventions import interchange_pairs, patched_predictions
+    from interp.studies.binding.interventions import interchange_pairs, patched_predictions
 
     m = tiny_model(layers=3, seed=3)
     v = m.vocab
@@ -359,7 +359,7 @@ def test_patching_the_query_state_moves_the_answer_as_designed():
 
 
 def test_knockout_cuts_exactly_the_route():
-    from interp.binding.interventions import _route_mask
+    from interp.studies.binding.interventions import _route_mask
 
     v = Vocab(SMALL)
     lay = layout(sample_episodes(np.random.default_rng(0), SMALL, 2), v)
@@ -374,7 +374,7 @@ def test_knockout_cuts_exactly_the_route():
 def test_knockout_zeroes_exactly_the_cut_attention_and_changes_the_output():
     """With a route cut, the attention pattern puts zero weight on the cut (query, key)
     pairs of the knocked-out layers only, rows still sum to one, and the answer logits move."""
-    from interp.binding.interventions import MechConfig, _route_mask, knockout
+    from interp.studies.binding.interventions import MechConfig, _route_mask, knockout
 
     m = tiny_model(layers=3, seed=4)
     hooked, v = m.hooked(), m.vocab
@@ -416,8 +416,8 @@ def effnet():
 
 
 def test_context_bank_is_cached_and_the_encoder_sees_objects_in_their_cells(effnet, tmp_path):
-    from interp.binding.bank import ImageConfig, context_bank, noise_bank
-    from interp.binding.render import render_context
+    from interp.studies.binding.bank import ImageConfig, context_bank, noise_bank
+    from interp.studies.binding.render import render_context
 
     task, image = TaskConfig(), ImageConfig(bank_size=6, eval_bank_size=2, noise_images=2)
     a = context_bank(task, image, effnet, 8, 6, seed=0, folder=tmp_path, progress=False)
@@ -448,7 +448,7 @@ def test_context_bank_is_cached_and_the_encoder_sees_objects_in_their_cells(effn
 def test_cli_end_to_end_and_resume(tmp_path, capsys):
     """The whole study on a tiny config (tiny encoder, 2-layer decoder): tables, report,
     summary; a re-run skips every finished unit."""
-    from interp.binding.__main__ import main
+    from interp.studies.binding.__main__ import main
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(f"""
@@ -522,7 +522,7 @@ def test_main_query_sees_no_later_token():
     multi-query training layout (whose answer token follows it) equal those of the
     single-query layout, and editing a token after a position never changes its logits,
     while editing the context does (the answer cannot leak; the context is read)."""
-    from interp.binding.task import train_queries
+    from interp.studies.binding.task import train_queries
 
     m = tiny_model().eval()
     v = m.vocab

@@ -8,7 +8,7 @@ import pytest
 
 QUICK = str(Path(__file__).resolve().parents[1] / "experiments" / "quick.toml")
 COMMANDS = [("interp.run", []), ("interp.train", []), ("interp.sweep", ["--list"]), ("interp.evaluate", ["--run", "x"]),
-            ("interp.task_vectors", []), ("interp.binding.__main__", []), ("interp.alignment", [])]
+            ("interp.task_vectors", []), ("interp.binding", []), ("interp.alignment", [])]
 
 
 @pytest.mark.parametrize("module,extra", COMMANDS)

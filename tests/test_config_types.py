@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from interp.binding.study import SECTIONS as BINDING, load_config as binding_config
 from interp.configfile import check_types, fits_annotation
 from interp.studies.alignment import SECTIONS as ALIGNMENT, load_config as alignment_config
+from interp.studies.binding.config import SECTIONS as BINDING, load_config as binding_config
 from interp.studies.taxonomy.config import SECTIONS as TAXONOMY, load_config as taxonomy_config
 from interp.studies.task_vectors import SECTIONS as TASK_VECTORS, load_config as task_vector_config
 
@@ -55,7 +55,7 @@ def test_toml_file_with_a_string_learning_rate_names_key_and_type(tmp_path):
 
 
 def test_ints_are_floats_but_bools_are_not_numbers():
-    from interp.binding.train import TrainConfig
+    from interp.studies.binding.train import TrainConfig
 
     check_types(TrainConfig, {"lr": 1, "batch_size": 8, "dense": True, "stages": [[1, 2, 3]]}, "train")
     with pytest.raises(ValueError, match=r"train\.batch_size = True: expected an integer"):
@@ -80,7 +80,7 @@ import math  # noqa: E402
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-CLIS = {"quick.toml": "interp.run", "binding_quick.toml": "interp.binding.__main__",
+CLIS = {"quick.toml": "interp.run", "binding_quick.toml": "interp.binding",
         "task_vectors_quick.toml": "interp.task_vectors", "alignment_quick.toml": "interp.alignment"}
 KEYS = [(preset, f"{section}.{f.name}") for preset, _, sections in STUDIES for section, cls in sections.items()
         for f in fields(cls)]

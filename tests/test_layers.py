@@ -142,9 +142,9 @@ LAYERS = [
      "interp.scoring", "interp.diagnostics", "interp.warmstart", "interp.remote"),
     ("interp.data",),
     ("interp.analysis",),
-    ("interp.studies", "interp.binding"),
+    ("interp.studies",),
     ("interp.run", "interp.sweep", "interp.train", "interp.evaluate", "interp.patch", "interp.analyze",
-     "interp.alignment", "interp.task_vectors", "interp.binding.__main__", "interp.models.__main__",
+     "interp.alignment", "interp.task_vectors", "interp.binding", "interp.models.__main__",
      "interp.data.build"),
 ]
 

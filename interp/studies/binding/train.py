@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from interp.binding.bank import Bank
-from interp.binding.model import BindingModel
-from interp.binding.task import (HOPS, Layout, TaskConfig, external_tokens, layout, noise_gaps, reassign, sample_episodes,
-                                 train_queries)
 from interp.io import atomic_path, environment, load_tensors, read_json, save_tensors, stable_hash, write_json
 from interp.schedule import warmup_cosine
+from interp.studies.binding.bank import Bank
+from interp.studies.binding.model import BindingModel
+from interp.studies.binding.task import (HOPS, Layout, TaskConfig, external_tokens, layout, noise_gaps, reassign,
+                                         sample_episodes, train_queries)
 
 SLOT_KINDS = ("text", "noise-text", "image", "noise-image")
 
@@ -46,13 +46,13 @@ class TrainConfig:
 
     ``queries``: answers scored per training sequence. 1 is the brief's layout (one query,
     loss on its answer). ``k > 1`` appends ``k - 1`` extra queries after the query's answer
-    (:func:`~interp.binding.task.episode_tokens`): ``k`` times the loss signal per forward
+    (:func:`~interp.studies.binding.task.episode_tokens`): ``k`` times the loss signal per forward
     pass, for the CPU presets; the main query's prefix is the single-query layout and the
     logged batch accuracy is on the main query. Evaluation and all analyses use the
     single-query layout.
 
     ``dense``: every bound pair is queried once per training sequence (main query first;
-    :func:`~interp.binding.task.train_queries`), replacing ``queries``. ``stages``: a
+    :func:`~interp.studies.binding.task.train_queries`), replacing ``queries``. ``stages``: a
     curriculum run at the start of segment 1, before its ``text_steps`` of the brief's task:
     ``[hops, objects, steps]`` entries in order, e.g. ``[[1, 2, 1500], [1, 4, 1000], [2, 2, 2000]]``
     (one hop before two, few objects before many; ``hops = 1`` asks for the shape of a colour

@@ -5,7 +5,7 @@ The encoder is frozen, so each rendered context is encoded once and cached on di
 renderer version, the encoder, the canvas and grid, the attribute subsets and the drawn
 episodes. A cached file whose stored episodes or shape differ from what the config asks
 for is rebuilt, never used. Training reuses a bank image many times with fresh items,
-association order and query (:func:`interp.binding.task.reassign`): the context, and so
+association order and query (:func:`interp.studies.binding.task.reassign`): the context, and so
 the image, is unchanged by those.
 """
 
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from interp.binding.render import RENDER_VERSION, colour_order, noise_image, render_context, shape_order
-from interp.binding.task import Episodes, TaskConfig, sample_episodes
 from interp.io import environment, load_tensors, save_tensors, stable_hash
 from interp.paths import cache_dir
+from interp.studies.binding.render import RENDER_VERSION, colour_order, noise_image, render_context, shape_order
+from interp.studies.binding.task import Episodes, TaskConfig, sample_episodes
 
 log = logging.getLogger(__name__)
 

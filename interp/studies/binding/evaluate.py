@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interp.binding.bank import Bank
-from interp.binding.model import BindingModel
-from interp.binding.task import ROLES
-from interp.binding.train import Sources
 from interp.io import stable_hash
+from interp.studies.binding.bank import Bank
+from interp.studies.binding.model import BindingModel
+from interp.studies.binding.task import ROLES
+from interp.studies.binding.train import Sources
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interp.binding.model import BindingModel
-from interp.binding.task import ROLES, Episodes, TaskConfig, Vocab, layout, sample_episodes
+from interp.studies.binding.model import BindingModel
+from interp.studies.binding.task import ROLES, Episodes, TaskConfig, Vocab, layout, sample_episodes
 
 OUTCOMES = ("symbolic", "positional", "source", "base", "other")
 ROUTES = {"query->context": ("query", ("ctx_colour", "ctx_shape")),

@@ -1,4 +1,4 @@
-"""The binding study: config, run (resumable), tidy result tables.
+"""The binding study's driver (resumable; its config is :mod:`~interp.studies.binding.config`).
 
 ``run_study(cfg)`` for every seed trains the shared text-only segment once, then each
 regime's curriculum from it, evaluates every model on the fixed evaluation sets (text in
@@ -18,89 +18,23 @@ Layout of ``out_dir``::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from interp.binding.bank import ImageConfig, context_bank, noise_bank
-from interp.binding.evaluate import EvalSet, accuracy
-from interp.binding.interventions import MechConfig, interchange, knockout, probes
-from interp.binding.model import BindingModel, ModelConfig
-from interp.binding.task import TaskConfig, Vocab
-from interp.binding.train import REGIMES, Sources, TrainConfig, curriculum, text_segment, train_segment
-from interp.configfile import Hashed, load_sectioned
-from interp.io import environment, read_json, stable_hash, write_json
+from interp.io import environment, read_json, write_json
+from interp.models.encoders import load_encoder
+from interp.studies.binding.bank import context_bank, noise_bank
+from interp.studies.binding.config import BindingConfig
+from interp.studies.binding.evaluate import EvalSet, accuracy
+from interp.studies.binding.interventions import interchange, knockout, probes
+from interp.studies.binding.model import BindingModel
+from interp.studies.binding.report import write_outputs
+from interp.studies.binding.task import Vocab
+from interp.studies.binding.train import Sources, curriculum, text_segment, train_segment
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    """``size``: text episodes per evaluation set; ``image_size``: held-out image episodes
-    (at most ``image.eval_bank_size`` distinct contexts, each with fresh associations);
-    ``mechanisms``: run the interchange / knockout / probe analyses."""
-
-    size: int = 2000
-    image_size: int = 512
-    seed: int = 4242
-    batch_size: int = 256
-    mechanisms: bool = True
-
-    def __post_init__(self) -> None:
-        if self.size < 1 or self.image_size < 1 or self.batch_size < 1:
-            raise ValueError(f"invalid eval config: size={self.size}, image_size={self.image_size}, "
-                             f"batch_size={self.batch_size} (all >= 1)")
-
-
-@dataclass(frozen=True)
-class BindingConfig(Hashed):
-    name: str = "binding-quick"
-    out_dir: str = "runs/binding-quick"
-    seeds: tuple[int, ...] = (0,)
-    regimes: tuple[str, ...] = tuple(REGIMES)
-    device: str = "cpu"
-    threads: int = 0
-    figures: bool = True
-    task: TaskConfig = field(default_factory=TaskConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    image: ImageConfig = field(default_factory=ImageConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    mech: MechConfig = field(default_factory=MechConfig)
-
-    def __post_init__(self) -> None:
-        bad = [r for r in self.regimes if r not in REGIMES]
-        if bad:
-            raise ValueError(f"unknown regimes {bad}: valid regimes are {list(REGIMES)}")
-        if not self.seeds:
-            raise ValueError("seeds is empty: give at least one seed, e.g. seeds = [0]")
-
-    @property
-    def result_hash(self) -> str:
-        """Hash of everything the results depend on (not the output folder, device, threads,
-        figures or name): a results folder holds the results of one such config."""
-        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "out_dir", "device", "threads", "figures")}
-        return stable_hash(d)
-
-    @property
-    def needs_images(self) -> bool:
-        return any(REGIMES[r] != "text" for r in self.regimes)
-
-
-SECTIONS = {"task": TaskConfig, "model": ModelConfig, "image": ImageConfig, "train": TrainConfig, "eval": EvalConfig,
-            "mech": MechConfig}
-TOP = ("name", "out_dir", "seeds", "regimes", "device", "threads", "figures")
-
-
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BindingConfig:
-    """Read a binding-study TOML (top level: name, out_dir, seeds, regimes, device, threads,
-    figures; sections [task], [model], [image], [train], [eval], [mech]) and apply overrides
-    (``--set train.text_steps=100``, ``--set seeds=[0,1]``)."""
-    return load_sectioned(path, BindingConfig, SECTIONS, top=TOP, overrides=overrides,
-                          presets="experiments/binding_quick.toml, experiments/binding_full.toml")
-
-
-# ------------------------------------------------------------------------ run
 def eval_sets(cfg: BindingConfig, kinds: tuple[str, ...]) -> list[EvalSet]:
     """The evaluation sets of a model trained with slot kinds ``kinds``: text in and out of
     distribution always, plus the image / noise versions it was trained on (in distribution)."""
@@ -157,8 +91,6 @@ def _evaluate_and_analyse(cfg, model, sources, eval_bank, out: Path, regime: str
 def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
     """Run every (seed, regime) of ``cfg`` (finished units are skipped) and write the tables,
     the report and the figures to ``cfg.out_dir``."""
-    from interp.binding.report import write_outputs
-
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,8 +105,6 @@ def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFI
     bank = eval_bank = pool = None
     n_image = 0
     if cfg.needs_images:
-        from interp.models.encoders import load_encoder
-
         encoder = load_encoder(cfg.image.encoder, device=cfg.device)
         if encoder.d_model != cfg.model.d_ext:
             raise ValueError(f"model.d_ext={cfg.model.d_ext} but encoder {encoder.name} gives {encoder.d_model}-dim tokens")

@@ -18,6 +18,8 @@ import argparse
 from pathlib import Path
 
 from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.studies.binding.config import load_config
+from interp.studies.binding.run import run_study
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,9 +28,6 @@ def main(argv: list[str] | None = None) -> None:
     add_study_args(ap, "study TOML (experiments/binding_quick.toml, binding_full.toml)",
                    "--set train.text_steps=500 --set seeds=[0,1] (threads: --set threads=N)", threads=False)
     args = ap.parse_args(argv)
-
-    from interp.binding.study import load_config, run_study
-
     cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
     if args.dry_run:
         dry_run_exit(ap, args.config, cfg)

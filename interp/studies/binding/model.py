@@ -16,7 +16,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from interp.binding.task import Layout, Vocab
+from interp.models.hooked import HookedLM
+from interp.models.lm import LoadedLM
+from interp.models.registry import ModelSpec
+from interp.studies.binding.task import Layout, Vocab
 
 
 @dataclass(frozen=True)
@@ -115,10 +118,6 @@ class BindingModel(nn.Module):
     def hooked(self, name: str = "binding-decoder"):
         """A frozen :class:`~interp.models.hooked.HookedLM` over a copy of the decoder (the
         TransformerLens bridge; all toolkit analyses apply). Inputs: :meth:`embed` output."""
-        from interp.models.hooked import HookedLM
-        from interp.models.lm import LoadedLM
-        from interp.models.registry import ModelSpec
-
         hf = copy.deepcopy(self.hf).eval()
         for p in hf.parameters():
             p.requires_grad_(False)

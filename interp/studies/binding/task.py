@@ -11,7 +11,7 @@ Text layout (one token per symbol)::
 ``|`` ends the context, ``?`` marks the query; the associations come in a random order
 (``p`` is a permutation), so the item of the queried shape must be found by content.
 Image layout: the ``2n`` context tokens are replaced by ``n_image_tokens`` projected
-patch tokens of the context drawn on a canvas (see :mod:`interp.binding.render`); noise
+patch tokens of the context drawn on a canvas (see :mod:`interp.studies.binding.render`); noise
 layout: ``n_image_tokens`` uninformative tokens are inserted before the text context.
 
 Attribute pools (the brief): 216 colours, 216 shapes, 32 items. Colours, shapes and items

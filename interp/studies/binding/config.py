@@ -1,0 +1,83 @@
+"""The binding study's config: :class:`BindingConfig` (top level: name, out_dir, seeds, regimes,
+device, threads, figures) with its sections (:class:`EvalConfig` here; task, model, image,
+train and mech configs from their modules), read from TOML by :func:`load_config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from interp.configfile import Hashed, load_sectioned
+from interp.io import stable_hash
+from interp.studies.binding.bank import ImageConfig
+from interp.studies.binding.interventions import MechConfig
+from interp.studies.binding.model import ModelConfig
+from interp.studies.binding.task import TaskConfig
+from interp.studies.binding.train import REGIMES, TrainConfig
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """``size``: text episodes per evaluation set; ``image_size``: held-out image episodes
+    (at most ``image.eval_bank_size`` distinct contexts, each with fresh associations);
+    ``mechanisms``: run the interchange / knockout / probe analyses."""
+
+    size: int = 2000
+    image_size: int = 512
+    seed: int = 4242
+    batch_size: int = 256
+    mechanisms: bool = True
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.image_size < 1 or self.batch_size < 1:
+            raise ValueError(f"invalid eval config: size={self.size}, image_size={self.image_size}, "
+                             f"batch_size={self.batch_size} (all >= 1)")
+
+
+@dataclass(frozen=True)
+class BindingConfig(Hashed):
+    name: str = "binding-quick"
+    out_dir: str = "runs/binding-quick"
+    seeds: tuple[int, ...] = (0,)
+    regimes: tuple[str, ...] = tuple(REGIMES)
+    device: str = "cpu"
+    threads: int = 0
+    figures: bool = True
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    mech: MechConfig = field(default_factory=MechConfig)
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.regimes if r not in REGIMES]
+        if bad:
+            raise ValueError(f"unknown regimes {bad}: valid regimes are {list(REGIMES)}")
+        if not self.seeds:
+            raise ValueError("seeds is empty: give at least one seed, e.g. seeds = [0]")
+
+    @property
+    def result_hash(self) -> str:
+        """Hash of everything the results depend on (not the output folder, device, threads,
+        figures or name): a results folder holds the results of one such config."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "out_dir", "device", "threads", "figures")}
+        return stable_hash(d)
+
+    @property
+    def needs_images(self) -> bool:
+        return any(REGIMES[r] != "text" for r in self.regimes)
+
+
+SECTIONS = {"task": TaskConfig, "model": ModelConfig, "image": ImageConfig, "train": TrainConfig, "eval": EvalConfig,
+            "mech": MechConfig}
+TOP = ("name", "out_dir", "seeds", "regimes", "device", "threads", "figures")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BindingConfig:
+    """Read a binding-study TOML (top level: name, out_dir, seeds, regimes, device, threads,
+    figures; sections [task], [model], [image], [train], [eval], [mech]) and apply overrides
+    (``--set train.text_steps=100``, ``--set seeds=[0,1]``)."""
+    return load_sectioned(path, BindingConfig, SECTIONS, top=TOP, overrides=overrides,
+                          presets="experiments/binding_quick.toml, experiments/binding_full.toml")
