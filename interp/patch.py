@@ -20,7 +20,17 @@ from pathlib import Path
 
 import torch
 
+from interp.analysis.attribution import attribution_grid, compare_to_exact
+from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, patch_grid
 from interp.configfile import add_dry_run, dry_run_exit
+from interp.data.images import embedded_image_root, load_image_set
+from interp.io import write_csv
+from interp.models.hooked import BLOCK_HOOK_SUFFIXES
+from interp.models.registry import get_spec
+from interp.plots import heatmap, save_figure
+from interp.projector import Projector
+from interp.sequence import single_token_id, vlm_item
+from interp.vlm import load_vlm
 
 
 def _default_checkpoint() -> Path | None:
@@ -37,7 +47,6 @@ def _concept_image(name: str):
         if not p.exists():
             raise FileNotFoundError(f"no image file {p}")
         return Image.open(p)
-    from interp.data.images import embedded_image_root, load_image_set
 
     image_set = load_image_set(embedded_image_root())
     recs = sorted((r for r in image_set.images if r.concept == name), key=lambda r: r.source)
@@ -69,19 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     add_dry_run(ap)
     args = ap.parse_args(argv)
 
-    from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, patch_grid
-    from interp.sequence import single_token_id, vlm_item
-    from interp.io import write_csv
-    from interp.vlm import load_vlm
-
     ckpt = args.checkpoint or _default_checkpoint()
     if ckpt is None or not Path(ckpt).exists():
         ap.error(f"no projector checkpoint {'at ' + str(ckpt) if ckpt else 'found under runs/'}: train one with "
                  "`python -m interp.run experiments/quick.toml` or pass --checkpoint")
     # everything checkable from the checkpoint's header and the registry, before any model loads
-    from interp.models.registry import get_spec
-    from interp.projector import Projector
-
     try:
         pcfg = Projector.read_config(ckpt)
         spec = get_spec(args.lm or pcfg.lm, "lm")
@@ -95,7 +96,6 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"--layer {args.layer!r}: expected a block index or 'all'")
         if spec.n_layers and not 0 <= int(args.layer) < spec.n_layers:
             ap.error(f"--layer {args.layer}: {spec.name} has blocks 0..{spec.n_layers - 1} (or 'all')")
-    from interp.models.hooked import BLOCK_HOOK_SUFFIXES
 
     if args.hook not in BLOCK_HOOK_SUFFIXES:
         common = [h for h in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out",
@@ -162,7 +162,6 @@ def main(argv: list[str] | None = None) -> None:
         labels = clean.batch.labels(0)
         rows = [{"layer": l, "position": p, "modality": labels[p], "token": tok.decode(int(clean.batch.input_ids[0, p])),
                  "value": float(grid[i, j])} for i, l in enumerate(layers) for j, p in enumerate(positions)]
-        from interp.plots import heatmap, save_figure
 
         xl = [f"{p}:{labels[p]}" + ("" if labels[p] == "image" else f":{tok.decode(int(clean.batch.input_ids[0, p]))}")
               for p in positions]
@@ -172,8 +171,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"patched {len(layers)} layers x {len(positions)} positions; max {grid.max():.3f} at "
               f"{divmod(int(grid.argmax()), len(positions))}")
         if args.attribution:
-            from interp.analysis.attribution import attribution_grid, compare_to_exact
-
             att = attribution_grid(vlm, clean, corr, metric, hooks=hooks, positions=positions, normalise=True)
             for row, v in zip(rows, att.grid.flatten().tolist()):
                 row["attribution"] = v

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import torch
 
 from interp.models.hooked import softcap
+from interp.models.registry import get_spec
 from interp.projector import CheckpointMismatchError, Projector
 from interp.sequence import Batch
 from interp.vlm import LogitsAt, VLMCache, VLMInputs, VLMOutput, as_positions
@@ -99,8 +100,6 @@ def ndif_models(timeout: float = 10.0) -> dict[str, str]:
 
 def hub_id_for(name: str) -> str:
     """A registry name (``qwen3-8b``) or hub id (``meta-llama/Llama-3.1-70B``) -> hub id."""
-    from interp.models.registry import get_spec
-
     try:
         spec = get_spec(name, "lm")
     except KeyError:

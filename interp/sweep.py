@@ -32,10 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from interp import distributed as D
 from interp.configfile import add_dry_run, dry_run_exit, load_or_exit, parse_sets
 from interp.io import environment, read_json, stable_hash, write_json
 from interp.studies.taxonomy.config import StudyConfig, load_config
-from interp.studies.taxonomy.run import RunSpec, grid_runs
+from interp.studies.taxonomy.jobs import run_spec, warm_caches
+from interp.studies.taxonomy.run import RunSpec, grid_runs, run_study
 
 STATUSES = ("done", "partial", "pending")
 
@@ -127,8 +129,6 @@ def execute(cfg: StudyConfig, run: SweepRun, *, evaluate: bool = True, progress:
     """Run one job (skipped when done; resumed when partial); under torchrun every rank calls
     this and the run trains with DDP (``shard_lm``: the LM's blocks sharded with FSDP2).
     Returns a record (status, seconds, key)."""
-    from interp import distributed as D
-    from interp.studies.taxonomy.jobs import run_spec
 
     check_key(cfg, run)
     before = status(cfg, run, evaluate=evaluate)
@@ -158,8 +158,6 @@ def execute_many(cfg: StudyConfig, runs: Sequence[SweepRun], **kw) -> list[dict[
 def aggregate(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
     """Once every run is done: the LM-only test, the tidy table, report and figures
     (:func:`interp.studies.taxonomy.run.run_study`, which then skips every run)."""
-    from interp.studies.taxonomy.run import run_study
-
     runs = list_runs(cfg)
     for run in runs:
         check_key(cfg, run)
@@ -230,8 +228,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
             print(json.dumps(row) if args.json else f"{r.index:4d}  {r.key}  {r.run_id:40s}  {row['status']}")
         return None
     if args.prepare:
-        from interp.studies.taxonomy.jobs import warm_caches
-
         warm_caches(cfg, progress)
         print(f"[sweep] caches ready for {cfg.name}: {len(runs)} runs")
         return None
@@ -239,7 +235,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
         result = aggregate(cfg, progress=progress, source=args.config)
         print(f"[sweep] aggregated {len(runs)} runs into {cfg.out_dir}")
         return [result]
-    from interp import distributed as D
 
     try:
         records = execute_many(cfg, chosen, evaluate=evaluate, progress=progress, shard_lm=args.shard_lm)

@@ -20,7 +20,9 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from interp.models.encoders import load_encoder
 from interp.models.hooked import FwdHooks, HookedLM, KVPrefix
+from interp.models.lm import load_lm
 from interp.projector import CheckpointMismatchError, Projector, ProjectorConfig
 from interp.sequence import Batch, Modality, Segment, build_batch
 
@@ -285,7 +287,6 @@ class HookedVLM(VLMInputs, nn.Module):
         """Keyword inputs for ``vlm.nnsight_model.trace(**inputs)``.
 
         Example::
-
             with vlm.nnsight_model.trace(**vlm.nnsight_inputs(batch, feats)):
                 h = vlm.nnsight_model.model.layers[5].output.save()   # [batch, pos, d_model]
         """
@@ -303,9 +304,6 @@ def load_vlm(checkpoint, *, lm: str | None = None, with_encoder: bool = True, de
     seeded random LM.
     """
     import re
-
-    from interp.models.encoders import load_encoder
-    from interp.models.lm import load_lm
 
     proj, _ = Projector.load(checkpoint)
     name = lm or proj.config.lm

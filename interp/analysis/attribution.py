@@ -3,7 +3,6 @@
 For a hook point ``h`` and position ``p``, exact patching measures
 ``metric(corrupted with clean h[p]) - metric(corrupted)``. Attribution patching replaces
 it by the linear term of its Taylor expansion around the corrupted run::
-
     (h_clean[p] - h_corrupted[p]) . d metric / d h[p]   (evaluated on the corrupted run)
 
 so one corrupted forward + backward and one clean forward give the whole
@@ -25,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from interp.analysis.patching import Metric, PatchInput, block_hooks
+from interp.analysis.patching import Metric, PatchInput, block_hooks, patch_grid
 
 
 @dataclass
@@ -149,8 +148,6 @@ def validate_attribution(vlm, clean: PatchInput, corrupted: PatchInput, metric: 
                          *, n_cells: int = 32, seed: int = 0) -> tuple[Agreement, list[dict]]:
     """Exact patching on ``n_cells`` sampled cells of an attribution grid (at its own hooks);
     returns the agreement and tidy rows (hook, layer, position, attribution, exact) for plots."""
-    from interp.analysis.patching import patch_grid
-
     cells = sample_cells(len(attribution.hooks), len(attribution.positions), n_cells, seed)
     effects = attribution.effects()
     rows = []

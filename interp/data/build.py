@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from interp.data.images import build_embedded_images, embedded_image_root, read_manifest, verify
 
 
 def _summary(root) -> str:
-    from interp.data.images import read_manifest
-
     m = read_manifest(root)
     c = m["counts"]
     lines = [f"root: {root}",
@@ -56,8 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=_workers, default=None, help="rendering processes (default: min(2, cores))")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-
-    from interp.data.images import build_embedded_images, embedded_image_root, verify
 
     t0 = time.perf_counter()
     root = embedded_image_root()

@@ -25,6 +25,7 @@ from interp.data.image_records import ImageRecord, ImageSet  # noqa: F401
 from interp.data.image_sources import SOURCES, catalogue, npm_package, source_family  # noqa: F401
 from interp.data.rendering import IMAGE_SIZE  # noqa: F401
 from interp.data.splits import SPLITS, split_images  # noqa: F401
+from interp.data.taxonomy import Taxonomy
 
 
 def load_image_set(root: str | Path | None = None) -> ImageSet:
@@ -39,8 +40,6 @@ def load_image_set(root: str | Path | None = None) -> ImageSet:
 def embedded_taxonomy(root: str | Path | None = None):
     """The curated taxonomy of the embedded concepts: from the built manifest if there is one,
     else computed from the curated map and the npm sources (without rendering images)."""
-    from interp.data.taxonomy import Taxonomy
-
     root = Path(root or embedded_image_root())
     if (root / "manifest.json").exists():
         return Taxonomy.from_dict(read_manifest(root)["taxonomy"])

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import time
 
+from interp.models.lm import cache_problems, embedded_folder
 from interp.models.registry import ALL, LMS
 
 
 def cache_state(spec, *, full: bool = False) -> str:
     """The state of an embedded LM's dequantized cache, for the table."""
-    from interp.models.lm import cache_problems
-
     problems = cache_problems(spec, full=full)
     if problems is None:
         return "; not cached yet (built on first load, or by --prepare)"
@@ -39,8 +38,6 @@ def table(*, full: bool = False) -> str:
 
 
 def prepare() -> None:
-    from interp.models.lm import embedded_folder
-
     for spec in LMS:
         if spec.source == "embedded" and spec.available()[0]:
             t = time.perf_counter()

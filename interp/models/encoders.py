@@ -25,6 +25,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from interp.models.lm import ModelUnavailableError, resolve_hf_source
 from interp.models.registry import ModelSpec, get_spec
 
 
@@ -158,8 +159,6 @@ class HFVisionEncoder(ImageEncoder):
     def from_spec(cls, spec: ModelSpec, device="cpu", dtype=torch.float32) -> "HFVisionEncoder":
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-        from interp.models.lm import resolve_hf_source
-
         src, local = resolve_hf_source(spec)
         cfg = AutoConfig.from_pretrained(src, local_files_only=local)
         family = spec.family if spec.family != "hf" else cfg.model_type
@@ -204,8 +203,6 @@ def load_encoder(name: str, device: str | torch.device = "cpu", dtype: torch.dty
     if spec.source == "embedded":
         ok, why = spec.available()
         if not ok:
-            from interp.models.lm import ModelUnavailableError
-
             raise ModelUnavailableError(f"{spec.name} is not installed: {why}")
         variants = [int(v) for v in spec.name.removeprefix("efficientnet-lite").split("+lite")]
         parts = [EfficientNetLiteEncoder(v) for v in variants]

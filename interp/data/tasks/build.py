@@ -32,8 +32,10 @@ import random
 import sys
 from pathlib import Path
 
+from interp.data.images import embedded_taxonomy
 from interp.data.tasks import TASK_DIR, task_from_dict
-from interp.data.wordnet import data_lines, index_lines
+from interp.data.taxonomy import display_name
+from interp.data.wordnet import data_lines, index_lines, load_wordnet, wordnet_dir
 from interp.io import write_text
 
 SEED = 0
@@ -195,8 +197,6 @@ def _wn_gloss(wn, word: str) -> str | None:
 
 # ------------------------------------------------------------------- tasks
 def build_hypernym(taxonomy) -> dict:
-    from interp.data.taxonomy import display_name
-
     rows = []
     for leaf in sorted(taxonomy.leaves):
         hyps = sorted(taxonomy.hypernyms_of(leaf), key=lambda h: (taxonomy.depth(h), h))
@@ -218,8 +218,6 @@ def build_hypernym(taxonomy) -> dict:
 
 
 def build_curated(name: str, table: dict[str, list[str]], description: str, taxonomy, wn=None) -> dict:
-    from interp.data.taxonomy import display_name
-
     _check_concepts(table, set(taxonomy.leaves), name)
     rows = []
     for concept, answers in table.items():
@@ -321,9 +319,6 @@ def build_antonym(wordnet_dir: Path, n: int = 200, min_count: int = 3) -> dict:
 
 
 def build_all() -> dict[str, dict]:
-    from interp.data.images import embedded_taxonomy
-    from interp.data.wordnet import load_wordnet, wordnet_dir
-
     taxonomy = embedded_taxonomy()
     wn = load_wordnet()
     tasks = [

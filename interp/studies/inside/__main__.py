@@ -14,7 +14,8 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from interp.configfile import add_dry_run, dry_run_exit
+from interp.configfile import add_dry_run, dry_run_exit, parse_value
+from interp.projector import Projector
 from interp.studies.inside.config import ANALYSES, InsideConfig, parse_analyses
 from interp.studies.inside.run import run
 
@@ -22,8 +23,6 @@ from interp.studies.inside.run import run
 def _setting(field_type, text: str):
     """A ``--set`` value (TOML, else Python literal, ``none``, else text); a tuple setting takes a
     comma list or one value (``steering_scales=0,2`` or ``steering_scales=2``)."""
-    from interp.configfile import parse_value
-
     value = None if text.strip().lower() in ("none", "null") else parse_value(text)
     if "tuple" in str(field_type) and not isinstance(value, tuple):
         value = (value,)
@@ -31,7 +30,6 @@ def _setting(field_type, text: str):
 
 
 def main(argv: list[str] | None = None) -> None:
-
     ap = argparse.ArgumentParser(prog="python -m interp.analyze", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path, help="projector.safetensors of a study run")
@@ -48,7 +46,6 @@ def main(argv: list[str] | None = None) -> None:
         if key not in known:
             ap.error(f"--set {key}: unknown setting; known: {sorted(known)}")
         overrides[key] = _setting(known[key].type, value)
-    from interp.projector import Projector
 
     try:  # from the header alone, before any model loads
         Projector.read_config(args.checkpoint)

@@ -12,8 +12,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from interp.analysis.attribution import attribution_grid, compare_to_exact
+from interp.analysis.collect import ConceptActs, concept_activations, one_image_per_concept
+from interp.analysis.directions import cosine_per_layer, mean_difference
+from interp.analysis.lens import logit_lens
+from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid
+from interp.analysis.probes import probe_layers, transfer_layers
+from interp.analysis.similarity import linear_cka, rsa
+from interp.analysis.steering import steering_table
 from interp.io import load_tensors, save_tensors, sha256_file
+from interp.sequence import single_token_id, vlm_item
 from interp.studies.inside.config import InsideConfig
+from interp.studies.taxonomy.config import load_config
+from interp.studies.taxonomy.questions import image_question
+from interp.studies.taxonomy.run import load_data
+from interp.vlm import load_vlm
 
 
 @dataclass
@@ -31,11 +44,6 @@ class Context:
 
 # --------------------------------------------------------------------- context
 def build_context(cfg: InsideConfig, progress: bool = True) -> Context:
-    from interp.analysis.collect import ConceptActs, concept_activations, one_image_per_concept
-    from interp.studies.taxonomy.config import load_config
-    from interp.studies.taxonomy.run import load_data
-    from interp.vlm import load_vlm
-
     ckpt = Path(cfg.checkpoint)
     if not ckpt.exists():
         raise FileNotFoundError(f"no projector checkpoint at {ckpt}: train one with `python -m interp.train "
@@ -80,8 +88,6 @@ def labels(ctx: Context, h: str) -> np.ndarray:
 # --------------------------------------------------------------------- analyses
 def probes(ctx: Context, cfg: InsideConfig) -> list[dict]:
     """Balanced accuracy per (hypernym, layer, probe): on each modality (k-fold) and across."""
-    from interp.analysis.probes import probe_layers, transfer_layers
-
     a = ctx.acts
     rows = []
     for h in ctx.hypernyms:
@@ -99,8 +105,6 @@ def probes(ctx: Context, cfg: InsideConfig) -> list[dict]:
 def directions(ctx: Context, cfg: InsideConfig) -> list[dict]:
     """Cosine between text- and image-derived difference-of-means directions, per hypernym and
     layer, with a permutation baseline (same sizes, shuffled membership)."""
-    from interp.analysis.directions import cosine_per_layer, mean_difference
-
     g = torch.Generator().manual_seed(cfg.seed)
     rows = []
     for h in ctx.hypernyms:
@@ -122,10 +126,6 @@ def best_transfer_layer(probe_rows: list[dict]) -> int:
 
 
 def steering(ctx: Context, cfg: InsideConfig, layer: int) -> list[dict]:
-    from interp.analysis.directions import mean_difference
-    from interp.analysis.steering import steering_table
-    from interp.studies.taxonomy.questions import image_question
-
     hyps = sorted(ctx.hypernyms, key=lambda h: -len(ctx.members[h]))[:cfg.steering_hypernyms]
     img = ctx.acts.image[layer : layer + 1]
     dirs = {h: mean_difference(img, torch.tensor(labels(ctx, h)))[0] for h in hyps}
@@ -138,8 +138,6 @@ def steering(ctx: Context, cfg: InsideConfig, layer: int) -> list[dict]:
 def lens(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], list[dict]]:
     """(rank rows: concept, hypernym, layer, rank of the hypernym's first word token at the image
     position; top rows: concept, layer, top-k tokens) from the logit lens over image positions."""
-    from interp.analysis.lens import logit_lens
-
     tok = ctx.vlm.tokenizer
     words = sorted({h for c in ctx.concepts for h in ctx.taxonomy.hypernyms_of(c)})
     first = {h: tok(" " + h.split()[-1], add_special_tokens=False)["input_ids"][0] for h in words}
@@ -158,8 +156,6 @@ def lens(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], list[dict]]:
 
 
 def similarity(ctx: Context, cfg: InsideConfig) -> list[dict]:
-    from interp.analysis.similarity import linear_cka, rsa
-
     a = ctx.acts
     g = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(len(ctx.concepts), generator=g)
@@ -170,9 +166,6 @@ def similarity(ctx: Context, cfg: InsideConfig) -> list[dict]:
 
 def patching(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], dict]:
     """Exact and attribution resid_pre grids for clean vs corrupted image; their agreement."""
-    from interp.analysis.attribution import attribution_grid, compare_to_exact
-    from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid
-    from interp.sequence import single_token_id, vlm_item
 
     vlm = ctx.vlm
     for c in (cfg.patch_clean, cfg.patch_corrupt):

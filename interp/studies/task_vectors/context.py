@@ -10,7 +10,13 @@ from typing import Any, Sequence
 
 import torch
 
+from interp.models.encoders import load_encoder
+from interp.models.hooked import HookedLM
+from interp.models.lm import load_lm
 from interp.studies.task_vectors.config import DTYPES, ModelConfig, TaskVectorConfig
+from interp.studies.taxonomy.config import DataConfig as StudyData, StudyConfig
+from interp.studies.taxonomy.run import load_data
+from interp.vlm import HookedVLM, load_vlm
 
 
 # -------------------------------------------------------------------- data
@@ -48,10 +54,6 @@ def resolve_projector(m: ModelConfig) -> dict[str, Any]:
 
 def load_study_vlm(m: ModelConfig, info: dict[str, Any] | None = None):
     """The HookedVLM of :func:`resolve_projector`'s choice, in ``m.dtype`` on ``m.device``."""
-    from interp.models.encoders import load_encoder
-    from interp.models.hooked import HookedLM
-    from interp.models.lm import load_lm
-    from interp.vlm import HookedVLM, load_vlm
 
     info = info or resolve_projector(m)
     if info["kind"] == "trained":
@@ -70,9 +72,6 @@ def load_study_vlm(m: ModelConfig, info: dict[str, Any] | None = None):
 
 
 def load_context(cfg: TaskVectorConfig, tasks: Sequence, progress: bool = True) -> Context:
-    from interp.studies.taxonomy.config import DataConfig as StudyData, StudyConfig
-    from interp.studies.taxonomy.run import load_data
-
     vlm = load_study_vlm(cfg.model)
     layers = list(cfg.method.layers) or list(range(vlm.lm.n_layers))
     for l in layers:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from interp.metrics import mean_ci
+from interp.plots import heatmap, line_with_ci, save_figure as _save
 from interp.studies.task_vectors.config import LABELS, SOURCES, TARGETS
 
 
@@ -15,9 +17,6 @@ from interp.studies.task_vectors.config import LABELS, SOURCES, TARGETS
 def write_figures(tables: dict[str, list[dict]], cos: dict[str, Any], out: Path, *, png: bool = True) -> list[Path]:
     """Accuracy per layer per source -> target (validation sweep), cosine heatmaps, the
     examples curve. Drawn from the tidy tables only; ``png=False`` writes HTML only."""
-    from interp.metrics import mean_ci
-    from interp.plots import heatmap, line_with_ci
-    from interp.plots import save_figure as _save
 
     def save_figure(fig, stem, **kw):
         if png:

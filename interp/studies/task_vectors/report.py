@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from interp.analysis import task_vectors as tvs
+from interp.data.tasks import load_task
 from interp.io import write_csv, write_json, write_text
+from interp.models.lm import ModelUnavailableError, load_tokenizer
 from interp.studies.task_vectors.config import LABELS, SOURCES, TARGETS, TaskVectorConfig
 from interp.studies.task_vectors.figures import write_figures
 from interp.studies.task_vectors.tables import CSV_FIELDS, CSV_FILES, cosine_summary, read_tables, table_markdown
@@ -23,8 +25,6 @@ def constant_rows(cfg: TaskVectorConfig, results: list[dict], rows: list[dict]) 
     """The chance line of each (task, target): exact match of the best single answer token,
     i.e. the largest share of test items that one first token answers (a vector that makes
     the model say " animal" to everything scores this much). Model-free: tokenizer only."""
-    from interp.data.tasks import load_task
-    from interp.models.lm import ModelUnavailableError, load_tokenizer
 
     if not results:
         return []

@@ -14,6 +14,7 @@ import torch
 
 from interp.analysis import function_vectors as fvs
 from interp.analysis import task_vectors as tvs
+from interp.data.tasks import load_task
 from interp.io import environment, read_json, save_tensors, stable_hash, write_json
 from interp.studies.task_vectors.config import IMAGE_SOURCES, TaskVectorConfig
 from interp.studies.task_vectors.context import Context, load_context, resolve_projector
@@ -218,8 +219,6 @@ def run_study(cfg: TaskVectorConfig, *, progress: bool = True, source: str = "CO
 
     ``figures``: ``"png"`` (HTML and PNG), ``"html"`` (HTML only, no browser needed) or ``"none"``.
     """
-    from interp.data.tasks import load_task
-
     if figures not in FIGURE_MODES:
         raise ValueError(f"figures={figures!r}: valid are {list(FIGURE_MODES)}")
 

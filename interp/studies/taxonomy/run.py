@@ -19,15 +19,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from interp.data import images as img, taxonomy as tx
+from interp.data.taxonomy import THINGS_TSV, load_things_taxonomy
+from interp.data.things import load_things_images
+from interp.diagnostics import token_stats
 from interp.examples import Example
+from interp.features import UndecodableImages, encode_cached
 from interp.io import environment, read_json, stable_hash, write_csv, write_json
 from interp.metrics import coherence, macro_f1
+from interp.models.encoders import load_encoder
+from interp.models.hooked import HookedLM
+from interp.models.lm import load_lm
+from interp.projector import Projector, pool_tokens
 from interp.runlock import run_lock
 from interp.scoring import continuation_logprob, score_examples, text_yes_no
 from interp.studies.taxonomy.conditions import removed_leaves, world_mapping
 from interp.studies.taxonomy.config import StudyConfig, parse_ablation
+from interp.studies.taxonomy.prototypes import cached_prototypes, text_token_norm
 from interp.studies.taxonomy.questions import cloze_prompt, examples_for_images, text_test_items, truth_question
+from interp.studies.taxonomy.report import write_outputs
 from interp.train_projector import train_projector
+from interp.vlm import HookedVLM
 from interp.warmstart import fit_classifier, prototype_init, refine_readout
 
 
@@ -67,17 +79,12 @@ def load_data(cfg: StudyConfig, encoder, progress: bool = True, strict_images: b
     """Images, taxonomy, splits and cached encoder features of a study config. An image file
     that does not decode is skipped with a warning naming every such file (its concept keeps
     its other images), or, with ``strict_images``, stops the study naming them."""
-    from interp.data import images as img
-    from interp.data import taxonomy as tx
-    from interp.features import UndecodableImages, encode_cached
 
     if cfg.data.images == "embedded":
         root = img.build_embedded_images(progress=progress)
         image_set = img.load_image_set(root)
         scheme = "renderings"
     else:
-        from interp.data.things import load_things_images
-
         image_set = load_things_images(Path(cfg.data.images))
         scheme = "things"
     if cfg.data.taxonomy == "embedded":
@@ -161,7 +168,6 @@ def study_prototypes(lm, data: StudyData, cfg: StudyConfig, progress: bool = Tru
     warm start does not use them."""
     if cfg.warm_start.kind != "prototypes":
         return None
-    from interp.studies.taxonomy.prototypes import cached_prototypes
 
     protos = cached_prototypes(lm, data.taxonomy, sorted(data.taxonomy.leaves), cfg.prototypes, progress=progress)
     m = protos.metrics
@@ -174,8 +180,6 @@ def heldout_monitor(vlm, data: StudyData, mapping: dict[str, str], cfg: StudyCon
                     n_images: int = 128):
     """A function that scores leaf questions on a fixed subset of the val split (and of the
     train split) and measures image-token collapse: the in-training diagnostics."""
-    from interp.diagnostics import token_stats
-    from interp.studies.taxonomy.prototypes import text_token_norm
 
     rng = random.Random(f"monitor-{seed}")
     pick = lambda split, n: sorted(rng.sample(data.splits[split], min(n, len(data.splits[split]))))
@@ -281,16 +285,11 @@ def run_one(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, pr
 
 
 def load_study_lm(cfg: StudyConfig, random_init: bool, seed: int):
-    from interp.models.hooked import HookedLM
-    from interp.models.lm import load_lm
-
     return HookedLM(load_lm(cfg.model.lm, device=cfg.model.device, dtype=DTYPES[cfg.model.dtype],
                             random_init=random_init, seed=seed))
 
 
 def new_study_vlm(lm, encoder, cfg: StudyConfig, seed: int):
-    from interp.vlm import HookedVLM
-
     proj = HookedVLM.new_projector(lm, encoder.name, encoder.d_model, encoder.n_tokens, kind=cfg.model.projector,
                                    pool_to=cfg.model.pool_to, seed=seed, pool=cfg.model.pool)
     return HookedVLM(lm, proj)
@@ -298,8 +297,6 @@ def new_study_vlm(lm, encoder, cfg: StudyConfig, seed: int):
 
 def single_run(cfg: StudyConfig, spec: RunSpec, *, evaluate: bool = True, progress: bool = True) -> list[dict]:
     """Train (and evaluate) one run of a study config: what `python -m interp.train` does."""
-    from interp.models.encoders import load_encoder
-
     out = Path(cfg.out_dir)
     encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
     data = load_data(cfg, encoder, progress=progress)
@@ -313,9 +310,6 @@ def single_run(cfg: StudyConfig, spec: RunSpec, *, evaluate: bool = True, progre
 
 def evaluate_run_dir(cfg: StudyConfig, run_id: str, progress: bool = True) -> list[dict]:
     """Re-score a trained run from its checkpoint: what `python -m interp.evaluate` does."""
-    from interp.models.encoders import load_encoder
-    from interp.projector import Projector
-    from interp.vlm import HookedVLM
 
     run_dir = Path(cfg.out_dir) / "runs" / run_id
     cond = run_dir / "conditions.json"
@@ -368,7 +362,6 @@ def vision_ceiling(data: StudyData, seed: int = 0, pool: str = "mean", l2: float
     patch tokens, as the projector pools) train features on the leaf concept, scored on test
     images (top-1 accuracy) and on the study's leaf yes/no questions (one true leaf, one random
     distractor per image; "Yes" when log p(leaf) is above a threshold chosen on the val split)."""
-    from interp.projector import pool_tokens
     leaves = sorted(data.taxonomy.leaves)
     cid = {c: i for i, c in enumerate(leaves)}
 
@@ -403,8 +396,6 @@ def vision_ceiling(data: StudyData, seed: int = 0, pool: str = "mean", l2: float
 # ------------------------------------------------------------------- driver
 def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG",
               strict_images: bool = False) -> dict[str, Any]:
-    from interp.models.encoders import load_encoder
-    from interp.studies.taxonomy.report import write_outputs
 
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
@@ -426,7 +417,6 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG"
         if cfg.eval.lm_only:
             lm_only.append({**lm_only_test(lm, data.taxonomy, cfg.eval.batch_size, progress), "taxonomy": cfg.data.taxonomy})
             if cfg.eval.lm_only_things and cfg.data.taxonomy != "things" and not rnd:  # the control: embedded only
-                from interp.data.taxonomy import THINGS_TSV, load_things_taxonomy
 
                 if THINGS_TSV.exists():
                     lm_only.append({**lm_only_test(lm, load_things_taxonomy(THINGS_TSV), cfg.eval.batch_size,
