@@ -136,7 +136,7 @@ def test_the_core_knows_no_study():
 # ARCHITECTURE.md's layers: a module may import its own layer and lower ones
 LAYERS = [
     ("interp.io", "interp.cachecheck", "interp.paths", "interp.configfile", "interp.runlock", "interp.metrics", "interp.schedule", "interp.plots",
-     "interp.distributed"),
+     "interp.distributed", "interp.pages"),
     ("interp.models",),
     ("interp.sequence", "interp.projector", "interp.vlm", "interp.features", "interp.examples", "interp.train_projector",
      "interp.scoring", "interp.diagnostics", "interp.warmstart", "interp.remote"),
