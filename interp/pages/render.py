@@ -32,7 +32,8 @@ class Rendered:
 def plot_html(plot: Plot) -> Markup:
     """The figure's div and the script that draws it, without plotly.js (the page holds it once)."""
     fig = go.Figure(plot.figure)  # a copy: the caller's figure keeps its own size
-    fig.update_layout(template=fig.layout.template or "plotly_white", width=None, height=plot.height, autosize=True)
+    # the look of the saved figures (interp.plots.save_figure); the width follows the page
+    fig.update_layout(template="plotly_white", width=None, height=plot.height, autosize=True)
     html = pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"plot-{plot.name}",
                        default_width="100%", default_height=f"{plot.height}px",
                        config={"responsive": True, "displaylogo": False})
