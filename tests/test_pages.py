@@ -16,14 +16,18 @@ from interp.io import read_csv
 from interp.pages import Card, Column, Gallery, Page, Plot, Section, Table, Text, render
 from interp.pages.render import inline_script
 from interp.report import main as report_main
+from interp.studies.alignment import page as alignment_page
 from interp.studies.inside import page as inside_page
+from interp.studies.task_vectors import page as task_vectors_page
 from interp.studies.taxonomy import page as taxonomy_page
 from interp.studies.taxonomy.gallery import pick_questions
 from interp.studies.taxonomy.tables import headline_rows, read_results
 from page_helpers import make_taxonomy_run, network_urls, parse_page
 
 ROOT = Path(__file__).resolve().parents[1]
-INSIDE = ROOT / "figures" / "out" / "inside-gemma"  # a real look-inside run's tables (committed)
+INSIDE = ROOT / "figures" / "out" / "inside-gemma"  # real runs' tables (committed)
+TASK_VECTORS = ROOT / "figures" / "out" / "task_vectors"
+ALIGNMENT = ROOT / "figures" / "out" / "alignment"
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +131,45 @@ def test_the_inside_page_from_a_real_run_holds_its_tables(tmp_path):
     summary = {r[0][0]: r for r in page.tables["probes_summary"]}
     assert set(summary) == {"text", "image", "last", "text->image", "image->text"}
     assert "python -m interp.analyze runs/quick/runs/lm-original-100pct-s42/projector.safetensors" in html
+
+
+def test_the_task_vector_page_from_a_real_run_holds_its_tables(tmp_path):
+    out = tmp_path / "tv"
+    shutil.copytree(TASK_VECTORS, out)
+    assert task_vectors_page.is_run_dir(out) and not taxonomy_page.is_run_dir(out)
+    html = task_vectors_page.write_report_page(out).read_text()
+    page = parse_page(html)
+    assert network_urls(page) == []
+    assert {"cosine_control", "examples_text", "examples_image"} <= set(page.figures)
+    assert any(f.startswith("layers_") for f in page.figures)
+    rows = read_csv(out / "results.csv", {})
+    em = [c.key for c in task_vectors_page.TEST_COLUMNS].index("em")
+    assert [r[em][1] for r in page.tables["per_task"]] == [r["em"] for r in rows]
+    head = {r[0][0]: r for r in page.tables["headline"]}
+    header = page.headers["headline"]
+    want = {(r["task"], r["target"]): float(r["em"]) for r in rows if r["method"] == "text_examples"}
+    for (task, target), v in want.items():
+        assert float(head["patch: text examples"][header.index(f"{task} ({target})")][1]) == v
+    assert head["patch: text examples"][header.index("published image")][0] == "0.51"
+
+
+def test_the_alignment_page_from_a_real_runs_tables(tmp_path):
+    out = tmp_path / "alignment"
+    shutil.copytree(ALIGNMENT, out)
+    assert not alignment_page.is_run_dir(out)  # the committed copy has no config.json
+    (out / "config.json").write_text(json.dumps({"config": {"name": "alignment_quick", "split": {"seeds": [0, 1, 2]},
+                                                            "head": {}, "models": {"score_layer": -1}},
+                                                 "source": "experiments/alignment_quick.toml"}))
+    assert alignment_page.is_run_dir(out) and not taxonomy_page.is_run_dir(out)
+    html = alignment_page.write_report_page(out).read_text()
+    page = parse_page(html)
+    assert network_urls(page) == []
+    assert {"score_by_layer_concept", "score_vs_lm_only_hypernym"} <= set(page.figures)
+    scores = read_csv(out / "scores.csv", {})
+    top1 = [c.key for c in alignment_page.SCORE_COLUMNS].index("top1")
+    assert [r[top1][1] for r in page.tables["headline"]] == [s["top1"] for s in scores]
+    assert len(page.tables["per_layer"]) == len(read_csv(out / "summary.csv"))
+    assert "python -m interp.alignment experiments/alignment_quick.toml" in html
 
 
 def test_column_cells_format_and_keep_the_exact_value():

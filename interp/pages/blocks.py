@@ -122,9 +122,10 @@ class Gallery:
 
 @dataclass
 class Text:
-    """Paragraphs of plain text (escaped; one paragraph per item)."""
+    """Paragraphs of plain text (escaped; one paragraph per item), or a bulleted list."""
 
     paragraphs: list[str]
+    bullets: bool = False
 
 
 @dataclass
