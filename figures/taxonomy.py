@@ -14,17 +14,9 @@ import argparse
 import shutil
 from pathlib import Path
 
-from interp.io import read_csv
 from interp.studies.taxonomy.figures import write_figures
 from interp.studies.taxonomy.report import grid_markdown
-from interp.studies.taxonomy.tables import aggregate, depth_table
-
-NUMERIC = {"rate": float, "seed": int, "depth": int, "n": int, "f1": float, "chance_f1": float, "yes_rate": float,
-           "coherence": float}
-
-
-def read_rows(path: Path) -> list[dict]:
-    return read_csv(path, NUMERIC)
+from interp.studies.taxonomy.tables import aggregate, depth_table, read_results
 
 
 def main() -> None:
@@ -35,7 +27,7 @@ def main() -> None:
     results = args.study_dir / "results.csv"
     if not results.exists():
         raise SystemExit(f"no results.csv in {args.study_dir}: run `python -m interp.run CONFIG` first")
-    rows = read_rows(results)
+    rows = read_results(results)
     out = args.out or Path(__file__).resolve().parent / "out" / args.study_dir.name
     agg = aggregate(rows)
     files = write_figures(agg, depth_table(rows), rows, out)

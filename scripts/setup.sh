@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up for both README commands. A second run only checks.
 #   Debian packages: wordnet-base (taxonomy), tuxpaint-stamps-default (photo images),
-#                    chromium (kaleido writes PNG figures with it)
+#                    chromium (kaleido writes PNG figures with it),
+#                    chromium-driver (the results-page browser test drives chromium with it)
 #   npm packages:    emoji image sets (into $INTERP_CACHE/npm)
 #   pip:             the project venv .venv (torch pinned in the same call: CPU wheel)
 #   caches:          embedded models dequantized once; embedded image set built once
@@ -12,7 +13,7 @@ export INTERP_CACHE="${INTERP_CACHE:-$HOME/.cache/interp}"
 say() { echo "[setup] $*"; }
 
 # --- Debian packages -------------------------------------------------------
-APT_PKGS=(wordnet-base tuxpaint-stamps-default chromium)
+APT_PKGS=(wordnet-base tuxpaint-stamps-default chromium chromium-driver)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

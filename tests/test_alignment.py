@@ -309,6 +309,15 @@ def test_study_end_to_end_on_a_tiny_lm(taxonomy, tmp_path, monkeypatch):
     spec.loader.exec_module(mod)
     mod.main([str(out), "--out", str(tmp_path / "redrawn")])
     assert (tmp_path / "redrawn" / "report.md").read_text() == report
+    # the results page: written by the run, rebuilt by python -m interp.report from the folder alone
+    from interp.report import detect, main as report_main
+
+    assert res["page"] == str(out / "report.html") and detect(out).name == "alignment"
+    (out / "report.html").unlink()
+    report_main([str(out), "--no-progress"])
+    html = (out / "report.html").read_text()
+    assert 'data-figure="score_by_layer_concept"' in html and 'data-figure="confusion_classes_hypernym"' in html
+    assert 'id="table-headline"' in html and 'id="table-per_layer"' in html
 
 
 # ---------------------------------------------------- integration (embedded)

@@ -29,10 +29,13 @@ from pathlib import Path
 
 import pytest
 
+from interp.studies.taxonomy.tables import RESULT_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", ROOT / "DATA.md", *sorted((ROOT / "docs").glob("*.md")),
         *sorted((ROOT / "notebooks").glob("*.ipynb"))]
 QUICK_CKPT = "runs/quick/runs/lm-original-100pct-s42/projector.safetensors"
+QUICK_RUN = "runs/quick"
 CONFIG_FOR = {"interp.task_vectors": "experiments/task_vectors_quick.toml",
               "interp.binding": "experiments/binding_quick.toml",
               "interp.alignment": "experiments/alignment_quick.toml"}
@@ -71,7 +74,8 @@ def documented() -> list[tuple[str, str, list[str]]]:
 
 def fill(target: str, argv: list[str]) -> list[str]:
     config = CONFIG_FOR.get(target, "experiments/quick.toml")
-    subst = {"CONFIG": config, "...": config, "CHECKPOINT": QUICK_CKPT, "$SLURM_ARRAY_TASK_ID": "0"}
+    subst = {"CONFIG": config, "...": config, "CHECKPOINT": QUICK_CKPT, "RUN_DIR": QUICK_RUN,
+             "$SLURM_ARRAY_TASK_ID": "0"}
     return [subst.get(a, a) for a in argv]
 
 
@@ -89,8 +93,9 @@ def test_the_docs_print_commands():
 
 @pytest.fixture
 def checkout(tmp_path, monkeypatch):
-    """A working folder shaped like a checkout after the quick study: the repo's configs, and a
-    projector checkpoint for gemma-3-270m where the quick study writes its original-world run."""
+    """A working folder shaped like a checkout after the quick study: the repo's configs, a
+    projector checkpoint for gemma-3-270m where the quick study writes its original-world run,
+    and the study folder's config.json and results.csv header (what ``interp.report`` recognises)."""
     import torch
 
     from interp.projector import Projector, ProjectorConfig
@@ -100,6 +105,8 @@ def checkout(tmp_path, monkeypatch):
     ckpt = tmp_path / QUICK_CKPT
     Projector(ProjectorConfig(kind="mlp2x_gelu", d_in=1280, d_out=640, n_tokens_in=49, pool_to=1,
                               lm="gemma-3-270m", encoder="efficientnet-lite0")).save(ckpt)
+    (tmp_path / QUICK_RUN / "config.json").write_text(json.dumps({"config": {"grid": {"worlds": ["original"]}}}))
+    (tmp_path / QUICK_RUN / "results.csv").write_text(",".join(RESULT_COLUMNS) + "\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

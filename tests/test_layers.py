@@ -15,7 +15,7 @@ PACKAGE = ROOT / "interp"
 CORE = ("interp.models", "interp.vlm", "interp.sequence", "interp.projector", "interp.features",
         "interp.train_projector", "interp.scoring", "interp.examples", "interp.io", "interp.paths")
 HIGHER = ("interp.studies", "interp.analysis", "interp.binding", "interp.train", "interp.evaluate", "interp.run",
-          "interp.sweep", "interp.patch", "interp.analyze", "interp.alignment", "interp.task_vectors")
+          "interp.sweep", "interp.patch", "interp.analyze", "interp.alignment", "interp.task_vectors", "interp.report")
 
 
 def module_name(path: Path) -> str:
@@ -136,7 +136,7 @@ def test_the_core_knows_no_study():
 # ARCHITECTURE.md's layers: a module may import its own layer and lower ones
 LAYERS = [
     ("interp.io", "interp.cachecheck", "interp.paths", "interp.configfile", "interp.runlock", "interp.metrics", "interp.schedule", "interp.plots",
-     "interp.distributed"),
+     "interp.distributed", "interp.pages"),
     ("interp.models",),
     ("interp.sequence", "interp.projector", "interp.vlm", "interp.features", "interp.examples", "interp.train_projector",
      "interp.scoring", "interp.diagnostics", "interp.warmstart", "interp.remote"),
@@ -144,7 +144,7 @@ LAYERS = [
     ("interp.analysis",),
     ("interp.studies",),
     ("interp.run", "interp.sweep", "interp.train", "interp.evaluate", "interp.patch", "interp.analyze",
-     "interp.alignment", "interp.task_vectors", "interp.binding", "interp.models.__main__",
+     "interp.alignment", "interp.task_vectors", "interp.report", "interp.binding", "interp.models.__main__",
      "interp.data.build"),
 ]
 

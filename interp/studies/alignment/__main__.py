@@ -19,9 +19,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.pages import open_hint
 from interp.studies.alignment.config import load_config
+from interp.studies.alignment.report import headline_text
 from interp.studies.alignment.run import run
 
 
@@ -40,8 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_or_exit(ap, load_config, args.config, overrides)
     if args.dry_run:
         dry_run_exit(ap, args.config, cfg)
-    result = run(cfg, progress=not args.no_progress, source=args.config)
+    # what reproduces the run: the config and every override, as typed
+    source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
+    result = run(cfg, progress=not args.no_progress, source=source)
     print(f"[alignment] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
+    print(headline_text(result["scores"]))
+    print("\n".join(open_hint(result["page"], cfg.out_dir)))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""The visual-alignment study's plotly figures (HTML + PNG), drawn from a results folder."""
+"""The visual-alignment study's plotly figures, drawn from a results folder: :func:`build_figures`
+makes them (the results page embeds them), :func:`write_figures` saves them as HTML + PNG."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from interp.io import read_json
 from interp.metrics import pearson
@@ -17,18 +20,32 @@ _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 
 
 
+# (width, height) of the saved figures that are not 900 x 560, by file-stem prefix
+SIZES = {"score_vs_lm_only": (1300, 520), "confusion_classes": (1100, 1000), "confusion_hypernyms": (1000, 900)}
+
+
+def figure_size(stem: str) -> tuple[int, int]:
+    return next((wh for prefix, wh in SIZES.items() if stem.startswith(prefix)), (900, 560))
+
+
 # ------------------------------------------------------------------- figures
 def write_figures(study_dir: Path, fig_dir: Path, *, score_layer: int = -1, confusion_lm: str = "") -> list[Path]:
-    """Figures from a study folder's tables (results.csv, lm_only.csv, units/): top-1 per
-    layer and LM (relative depth), score vs the LM-only test, confusion among held-out
-    classes (one unit) and between top-level hypernyms (over seeds)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    """Save :func:`build_figures` as ``fig_dir/<stem>.html`` and ``.png``."""
+    files: list[Path] = []
+    for stem, fig in build_figures(study_dir, score_layer=score_layer, confusion_lm=confusion_lm).items():
+        width, height = figure_size(stem)
+        files += save_figure(fig, Path(fig_dir) / stem, width=width, height=height)
+    return files
 
-    study_dir, fig_dir = Path(study_dir), Path(fig_dir)
+
+def build_figures(study_dir: Path, *, score_layer: int = -1, confusion_lm: str = "") -> dict[str, go.Figure]:
+    """Figures from a study folder's tables (results.csv, lm_only.csv, units/) by file stem: top-1
+    per layer and LM (relative depth), score vs the LM-only test, confusion among held-out
+    classes (one unit) and between top-level hypernyms (over seeds)."""
+    study_dir = Path(study_dir)
     rows = read_csv(study_dir / "results.csv")
     summary = summarize(rows)
-    files: list[Path] = []
+    figs: dict[str, go.Figure] = {}
     for split in sorted({r["split"] for r in rows}):
         fig = go.Figure()
         ss = [s for s in summary if s["split"] == split]
@@ -42,7 +59,7 @@ def write_figures(study_dir: Path, fig_dir: Path, *, score_layer: int = -1, conf
         fig.add_hline(y=chance, line_dash="dash", line_color="black", annotation_text=f"chance {chance:.1f}")
         fig.update_layout(title=f"Zero-shot top-1 on held-out classes (split by {split}), mean ± 95% CI over seeds",
                           xaxis_title="relative depth (block / last block)", yaxis_title="top-1 (%)")
-        files += save_figure(fig, fig_dir / f"score_by_layer_{split}")
+        figs[f"score_by_layer_{split}"] = fig
     lm_path = study_dir / "lm_only.csv"
     if lm_path.exists():
         by_lm = {r["lm"]: r for r in read_csv(lm_path, LM_ONLY_NUMERIC)}
@@ -66,16 +83,16 @@ def write_figures(study_dir: Path, fig_dir: Path, *, score_layer: int = -1, conf
             fig.update_yaxes(title_text="zero-shot top-1 at the score layer (%)", row=1, col=1)
             fig.update_layout(title=f"Alignment score vs LM-only hypernym test (split by {split}; n = {len(ss)} LMs; "
                                     "open = random init)")
-            files += save_figure(fig, fig_dir / f"score_vs_lm_only_{split}", width=1300, height=520)
-    files += _confusion_figures(study_dir, fig_dir, rows, score_layer, confusion_lm, confusion, group_confusion,
-                                heatmap, save_figure)
-    return files
+            figs[f"score_vs_lm_only_{split}"] = fig
+    if (study_dir / "units").is_dir():  # a copy of the tables alone (figures/out) has no per-unit files
+        figs.update(confusion_figures(study_dir, rows, score_layer, confusion_lm))
+    return figs
 
 
-
-def _confusion_figures(study_dir, fig_dir, rows, score_layer, confusion_lm, confusion, group_confusion, heatmap,
-                       save_figure) -> list[Path]:
-    files: list[Path] = []
+def confusion_figures(study_dir: Path, rows: list[dict], score_layer: int, confusion_lm: str) -> dict[str, go.Figure]:
+    """Confusion among one unit's held-out classes and between top-level hypernyms (over seeds),
+    per split, read from the per-unit files in ``study_dir/units``."""
+    figs: dict[str, go.Figure] = {}
     pretrained = [r for r in rows if r["lm_init"] == "pretrained"] or rows
     lm = confusion_lm or pretrained[0]["lm"]
     cand = [r for r in rows if r["lm"] == lm]
@@ -98,7 +115,7 @@ def _confusion_figures(study_dir, fig_dir, rows, score_layer, confusion_lm, conf
         fig = heatmap(m.numpy(), labels, labels, title=f"Confusion among held-out classes: {lm}, layer {layer}, "
                       f"split by {split}, seed {units[0]['seed']}<br>(rows: true, sorted by top-level hypernym)",
                       xlabel="predicted (top-1)", ylabel="true", colorscale="Blues", zmid=None)
-        files += save_figure(fig, fig_dir / f"confusion_classes_{split}", width=1100, height=1000)
+        figs[f"confusion_classes_{split}"] = fig
         if groups:
             t_names, p_names = [], []
             for u in units:
@@ -110,5 +127,5 @@ def _confusion_figures(study_dir, fig_dir, rows, score_layer, confusion_lm, conf
             fig = heatmap(gm.numpy(), gnames, gnames, title=f"Held-out images by top-level hypernym: true vs predicted "
                           f"class's<br>({lm}, layer {layer}, split by {split}, all seeds)", xlabel="predicted",
                           ylabel="true", colorscale="Blues", zmid=None)
-            files += save_figure(fig, fig_dir / f"confusion_hypernyms_{split}", width=1000, height=900)
-    return files
+            figs[f"confusion_hypernyms_{split}"] = fig
+    return figs

@@ -114,6 +114,16 @@ def report_markdown(cfg: AlignmentConfig, summary: list[dict], scores: list[dict
 
 
 
+def headline_text(scores: Sequence[dict]) -> str:
+    """The console's headline: per LM variant and split, zero-shot top-1 at the score layer
+    (mean ± 95% CI over seeds) beside chance and the best layer."""
+    lines = ["Zero-shot top-1 on held-out classes (%), at the score layer:",
+             "| LM | held out by | layer | top-1 | chance | best layer (top-1) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {s['lm']} | {s['split']} | {s['score_layer']} | {_fmt(s['top1'], s['top1_ci'])} | "
+              f"{s['chance1']:.2f} | {s['best_layer']} ({_fmt(s['best_top1'], s['best_top1_ci'])}) |" for s in scores]
+    return "\n".join(lines)
+
+
 def tables(cfg: AlignmentConfig, rows: list[dict], lm_only: list[dict]) -> dict[str, Any]:
     """Summary, scores, paired differences and correlations from the per-unit rows."""
     summary = summarize(rows)

@@ -23,6 +23,7 @@ from interp.models.registry import LMS, get_spec
 from interp.paths import cache_dir
 from interp.studies.alignment.config import AlignModelsConfig, AlignmentConfig, DTYPES, parse_layers
 from interp.studies.alignment.head import train_head, zero_shot
+from interp.studies.alignment.page import write_report_page
 from interp.studies.alignment.report import write_outputs
 from interp.studies.alignment.splits import NO_GROUP, class_split, top_hypernyms
 from interp.studies.taxonomy.config import DataConfig, ModelConfig, StudyConfig
@@ -284,6 +285,7 @@ def run(cfg: AlignmentConfig, *, progress: bool = True, source: str = "CONFIG") 
     result = write_outputs(cfg, rows, lm_only, out, skipped)
     result["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", result)
+    result["page"] = str(write_report_page(out, progress=progress))
     return result
 
 

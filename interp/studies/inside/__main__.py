@@ -15,8 +15,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from interp.configfile import add_dry_run, dry_run_exit, parse_value
+from interp.pages import open_hint
 from interp.projector import Projector
 from interp.studies.inside.config import ANALYSES, InsideConfig, parse_analyses
+from interp.studies.inside.report import headline_text
 from interp.studies.inside.run import run
 
 
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = run(cfg)
     print((out / "report.md").read_text())
     print(json.dumps({"out": str(out), "seconds": round(summary["seconds"], 1)}))
+    print(headline_text(out))
+    print("\n".join(open_hint(summary["page"], out)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The look-inside study's figures (plotly, HTML + PNG), redrawn from its tables."""
+"""The look-inside study's figures (plotly), redrawn from its tables: :func:`build_figures` makes
+them (the results page embeds them), :func:`figures` saves them as HTML + PNG."""
 
 from __future__ import annotations
 
@@ -13,22 +14,34 @@ from interp.plots import heatmap, line_with_ci, save_figure
 from interp.studies.inside.tables import read_rows, series_by
 
 
+WIDE = {"patching_exact": 1100, "patching_attribution": 1100}  # saved wider than the default 900 px
+
+
 def figures(out: Path) -> list[Path]:
-    out = Path(out)
+    """Save every figure the tables in ``out`` can draw as ``out/<name>.html`` and ``.png``."""
     written: list[Path] = []
+    for name, fig in build_figures(out).items():
+        written += save_figure(fig, Path(out) / name, **({"width": WIDE[name]} if name in WIDE else {}))
+    return written
+
+
+def build_figures(out: Path) -> dict[str, go.Figure]:
+    """The figures by file stem (only those whose tables are in ``out``)."""
+    out = Path(out)
+    figs: dict[str, go.Figure] = {}
     lm = read_json(out / "summary.json")["lm"] if (out / "summary.json").exists() else "?"
     if (rows := read_rows(out, "probes")) is not None:
         fig = line_with_ci(series_by(rows, "layer", "probe", "balanced_accuracy"), title=f"Hypernym probes per layer ({lm}); "
                            "mean over hypernyms, 95% CI", xlabel="layer", ylabel="balanced accuracy",
                            hlines={"chance": 0.5})
-        written += save_figure(fig, out / "probes")
+        figs["probes"] = fig
     if (rows := read_rows(out, "directions")) is not None:
         series = series_by(rows, "layer", "hypernym", "cosine")
         long = [dict(r, kind="text vs image direction", value=r["cosine"]) for r in rows]
         long += [dict(r, kind="shuffled membership", value=r["shuffled_cosine"]) for r in rows]
         fig = line_with_ci(series_by(long, "layer", "kind", "value"), title=f"Cosine of text- and image-derived hypernym "
                            f"directions ({lm}, {len(series)} hypernyms)", xlabel="layer", ylabel="cosine")
-        written += save_figure(fig, out / "directions")
+        figs["directions"] = fig
     if (rows := read_rows(out, "steering")) is not None:
         layer = int(rows[0]["layer"])
         scaled = [dict(r, scale_x=int(round(100 * float(r["scale"])))) for r in rows]
@@ -36,7 +49,7 @@ def figures(out: Path) -> list[Path]:
         series = {k: ([x / 100 for x in v[0]], v[1], v[2]) for k, v in series.items()}
         fig = line_with_ci(series, title=f"Steering at image positions, layer {layer} ({lm}): change in P(Yes)",
                            xlabel="scale (x mean residual norm)", ylabel="delta P(Yes)")
-        written += save_figure(fig, out / "steering")
+        figs["steering"] = fig
     if (rows := read_rows(out, "lens_ranks")) is not None:
         by_layer: dict[int, list[float]] = defaultdict(list)
         for r in rows:
@@ -48,14 +61,14 @@ def figures(out: Path) -> list[Path]:
                                     mode="lines", line=dict(dash="dot"))])
         fig.update_layout(title=f"Logit lens at the image position: rank of the hypernym word ({lm})",
                           xaxis_title="layer", yaxis_title="rank (0 = top token)", yaxis_type="log")
-        written += save_figure(fig, out / "lens_ranks")
+        figs["lens_ranks"] = fig
     if (rows := read_rows(out, "similarity")) is not None:
         nan = [float("nan")] * len(rows)
         ks = [int(r["layer"]) for r in rows]
         fig = line_with_ci({m: (ks, [float(r[m]) for r in rows], nan) for m in ("cka", "rsa", "cka_shuffled", "rsa_shuffled")},
                            title=f"Text vs image representations of the same concepts ({lm})", xlabel="layer",
                            ylabel="similarity")
-        written += save_figure(fig, out / "similarity")
+        figs["similarity"] = fig
     if (rows := read_rows(out, "umap")) is not None:
         fig = go.Figure()
         tops = sorted({r["top_hypernym"] for r in rows})
@@ -68,7 +81,7 @@ def figures(out: Path) -> list[Path]:
                                                  color=[palette[tops.index(r["top_hypernym"])] for r in sel])))
         fig.update_layout(title=f"UMAP of concept representations, layer {int(rows[0]['layer'])} ({lm}); colour = top "
                           "hypernym, circle = text, x = image")
-        written += save_figure(fig, out / "umap")
+        figs["umap"] = fig
     if (rows := read_rows(out, "patching")) is not None:
         layers = sorted({int(r["layer"]) for r in rows})
         pos = sorted({int(r["position"]) for r in rows})
@@ -81,10 +94,10 @@ def figures(out: Path) -> list[Path]:
             fig = heatmap(z, [lab[p] for p in pos], [str(l) for l in layers],
                           title=f"{name} patching of resid_pre: {summ.get('clean')} -> {summ.get('corrupt')} "
                           "(effect on logit Yes - No)", xlabel="position (modality)", ylabel="layer")
-            written += save_figure(fig, out / f"patching_{name}", width=1100)
+            figs[f"patching_{name}"] = fig
         fig = go.Figure(go.Scatter(x=[r["exact_effect"] for r in rows], y=[r["attribution"] for r in rows],
                                    mode="markers", text=[f"L{int(r['layer'])} {lab[int(r['position'])]}" for r in rows]))
         fig.update_layout(title="Attribution vs exact patching, every cell", xaxis_title="exact effect",
                           yaxis_title="attribution estimate")
-        written += save_figure(fig, out / "patching_agreement")
-    return written
+        figs["patching_agreement"] = fig
+    return figs

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from interp.io import read_json
-from interp.studies.inside.tables import read_rows, series_by
+from interp.studies.inside.tables import probe_rows, read_rows, series_by
 
 
 def findings(out: Path) -> str:
@@ -84,3 +84,16 @@ def findings(out: Path) -> str:
                   f"attribution {p['seconds_attribution']:.1f} s (one run)", ""]
     lines.append("Figures: " + ", ".join(sorted(p.name for p in out.glob("*.html"))))
     return "\n".join(lines) + "\n"
+
+
+def headline_text(out: Path) -> str:
+    """The console's headline: per probe, the best layer and its mean balanced accuracy (95% CI)
+    beside layer 0 and the last layer (chance 0.5); empty when the probes did not run."""
+    rows = read_rows(Path(out), "probes")
+    if rows is None:
+        return ""
+    lines = ["| probe | best layer | balanced accuracy there | layer 0 | last layer |", "|---|---|---|---|---|"]
+    for r in probe_rows(rows):
+        lines.append(f"| {r['probe']} | {r['best_layer']} | {r['best'][0]:.3f} ± {r['best'][1]:.3f} | "
+                     f"{r['layer0'][0]:.3f} | {r['last'][0]:.3f} |")
+    return "Probes (balanced accuracy, chance 0.5; mean over hypernyms):\n" + "\n".join(lines)

@@ -15,6 +15,7 @@ from interp.studies.inside.analyses import (Context, best_transfer_layer, build_
                                             probes, similarity, steering)
 from interp.studies.inside.config import InsideConfig
 from interp.studies.inside.figures import figures
+from interp.studies.inside.page import write_report_page
 from interp.studies.inside.report import findings
 
 
@@ -70,6 +71,7 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
     write_json(out / "summary.json", _merge_summary(out / "summary.json", summary))
     figures(out)
     write_text(out / "report.md", findings(out))
+    summary["page"] = str(write_report_page(out, progress=progress))
     return summary
 
 

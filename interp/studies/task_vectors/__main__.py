@@ -15,8 +15,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.pages import open_hint
 from interp.studies.task_vectors.config import load_config
 from interp.studies.task_vectors.run import run_study
 
@@ -33,9 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
     if args.dry_run:
         dry_run_exit(ap, args.config, cfg)
-    summary = run_study(cfg, progress=not args.no_progress, source=args.config, figures=args.figures)
-    print(summary["table"])
+    # what reproduces the run: the config and every override, as typed
+    source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
+    summary = run_study(cfg, progress=not args.no_progress, source=source, figures=args.figures)
     print(f"[task vectors] done in {summary['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
+    print(summary["table"])
+    print("\n".join(open_hint(summary["page"], cfg.out_dir)))
 
 
 if __name__ == "__main__":

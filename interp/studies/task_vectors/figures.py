@@ -1,4 +1,5 @@
-"""The study's figures (plotly, HTML + PNG), drawn from its tables."""
+"""The study's figures (plotly), drawn from its tables: :func:`build_figures` makes them (the
+results page embeds them), :func:`write_figures` saves them as HTML (+ PNG)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
 
 from interp.metrics import mean_ci
-from interp.plots import heatmap, line_with_ci, save_figure as _save
+from interp.plots import heatmap, line_with_ci, save_figure
 from interp.studies.task_vectors.config import LABELS, SOURCES, TARGETS
+
+WIDE = {"cosine_control": 1100}  # saved wider than the default 900 px
 
 
 # ----------------------------------------------------------------- figures
 def write_figures(tables: dict[str, list[dict]], cos: dict[str, Any], out: Path, *, png: bool = True) -> list[Path]:
-    """Accuracy per layer per source -> target (validation sweep), cosine heatmaps, the
-    examples curve. Drawn from the tidy tables only; ``png=False`` writes HTML only."""
-
-    def save_figure(fig, stem, **kw):
-        if png:
-            return _save(fig, stem, **kw)
-        Path(stem).parent.mkdir(parents=True, exist_ok=True)
-        fig.update_layout(template="plotly_white", width=kw.get("width", 900), height=kw.get("height", 560))
-        fig.write_html(Path(stem).with_suffix(".html"), include_plotlyjs=True)
-        return [Path(stem).with_suffix(".html")]
-
+    """Save :func:`build_figures` as ``out/<stem>.html`` and ``.png``; ``png=False`` writes HTML only."""
     files: list[Path] = []
+    for stem, fig in build_figures(tables, cos).items():
+        width = WIDE.get(stem, 900)
+        if png:
+            files += save_figure(fig, out / stem, width=width)
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        fig.update_layout(template="plotly_white", width=width, height=560)
+        fig.write_html(out / f"{stem}.html", include_plotlyjs=True)
+        files.append(out / f"{stem}.html")
+    return files
+
+
+def build_figures(tables: dict[str, list[dict]], cos: dict[str, Any]) -> dict[str, go.Figure]:
+    """Accuracy per layer per source -> target (validation sweep), cosine heatmaps, the
+    examples curve, by file stem; drawn from the tidy tables only."""
+    figs: dict[str, go.Figure] = {}
     sweep = [r for r in tables["sweep"] if r["split"] == "val" and r["layer"] not in ("", None)]
     for task in sorted({r["task"] for r in sweep}):
         series = {}
@@ -41,7 +51,7 @@ def write_figures(tables: dict[str, list[dict]], cos: dict[str, Any], out: Path,
               if r["task"] == task and r["method"] == "no_context" and r["split"] == "val"}
         fig = line_with_ci(series, title=f"{task}: validation exact match per patched layer", xlabel="layer",
                            ylabel="exact match", hlines=nc)
-        files += save_figure(fig, out / f"layers_{task}")
+        figs[f"layers_{task}"] = fig
     cosr = tables["cosine"]
     if cosr:
         layers = sorted({r["layer"] for r in cosr})
@@ -57,7 +67,7 @@ def write_figures(tables: dict[str, list[dict]], cos: dict[str, Any], out: Path,
             if z:
                 fig = heatmap(z, [str(l) for l in layers], ys, title=f"cosine: {a} vs {b} task vectors",
                               xlabel="layer", ylabel="task", colorscale="Viridis", zmid=None)
-                files += save_figure(fig, out / f"cosine_{a}_vs_{b}".replace("+", "_"))
+                figs[f"cosine_{a}_vs_{b}".replace("+", "_")] = fig
     if cos["rows"]:
         labels = sorted({(r["a"], r["b"]) for r in cos["rows"]})
         layers = sorted({r["layer"] for r in cos["rows"]})
@@ -69,7 +79,7 @@ def write_figures(tables: dict[str, list[dict]], cos: dict[str, Any], out: Path,
                 ys.append(f"{a} vs {b} ({kind.replace('_', ' ')})")
         fig = heatmap(z, [str(l) for l in layers], ys, title="cosine of task vectors, same task vs other task (mean over tasks)",
                       xlabel="layer", ylabel="", colorscale="Viridis", zmid=None)
-        files += save_figure(fig, out / "cosine_control", width=1100)
+        figs["cosine_control"] = fig
     curve = tables["curve"]
     for tg in TARGETS:
         series = {}
@@ -90,5 +100,5 @@ def write_figures(tables: dict[str, list[dict]], cos: dict[str, Any], out: Path,
             fig = line_with_ci(series, title=f"{tg} queries: exact match vs number of examples (mean over tasks, "
                                              f"95% CI over seeds)", xlabel="examples", ylabel="exact match")
             fig.update_xaxes(type="log")
-            files += save_figure(fig, out / f"examples_{tg}")
-    return files
+            figs[f"examples_{tg}"] = fig
+    return figs

@@ -20,6 +20,7 @@ from interp.studies.task_vectors.config import IMAGE_SOURCES, TaskVectorConfig
 from interp.studies.task_vectors.context import Context, load_context, resolve_projector
 from interp.studies.task_vectors.prompts import (draw_specs, prompting_prompts, query_prompts, shuffled_prompts,
                                                  source_vectors)
+from interp.studies.task_vectors.page import write_report_page
 from interp.studies.task_vectors.report import FIGURE_MODES, write_outputs
 
 
@@ -229,7 +230,7 @@ def run_study(cfg: TaskVectorConfig, *, progress: bool = True, source: str = "CO
     if progress:
         print(f"[task vectors] projector: {projector['description']}")
     write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "projector": projector,
-                                     "environment": environment()})
+                                     "environment": environment(), "source": source})
     tasks = [load_task(t, cfg.data.task_dir or None) for t in cfg.data.tasks]
     holder: dict[str, Context] = {}
 
@@ -242,4 +243,5 @@ def run_study(cfg: TaskVectorConfig, *, progress: bool = True, source: str = "CO
     summary = write_outputs(cfg, results, out, source, figures=figures)
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", summary)
+    summary["page"] = str(write_report_page(out, progress=progress))
     return summary

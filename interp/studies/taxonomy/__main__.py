@@ -12,11 +12,15 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import shlex
+from pathlib import Path
 
 from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
 from interp.features import UndecodableImages
+from interp.pages import open_hint
 from interp.runlock import RunLocked, run_lock
 from interp.studies.taxonomy.config import load_config
+from interp.studies.taxonomy.report import headline_text
 from interp.studies.taxonomy.run import run_study
 
 
@@ -32,13 +36,17 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
     if args.dry_run:
         dry_run_exit(ap, args.config, cfg)
+    # what reproduces the run: the config and every override, as typed
+    source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
     try:  # one writer per study folder, checked before anything loads
         with run_lock(cfg.out_dir):
-            result = run_study(cfg, progress=not args.no_progress, source=args.config,
-                               strict_images=args.strict_images)
+            result = run_study(cfg, progress=not args.no_progress, source=source, strict_images=args.strict_images)
     except (RunLocked, UndecodableImages) as e:
         ap.exit(2, f"python -m interp.run: error: {e}\n")
-    print(f"[study] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
+    print(f"\n[study] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
+    print(headline_text(Path(cfg.out_dir)))
+    print(f"report: {Path(cfg.out_dir) / 'report.md'}")
+    print("\n".join(open_hint(result["page"], cfg.out_dir)))
 
 
 if __name__ == "__main__":

@@ -8,17 +8,8 @@ from typing import Any
 
 from interp.io import write_csv, write_text
 from interp.studies.taxonomy.figures import write_figures
-from interp.studies.taxonomy.tables import (RESULT_COLUMNS, aggregate, coherence_table, depth_table, learning_rows,
-                                            paired_differences)
-
-
-# Published macro F1 x100 on unseen hypernym pairs (brief, section A; DINOv2, 3 seeds).
-PUBLISHED = {
-    "Qwen3-0.6B original": {"10%": 90.0, "30%": 87.5, "50%": 84.7, "70%": 80.7, "90%": 76.9, "100%": 74.1},
-    "Qwen3-0.6B within": {"10%": 89.8, "30%": 86.8, "50%": 83.7, "70%": 83.6, "90%": 79.5, "100%": 73.7},
-    "Qwen3-0.6B across": {"10%": 46.6, "30%": 48.1, "50%": 48.3, "70%": 46.9, "90%": 48.3, "100%": 46.4},
-    "Qwen3-0.6B random-init": {"10%": 84.9, "30%": 76.3, "50%": 68.0, "70%": 57.9, "90%": 49.4, "100%": 45.2},
-}
+from interp.studies.taxonomy.tables import (PUBLISHED, RESULT_COLUMNS, aggregate, coherence_table, depth_table,
+                                            learning_rows, paired_differences, read_results)
 
 
 def _fmt(mean: float, half: float) -> str:
@@ -86,6 +77,14 @@ def learning_markdown(table: list[dict], rows: list[dict], vision: dict | None) 
     return md + [""]
 
 
+def headline_text(out: Path) -> str:
+    """The console's headline: the grid of unseen-hypernym macro F1 and its chance line, from
+    ``out/results.csv``."""
+    agg = aggregate(read_results(Path(out) / "results.csv"))
+    return "\n".join(["Macro F1 x100, unseen hypernym pairs (mean ± 95% CI):", grid_markdown(agg, "unseen"), "",
+                      "Chance line:", grid_markdown(agg, "chance_unseen")])
+
+
 def _side(mean: float, half: float) -> str:
     if mean != mean or half != half:
         return "undetermined (too few hypernyms)"
@@ -117,7 +116,8 @@ def findings_markdown(rows: list[dict], coh: dict) -> list[str]:
 
 def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source: str = "CONFIG",
                   vision: dict | None = None) -> dict[str, Any]:
-    """results.csv, lm_only.csv, learning.csv, report.md, figures/*.html|png; prints the grid."""
+    """results.csv, lm_only.csv, learning.csv, report.md, figures/*.html|png; prints the leaf grid and
+    whether each run learned (the headline grid ends the console: :func:`headline_text`)."""
     out = Path(out)
     # a fixed column order: rows read back from finished runs (rows.json) have sorted keys
     extra = sorted({k for r in rows for k in r} - set(RESULT_COLUMNS))
@@ -159,19 +159,15 @@ def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source:
     md += ["", "## Figures", ""] + [f"- [{p.name}](figures/{p.name})" for p in figs if p.suffix == ".html"]
     md += ["", f"Reproduce: `python -m interp.run {source}` (config hash `{cfg.hash}`)."]
     write_text(out / "report.md", "\n".join(md) + "\n")
-    print("\nMacro F1 x100, unseen hypernym pairs (mean ± 95% CI):")
-    print(grid_markdown(agg, "unseen"))
     print("\nLeaf F1:")
     print(grid_markdown(agg, "leaf"))
-    print("\nChance line:")
-    print(grid_markdown(agg, "chance_unseen"))
     for r in lm_only:
         print(f"LM-only {r['lm']} on {r['taxonomy']}: macro F1 {r['macro_f1']:.1f} (majority {r['majority_f1']:.1f}), "
               f"pairwise {r['pairwise_acc']:.1f}%, cloze {r['cloze_acc']:.1f}%")
     for t in learning:
         print(f"[learned?] {t['run_id']}: train leaf F1 {_num(t['train_leaf_f1'])}, held-out {_num(t['heldout_leaf_f1'])}, "
               f"token cosine {_num(t['token_cosine'], '.3f')}" + (f"  WARNING: {t['warnings']}" if t["warnings"] else ""))
-    print(f"\nreport: {out / 'report.md'}")
+    print(f"\nwritten: {out / 'report.md'}")
     return {"grid_unseen": {f"{c}|{a}": v.get("unseen") for (c, a), v in agg["cells"].items()},
             "grid_leaf": {f"{c}|{a}": v.get("leaf") for (c, a), v in agg["cells"].items()},
             "coherence": {f"{c}|{a}": v for (c, a), v in coh.items()}, "lm_only": lm_only, "learning": learning,

@@ -35,6 +35,8 @@ from interp.runlock import run_lock
 from interp.scoring import continuation_logprob, score_examples, text_yes_no
 from interp.studies.taxonomy.conditions import removed_leaves, world_mapping
 from interp.studies.taxonomy.config import StudyConfig, parse_ablation
+from interp.studies.taxonomy.gallery import IMAGE_COLUMNS, image_rows
+from interp.studies.taxonomy.page import write_report_page
 from interp.studies.taxonomy.prototypes import cached_prototypes, text_token_norm
 from interp.studies.taxonomy.questions import cloze_prompt, examples_for_images, text_test_items, truth_question
 from interp.studies.taxonomy.report import write_outputs
@@ -400,9 +402,11 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG"
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "environment": environment()})
+    write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "environment": environment(),
+                                     "source": source})
     encoder = load_encoder(cfg.model.encoder, device=cfg.model.device)
     data = load_data(cfg, encoder, progress=progress, strict_images=strict_images)
+    write_csv(out / "images.csv", image_rows(data.records, data.splits), IMAGE_COLUMNS)  # for the page's gallery
     print(f"[study] {len(data.taxonomy.leaves)} concepts, {len(data.taxonomy.hypernyms)} hypernyms, "
           f"{len(data.taxonomy.pairs)} pairs; images train/val/test = "
           f"{len(data.splits['train'])}/{len(data.splits['val'])}/{len(data.splits['test'])}")
@@ -431,4 +435,5 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, source: str = "CONFIG"
     result = write_outputs(cfg, rows, lm_only, out, source, vision=ceiling)
     result["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", result)
+    result["page"] = str(write_report_page(out, progress=progress))
     return result

@@ -10,12 +10,29 @@ from typing import Any
 import numpy as np
 
 from interp.diagnostics import verdict
-from interp.io import read_json
+from interp.io import read_csv, read_json
 from interp.metrics import mean_ci, pearson
 
 
 RESULT_COLUMNS = ("run_id", "world", "ablation", "rate", "lm_init", "seed", "hypernym", "split", "depth", "n", "f1",
                   "chance_f1", "yes_rate", "coherence")
+# the numeric columns of results.csv, as read back (the others stay text)
+RESULT_TYPES = {"rate": float, "seed": int, "depth": int, "n": int, "f1": float, "chance_f1": float, "yes_rate": float,
+                "coherence": float}
+CONDITIONS = ("original", "within", "across", "random-init")
+
+# Published macro F1 x100 on unseen hypernym pairs (brief, section A; DINOv2, 3 seeds).
+PUBLISHED = {
+    "Qwen3-0.6B original": {"10%": 90.0, "30%": 87.5, "50%": 84.7, "70%": 80.7, "90%": 76.9, "100%": 74.1},
+    "Qwen3-0.6B within": {"10%": 89.8, "30%": 86.8, "50%": 83.7, "70%": 83.6, "90%": 79.5, "100%": 73.7},
+    "Qwen3-0.6B across": {"10%": 46.6, "30%": 48.1, "50%": 48.3, "70%": 46.9, "90%": 48.3, "100%": 46.4},
+    "Qwen3-0.6B random-init": {"10%": 84.9, "30%": 76.3, "50%": 68.0, "70%": 57.9, "90%": 49.4, "100%": 45.2},
+}
+
+
+def read_results(path: Path) -> list[dict]:
+    """The rows of a study's ``results.csv`` with their numbers typed (:data:`RESULT_TYPES`)."""
+    return read_csv(path, RESULT_TYPES)
 
 
 def condition_label(row: dict) -> str:
@@ -104,3 +121,23 @@ def paired_differences(rows: list[dict]) -> dict[str, dict[tuple[str, str], tupl
             vs_original[(c, a)].append(r["f1"] - ref)
     return {"vs_chance": {k: mean_ci(v) for k, v in vs_chance.items()},
             "vs_original": {k: mean_ci(v) for k, v in vs_original.items()}}
+
+
+def headline_rows(rows: list[dict]) -> list[dict]:
+    """The headline table, one row per (condition, ablation): unseen-hypernym macro F1, the chance
+    line, the paired difference from chance and from the original world (each ``(mean, half, n)``),
+    seen and leaf F1, and the published number for the same condition and ablation (None if none)."""
+    agg, diffs = aggregate(rows), paired_differences(rows)
+    rates = agg["rates"]
+    order = {c: i for i, c in enumerate(CONDITIONS)}
+    keys = sorted(agg["cells"], key=lambda k: (order.get(k[0], len(order)), rates[k[1]], k[1]))
+    nan = (float("nan"), float("nan"), 0)
+    out = []
+    for c, a in keys:
+        cell = agg["cells"][(c, a)]
+        out.append({"condition": c, "ablation": a, "rate": rates[a], "unseen": cell.get("unseen", nan),
+                    "chance": cell.get("chance_unseen", nan), "vs_chance": diffs["vs_chance"].get((c, a), nan),
+                    "vs_original": diffs["vs_original"].get((c, a), nan), "seen": cell.get("seen", nan),
+                    "leaf": cell.get("leaf", nan), "n": cell.get("unseen", nan)[2],
+                    "published": PUBLISHED.get(f"Qwen3-0.6B {c}", {}).get(a)})
+    return out
