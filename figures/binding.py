@@ -14,17 +14,17 @@ import argparse
 import json
 from pathlib import Path
 
-from interp.io import read_csv, write_text
+from interp.io import write_text
 from interp.studies.binding.figures import write_figures
 from interp.studies.binding.report import report_markdown
-from interp.studies.binding.tables import TABLES, summarise
+from interp.studies.binding.tables import read_tables, summarise
 
 
 def load_tables(study_dir: Path) -> dict[str, list[dict]]:
     """The tidy tables of a finished study folder (a missing table is empty)."""
     if not (study_dir / "accuracy.csv").exists():
         raise SystemExit(f"no accuracy.csv in {study_dir}: run `python -m interp.binding CONFIG` first")
-    return {t: read_csv(study_dir / f"{t}.csv") if (study_dir / f"{t}.csv").exists() else [] for t in TABLES}
+    return read_tables(study_dir)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -447,7 +447,7 @@ def test_context_bank_is_cached_and_the_encoder_sees_objects_in_their_cells(effn
 
 def test_cli_end_to_end_and_resume(tmp_path, capsys):
     """The whole study on a tiny config (tiny encoder, 2-layer decoder): tables, report,
-    summary; a re-run skips every finished unit."""
+    summary, results page; a re-run skips every finished unit."""
     from interp.studies.binding.__main__ import main
 
     cfg = tmp_path / "tiny.toml"
@@ -492,11 +492,17 @@ probe_shapes = 8
 """)
     os.environ["INTERP_CACHE"] = str(tmp_path / "cache")
     try:
+        capsys.readouterr()
         main([str(cfg), "--no-progress", "--set", "threads=1"])
         out = tmp_path / "out"
         for f in ("accuracy.csv", "interchange.csv", "knockout.csv", "probes.csv", "training.csv", "report.md",
-                  "summary.json", "config.json"):
+                  "summary.json", "config.json", "report.html"):
             assert (out / f).exists(), f
+        printed = capsys.readouterr().out.strip().splitlines()  # ends with the headline, the page and how to open it
+        assert printed[-2] == f"report: {out / 'report.html'}" and "python -m interp.report" in printed[-1]
+        assert any(line.startswith("| image-text |") for line in printed)
+        html = (out / "report.html").read_text()
+        assert "headline_accuracy" in html and "37.2" in html and "Not learned" in html
         summary = json.loads((out / "summary.json").read_text())
         assert set(summary["accuracy"]) == {"phase1", "text", "image-text", "noise-text"}
         report = (out / "report.md").read_text()

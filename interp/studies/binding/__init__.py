@@ -10,7 +10,8 @@
 - :mod:`~interp.studies.binding.config`: :class:`BindingConfig` (dataclasses, TOML);
 - :mod:`~interp.studies.binding.run`: the driver, resumable (``run.run_study(cfg)``);
 - :mod:`~interp.studies.binding.tables`, :mod:`~interp.studies.binding.report`,
-  :mod:`~interp.studies.binding.figures`: the tidy tables, ``report.md`` and the plots.
+  :mod:`~interp.studies.binding.figures`: the tidy tables, ``report.md`` and the plots;
+- :mod:`~interp.studies.binding.page`: the results page ``report.html``, from the tables alone.
 
 ``python -m interp.studies.binding CONFIG`` (also ``python -m interp.binding``) runs the study.
 """

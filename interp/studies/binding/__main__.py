@@ -3,8 +3,9 @@
 Trains the decoder from scratch (text-only segment once per seed, then each regime's
 curriculum), evaluates text accuracy in and out of distribution and the image / noise
 versions, runs the interchange interventions, attention knockout and probes, and writes
-the tables, report and figures to the config's ``out_dir``. Finished units are skipped on
-a re-run; an interrupted training segment resumes from its last checkpoint.
+the tables, report, figures and results page (report.html) to the config's ``out_dir``.
+Finished units are skipped on a re-run; an interrupted training segment resumes from its
+last checkpoint. The console ends with the headline and how to open the page.
 
 Examples:
     python -m interp.binding experiments/binding_quick.toml
@@ -15,10 +16,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.pages import open_hint
 from interp.studies.binding.config import load_config
+from interp.studies.binding.report import headline_text
 from interp.studies.binding.run import run_study
 
 
@@ -32,9 +36,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.dry_run:
         dry_run_exit(ap, args.config, cfg)
     set_threads(cfg.threads or None)
-    summary = run_study(cfg, progress=not args.no_progress, source=args.config)
-    print((Path(cfg.out_dir) / "report.md").read_text())
+    # what reproduces the run: the config and every override, as typed
+    source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
+    summary = run_study(cfg, progress=not args.no_progress, source=source)
     print(f"[binding] done in {summary['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
+    print(headline_text(summary, cfg.to_dict()))
+    print(f"report: {Path(cfg.out_dir) / 'report.md'}")
+    print("\n".join(open_hint(summary["page"], cfg.out_dir)))
 
 
 if __name__ == "__main__":

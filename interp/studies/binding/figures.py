@@ -1,4 +1,6 @@
-"""The binding study's figures (plotly, HTML + PNG), drawn from its tidy tables only."""
+"""The binding study's figures (plotly), drawn from its tidy tables only: :func:`build_figures`
+makes them (the results page embeds them), :func:`write_figures` saves them as HTML + PNG at
+the size each figure carries in its layout."""
 
 from __future__ import annotations
 
@@ -15,10 +17,18 @@ COLOURS = {"phase1": "#bbbbbb", "text": "#1f77b4", "noise-text": "#7f7f7f", "ima
 
 
 def write_figures(tables: dict[str, list[dict]], out: Path) -> list[Path]:
-    """Accuracy bars, interchange outcomes per layer, knockout and probe curves, training
-    curves: HTML + PNG under ``out``."""
+    """Save :func:`build_figures` as ``out/<stem>.html`` and ``.png``."""
     out = Path(out)
     files: list[Path] = []
+    for stem, fig in build_figures(tables).items():
+        files += save_figure(fig, out / stem, width=fig.layout.width or 900, height=fig.layout.height or 560)
+    return files
+
+
+def build_figures(tables: dict[str, list[dict]]) -> dict[str, go.Figure]:
+    """Accuracy bars, interchange outcomes per layer, the symbolic share, knockout and probe
+    curves, training curves, by file stem (each with its saved width and height in its layout)."""
+    figs: dict[str, go.Figure] = {}
     if tables["accuracy"]:
         acc = group(tables["accuracy"], ("regime", "set"), "acc")
         sets = sorted({r["set"] for r in tables["accuracy"]}, key=lambda s: (s.split("@")[0] != "text", s.split("@")[0],
@@ -33,7 +43,7 @@ def write_figures(tables: dict[str, list[dict]], out: Path) -> list[Path]:
         for tr in fig.data:
             tr.marker.color = COLOURS.get(tr.name)
         fig.update_yaxes(range=[0, 100])
-        files += save_figure(fig, out / "accuracy")
+        figs["accuracy"] = fig.update_layout(width=900, height=560)
     if tables["interchange"]:
         regs = ordered({r["regime"] for r in tables["interchange"]})
         fig = make_subplots(rows=1, cols=len(regs), subplot_titles=regs, shared_yaxes=True)
@@ -51,7 +61,7 @@ def write_figures(tables: dict[str, list[dict]], out: Path) -> list[Path]:
             fig.update_xaxes(title_text="patched layer", row=1, col=c)
         fig.update_yaxes(title_text="% of base runs", range=[0, 100], row=1, col=1)
         fig.update_layout(title="Interchange interventions: which answer the patched query state produces")
-        files += save_figure(fig, out / "interchange", width=max(900, 330 * len(regs)), height=430)
+        figs["interchange"] = fig.update_layout(width=max(900, 330 * len(regs)), height=430)
         fig = go.Figure()
         for regime in regs:
             rows = [r for r in tables["interchange"] if r["regime"] == regime]
@@ -61,7 +71,7 @@ def write_figures(tables: dict[str, list[dict]], out: Path) -> list[Path]:
                                      line=dict(color=COLOURS.get(regime))))
         fig.update_layout(title="Symbolic share P(sym) / (P(sym) + P(pos)) per layer", xaxis_title="patched layer",
                           yaxis_title="symbolic share", yaxis_range=[0, 1])
-        files += save_figure(fig, out / "symbolic_share")
+        figs["symbolic_share"] = fig.update_layout(width=900, height=560)
     for table, key, ylabel, title in (("knockout", "route", "accuracy (%)", "Attention knockout by layer"),
                                       ("probes", "target", "held-out accuracy (%)", "Linear probes at the query position")):
         if not tables[table]:
@@ -82,7 +92,7 @@ def write_figures(tables: dict[str, list[dict]], out: Path) -> list[Path]:
             fig.update_xaxes(title_text="layer", row=1, col=c)
         fig.update_yaxes(title_text=ylabel, range=[0, 100], row=1, col=1)
         fig.update_layout(title=title)
-        files += save_figure(fig, out / table, width=max(900, 330 * len(facets)), height=430)
+        figs[table] = fig.update_layout(width=max(900, 330 * len(facets)), height=430)
     if tables["training"]:
         fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "batch accuracy"))
         for regime in ordered({r["regime"] for r in tables["training"]}):
@@ -94,5 +104,5 @@ def write_figures(tables: dict[str, list[dict]], out: Path) -> list[Path]:
                                              line=dict(color=COLOURS.get(regime))), row=1, col=c)
         fig.update_xaxes(title_text="step within segment")
         fig.update_layout(title="Training curves (segment 1 = phase1; segment 2 = each regime's curriculum)")
-        files += save_figure(fig, out / "training", width=1100, height=430)
-    return files
+        figs["training"] = fig.update_layout(width=1100, height=430)
+    return figs

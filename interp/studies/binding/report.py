@@ -12,7 +12,8 @@ from typing import Any
 
 from interp.io import write_csv, write_text
 from interp.studies.binding.figures import write_figures
-from interp.studies.binding.tables import BRIEF, group, learned_threshold, ordered, ratio, summarise, tidy
+from interp.studies.binding.tables import (BRIEF, group, learned_threshold, not_learned, ordered, ratio, summarise,
+                                           tidy)
 
 
 def _fmt(m: float, h: float, scale: float = 100.0, digits: int = 1) -> str:
@@ -63,7 +64,7 @@ def report_markdown(tables: dict[str, list[dict]], summary: dict, cfg_dict: dict
     lines += ["", "The brief's OOD numbers come from its own OOD object counts and full training; compare the "
               "direction (image-text above text) rather than the values when the training budget differs.", ""]
     chance = 1.0 / t["n_objects"]
-    unlearned = [r for r in regimes if s.get(r, {}).get("id", float("nan")) < learned_threshold(t["n_objects"])]
+    unlearned = not_learned(summary, t["n_objects"])
     if unlearned:
         lines += [f"**Not learned:** {', '.join(unlearned)} answer(s) in distribution below "
                   f"{100 * learned_threshold(t['n_objects']):.0f}% (chance among the episode's items: "
@@ -126,6 +127,27 @@ def report_markdown(tables: dict[str, list[dict]], summary: dict, cfg_dict: dict
             lines.append(f"| {regime} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def headline_text(summary: dict, cfg_dict: dict) -> str:
+    """The console's headline: per regime, text accuracy in distribution and the OOD mean (%,
+    mean ± 95% t-interval over seeds) beside the brief's numbers, and the "not learned" flag."""
+    t = cfg_dict["task"]
+    brief = {"text": (f"~{BRIEF['text_id']:.0f}", f"{BRIEF['text_ood']}"),
+             "image-text": ("", f"{BRIEF['image_text_ood']}")}
+    lines = [f"Text accuracy (%, mean ± 95% t-interval over seeds), in distribution ({t['n_objects']} objects) and "
+             f"OOD mean ({list(t['ood_objects'])}); chance among the episode's items {100 / t['n_objects']:.1f}%:",
+             "| regime | in distribution | OOD mean | brief (in distribution / OOD) |", "|---|---|---|---|"]
+    for regime, a in ((r, summary["accuracy"][r]) for r in ordered(summary["accuracy"])):
+        b = brief.get(regime)
+        lines.append(f"| {regime} | {_fmt(a.get('id', float('nan')), a.get('id_ci', float('nan')))} | "
+                     f"{_fmt(a.get('ood_mean', float('nan')), a.get('ood_ci', float('nan')))} | "
+                     f"{' / '.join(x or '-' for x in b) if b else '-'} |")
+    unlearned = not_learned(summary, t["n_objects"])
+    if unlearned:
+        lines.append(f"Not learned (in distribution below {100 * learned_threshold(t['n_objects']):.0f}%): "
+                     f"{', '.join(unlearned)}")
+    return "\n".join(lines)
 
 
 def write_outputs(cfg, results: list[dict], out: Path, seconds: float | None = None,

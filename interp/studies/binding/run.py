@@ -5,12 +5,12 @@ regime's curriculum from it, evaluates every model on the fixed evaluation sets 
 and out of distribution, image and noise versions) and runs the mechanism analyses on text
 episodes (interchange interventions, attention knockout, probes). Every unit writes its
 own result file (``seed<k>/<regime>/eval.json``, ``mech.json``) and is skipped when that
-file exists; the tidy tables, report and figures are rebuilt from them at the end.
+file exists; the tidy tables, report, figures and results page are rebuilt from them at the end.
 
 Layout of ``out_dir``::
 
     config.json  accuracy.csv  interchange.csv  knockout.csv  probes.csv  training.csv
-    summary.json  report.md  figures/*.html|png
+    summary.json  report.md  report.html  figures/*.html|png
     seed<k>/phase1/          model.safetensors, train.json  (text-only segment, shared)
     seed<k>/<regime>/        model.safetensors, train.json, eval.json, mech.json
 """
@@ -30,6 +30,7 @@ from interp.studies.binding.config import BindingConfig
 from interp.studies.binding.evaluate import EvalSet, accuracy
 from interp.studies.binding.interventions import interchange, knockout, probes
 from interp.studies.binding.model import BindingModel
+from interp.studies.binding.page import write_report_page
 from interp.studies.binding.report import write_outputs
 from interp.studies.binding.task import Vocab
 from interp.studies.binding.train import Sources, curriculum, text_segment, train_segment
@@ -90,7 +91,7 @@ def _evaluate_and_analyse(cfg, model, sources, eval_bank, out: Path, regime: str
 
 def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
     """Run every (seed, regime) of ``cfg`` (finished units are skipped) and write the tables,
-    the report and the figures to ``cfg.out_dir``."""
+    the report, the figures and the results page (report.html) to ``cfg.out_dir``."""
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,4 +131,5 @@ def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFI
     summary = write_outputs(cfg, results, out, seconds=time.perf_counter() - t0, figures=cfg.figures)
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", summary)
+    summary["page"] = str(write_report_page(out, progress=progress))  # from the tables just written
     return summary

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Iterable
 
+from interp.io import read_csv
 from interp.metrics import mean_ci
 
 #: the brief's published numbers (section C of SEEDS.md)
@@ -34,6 +36,13 @@ def tidy(results: Iterable[dict]) -> dict[str, list[dict]]:
             for key in ("interchange", "knockout", "probes"):
                 tables[key] += [{"regime": regime, "seed": seed, **row} for row in mech[key]]
     return tables
+
+
+def read_tables(folder: str | Path) -> dict[str, list[dict]]:
+    """The tidy tables of a study folder, as :func:`tidy` made them (a missing table is empty:
+    e.g. no interchange.csv when the mechanism analyses were off)."""
+    folder = Path(folder)
+    return {t: read_csv(folder / f"{t}.csv") if (folder / f"{t}.csv").exists() else [] for t in TABLES}
 
 
 def ordered(regimes: Iterable[str]) -> list[str]:
@@ -66,7 +75,8 @@ def summarise(tables: dict[str, list[dict]], cfg_dict: dict) -> dict[str, Any]:
     out: dict[str, Any] = {"accuracy": {}, "ratio": {}}
     for regime in ordered({r["regime"] for r in tables["accuracy"]}):
         m, h, n = mean_ci(ood_mean.get(regime, []))
-        out["accuracy"][regime] = {"id": acc.get((regime, id_set), (float("nan"),) * 3)[0],
+        id_stat = acc.get((regime, id_set), (float("nan"),) * 3)
+        out["accuracy"][regime] = {"id": id_stat[0], "id_ci": id_stat[1],
                                    "ood_mean": m, "ood_ci": h, "seeds": n,
                                    **{s: acc[(regime, s)][0] for (rg, s) in acc if rg == regime}}
     sym = group(tables["interchange"], ("regime", "layer"), "symbolic")
@@ -82,6 +92,13 @@ def learned_threshold(n_objects: int) -> float:
     """In-distribution accuracy below which a model counts as not having learned the task:
     twice the chance of picking one of the episode's items, and at least 50%."""
     return max(0.5, 2.0 / n_objects)
+
+
+def not_learned(summary: dict, n_objects: int) -> list[str]:
+    """The regimes whose in-distribution accuracy is below :func:`learned_threshold` (the
+    markdown report's and the page's "not learned" flag)."""
+    acc = summary["accuracy"]
+    return [r for r in ordered(acc) if acc[r].get("id", float("nan")) < learned_threshold(n_objects)]
 
 
 def ratio(s: float, p: float) -> float:
