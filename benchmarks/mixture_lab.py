@@ -14,7 +14,6 @@ import json
 import random
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ from interp.projector import pool_tokens
 from interp.studies.taxonomy import run as study
 from interp.studies.taxonomy.config import load_config
 from interp.studies.taxonomy.prototypes import ImageTokenQuestions, cached_prototypes
-from interp.warmstart import fit_classifier
+from interp.warmstart import fit_classifier, out_of_fold_logits
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 temp = float(sys.argv[2]) if len(sys.argv) > 2 else 0.25
@@ -48,17 +47,7 @@ xtr, xev = x[tr], x[ev]
 l2 = cfg.warm_start.l2
 W, b = fit_classifier(xtr, ytr, len(concepts), l2=l2)
 Lev = xev @ W.T + b
-# out-of-fold: fold = rank of the image among its concept's train images
-rank, seen = [], defaultdict(int)
-for c in ytr.tolist():
-    rank.append(seen[c] % 3)
-    seen[c] += 1
-rank = torch.tensor(rank)
-Loof = torch.zeros(len(tr), len(concepts))
-for k in range(3):
-    te = rank == k
-    Wk, bk = fit_classifier(xtr[~te], ytr[~te], len(concepts), l2=l2)
-    Loof[te] = xtr[te] @ Wk.T + bk
+Loof = out_of_fold_logits(xtr, ytr, len(concepts), folds=3, l2=l2)  # folds by rendering rank within a concept
 print(f"val top-1 {100*(Lev.argmax(1)==yev).float().mean():.1f}  oof top-1 {100*(Loof.argmax(1)==ytr).float().mean():.1f} "
       f"({time.perf_counter()-t0:.0f}s)", flush=True)
 rng = random.Random(0)

@@ -126,6 +126,30 @@ def test_no_private_name_imported_across_modules():
     assert bad == []
 
 
+# function-level imports of the package's own modules that buy something, with the reason
+DEFERRED = {("interp.studies.binding.interventions", "interp.analysis.probes"):
+            "scikit-learn (~3 s); the binding config imports interventions and --dry-run loads nothing heavy"}
+
+
+def function_level_imports(name: str, path: Path) -> set[tuple[str, str]]:
+    """(module, imported module) for every import of the package's own code inside a function."""
+    tree = ast.parse(path.read_text())
+    out = set()
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("interp")):
+                    out.add((name, node.module or ""))
+                elif isinstance(node, ast.Import):
+                    out.update((name, a.name) for a in node.names if a.name.split(".")[0] == "interp")
+    return out
+
+
+def test_own_modules_are_imported_at_the_top_except_the_listed_deferrals():
+    found = set().union(*(function_level_imports(n, p) for n, p in modules().items()))
+    assert found == set(DEFERRED)
+
+
 def test_the_core_knows_no_study():
     g = graph()
     assert all(any(_under(m, (c,)) for m in g) for c in CORE + HIGHER)  # every name is a real module

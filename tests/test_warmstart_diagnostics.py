@@ -7,6 +7,7 @@ import torch
 from conftest import make_vlm
 from interp.diagnostics import COLLAPSED_COSINE, token_stats, verdict
 from interp.examples import Example
+from interp.io import read_json
 from interp.train_projector import TrainConfig, train_projector
 from interp.warmstart import (WarmStartConfig, fit_classifier, fold_of, mixture_inputs, out_of_fold_logits,
                               prototype_init, refine_readout)
@@ -100,15 +101,15 @@ def test_out_of_fold_logits_are_less_sure_than_in_sample_ones():
     assert float(inside.mean()) > 0.95 and float(oof.mean()) < float(inside.mean()) - 0.1
 
 
-def test_readout_stage_trains_only_the_second_layer_and_writes_it_back(tiny_llama, tmp_path):
-    vlm = make_vlm(tiny_llama, kind="mlp2x_softmax", n_tokens=4, d_img=24, pool_to=1)
+def test_readout_stage_trains_only_the_second_layer_and_writes_it_back(tiny_gemma, tmp_path):
+    vlm = make_vlm(tiny_gemma, kind="mlp2x_softmax", n_tokens=4, d_img=24, pool_to=1)
     g = torch.Generator().manual_seed(1)
     labels = torch.arange(6).repeat(3)
     feats = torch.randn(6, 24, generator=g)[labels].unsqueeze(1) * 4 + 0.5 * torch.randn(18, 4, 24, generator=g)
-    d = tiny_llama.d_model
+    d = tiny_gemma.d_model
     cfg = WarmStartConfig(kind="prototypes", mixture_epochs=2, mixture_lr=0.05, mixture_batch=6)
     prototype_init(vlm.projector, feats, labels, torch.randn(d, generator=g), torch.randn(6, d, generator=g),
-                   tiny_llama.embed_scale, cfg)
+                   tiny_gemma.embed_scale, cfg)
     mix = mixture_inputs(vlm.projector, feats, labels, 6, cfg)
     assert mix.shape == (18, 1, 6) and torch.allclose(mix.sum(-1), torch.ones(18, 1))
     first = [t.clone() for t in vlm.projector.net[0].parameters()]
@@ -119,10 +120,13 @@ def test_readout_stage_trains_only_the_second_layer_and_writes_it_back(tiny_llam
     out = refine_readout(vlm, feats, torch.arange(18), labels, 6, exs, cfg, TrainConfig(batch_size=6), tmp_path,
                          progress=False)
     assert out["steps"] == 6
+    assert tiny_gemma.embed_scale > 1.5  # gemma scales its embeddings by sqrt(d_model): the check can fail
+    lr = read_json(tmp_path / "train.json")["train_config"]["lr"]  # mixture_lr is on the token scale
+    assert lr == pytest.approx(cfg.mixture_lr / tiny_gemma.embed_scale)
     assert all(torch.equal(a, b) for a, b in zip(first, vlm.projector.net[0].parameters()))
     new = vlm.projector.net[2].weight
     assert not torch.allclose(new[:, :6], second[:, :6]) and torch.equal(new[:, 6:], second[:, 6:])
-    again = make_vlm(tiny_llama, kind="mlp2x_softmax", n_tokens=4, d_img=24, pool_to=1)
+    again = make_vlm(tiny_gemma, kind="mlp2x_softmax", n_tokens=4, d_img=24, pool_to=1)
     again.projector.load_state_dict(before)
     refine_readout(again, feats, torch.arange(18), labels, 6, exs, cfg, TrainConfig(batch_size=6), tmp_path,
                    progress=False)  # finished: loaded from disk, not retrained
