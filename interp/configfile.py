@@ -255,7 +255,7 @@ def dry_run_exit(ap: argparse.ArgumentParser, what: str, cfg: Any = None) -> Non
 
 def set_threads(n: int | None = None) -> int:
     """torch CPU threads: ``n``, else ``$OMP_NUM_THREADS``, else all cores."""
-    import torch
+    import torch  # deferred: configfile stays torch-free so config checks run before torch loads
 
     if n is not None and n < 1:
         raise ValueError(f"threads {n}: must be >= 1")

@@ -74,7 +74,7 @@ def verdict(history: Sequence[dict], *, f1_key: str = "heldout_leaf_f1") -> list
 
 def learning_curve_figure(history: Sequence[dict], losses: Sequence[float], *, title: str):
     """Training loss (running mean) and held-out diagnostics against steps: a plotly figure."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # deferred: plotly costs ~1 s; only the saved curve figure needs it
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=3, subplot_titles=("answer+EOS loss (train)", "held-out leaf score",

@@ -160,7 +160,7 @@ def shard_lm(lm, info: DistInfo | None = None, *, reshard_after_forward: bool = 
     total = sum(p.numel() for p in blocks.parameters())
     if not info.enabled:
         return 1.0
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import fully_shard  # deferred: only multi-process runs need FSDP
 
     for block in blocks:
         fully_shard(block, reshard_after_forward=reshard_after_forward)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
 from interp.io import environment, load_valid_tensor, save_tensors, stable_hash
 from interp.paths import cache_dir as default_cache_dir
@@ -71,7 +73,6 @@ def encode_cached(
     storage_dtype: torch.dtype = torch.float16,
 ) -> FeatureSet:
     """Features of ``paths`` by ``encoder``, from the cache when valid, else computed and stored."""
-    from PIL import Image
 
     paths = [Path(p) for p in paths]
     missing = [p for p in paths if not p.exists()]
@@ -90,7 +91,6 @@ def encode_cached(
         if feats is not None:
             return FeatureSet(feats, keys, encoder.name, set_hash)
     chunks = []
-    from tqdm.auto import tqdm
 
     bad: list[tuple[Path, str]] = []
     for s in tqdm(range(0, len(paths), batch_size), desc=f"features {encoder.name}", disable=not progress):

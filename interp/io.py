@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from interp.cachecheck import read_header, safetensors_problem, tensor_digests
@@ -128,7 +129,6 @@ def header_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata of a safetensors file's header (no tensor is read). A file that is
     not safetensors fails with :class:`NotSafetensorsError` naming it; nothing in it is ever
     unpickled."""
-    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     try:

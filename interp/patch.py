@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from interp.analysis.attribution import attribution_grid, compare_to_exact
 from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, patch_grid
@@ -40,7 +41,6 @@ def _default_checkpoint() -> Path | None:
 
 def _concept_image(name: str):
     """An image for a concept name (embedded set, test rendering) or a path to an image file."""
-    from PIL import Image
 
     p = Path(name)
     if p.suffix.lower() in (".png", ".jpg", ".jpeg") or p.exists():

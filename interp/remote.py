@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -76,13 +77,13 @@ def _needs(model: str, host: str) -> str:
 
 
 def api_host() -> str:
-    from nnsight import CONFIG
+    from nnsight import CONFIG  # deferred: optional heavy dependency; only the nnsight route needs it
 
     return CONFIG.API.HOST
 
 
 def api_key() -> str | None:
-    from nnsight import CONFIG
+    from nnsight import CONFIG  # deferred: optional heavy dependency; only the nnsight route needs it
 
     return os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY or None
 
@@ -91,7 +92,7 @@ def ndif_models(timeout: float = 10.0) -> dict[str, str]:
     """NDIF's deployed models now (repo id -> state), or :data:`NDIF_MODELS` (checked
     :data:`NDIF_CHECKED`) when the service cannot be reached."""
     try:
-        import nnsight
+        import nnsight  # deferred: optional heavy dependency; only the nnsight route needs it
 
         return {k: str(v.get("state", "")) for k, v in nnsight.ndif_status().deployments.items()}
     except Exception:  # offline, service down: the list we checked
@@ -323,12 +324,11 @@ class RemoteVLM(VLMInputs):
         if trained != hub:
             raise CheckpointMismatchError(f"projector was trained for LM {projector.config.lm!r}, not {hub!r}")
         if hub not in NDIF_MODELS:
-            import warnings
 
             warnings.warn(f"{hub!r} was not among NDIF's deployments when checked ({NDIF_CHECKED}: "
                           f"{sorted(NDIF_MODELS)}); NDIF may refuse it (see nnsight.ndif_status())", stacklevel=2)
         try:
-            from nnsight.modeling.transformers import TransformersModel
+            from nnsight.modeling.transformers import TransformersModel  # deferred: optional heavy dependency; only the nnsight route needs it
 
             model = TransformersModel(hub, task="text-generation", revision=revision)
         except Exception as err:
@@ -416,7 +416,7 @@ class RemoteVLM(VLMInputs):
     def payload(self, req: RemoteRequest) -> tuple[str, bytes]:
         """(routing metadata JSON, serialized body) of the NDIF request for ``req``, built
         exactly as ``remote=True`` would build it, without sending anything."""
-        from nnsight.intervention.backends.remote import RemoteBackend
+        from nnsight.intervention.backends.remote import RemoteBackend  # deferred: optional heavy dependency; only the nnsight route needs it
 
         class _Capture(RemoteBackend):
             def request(self, request, tracer):

@@ -13,7 +13,6 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.examples import Example, QuestionTokens, example_batch
-from interp.models.hooked import softcap
 from interp.sequence import Segment, build_batch, single_token_id
 from interp.vlm import HookedVLM
 
@@ -45,7 +44,6 @@ def score_examples(
     lm, tok = vlm.lm, vlm.tokenizer
     tokens = QuestionTokens(tok)
     ids = yes_no_ids(tok).to(lm.device)
-    w = lm.unembed_rows(ids)
     by_image: dict[int, list[int]] = {}
     for i, ex in enumerate(examples):
         by_image.setdefault(ex.image, []).append(i)
@@ -61,13 +59,13 @@ def score_examples(
     for imgs in tqdm(chunks, desc=desc, disable=not progress, unit="batch"):
         prefix = build_batch(tok, [[Segment("bos"), Segment("image", image=j)] for j in range(len(imgs))],
                              vlm.n_image_tokens).to(lm.device)
-        _, kv = lm.forward_with_kv(vlm.embed(prefix, features[torch.tensor(imgs)]))
+        _, kv = vlm.forward_with_kv(prefix, features[torch.tensor(imgs)])
         q_idx = [i for j in imgs for i in by_image[j]]
         rows = torch.tensor([k for k, j in enumerate(imgs) for _ in by_image[j]])
         suffix = build_batch(tok, [[Segment("text", ids=tokens(examples[i].question))] for i in q_idx], 0).to(lm.device)
-        h = lm(lm.embed_tokens(suffix.input_ids), suffix.attention_mask, past=kv.select(rows))
+        h = vlm.forward(suffix, past=kv.select(rows), logits_at=None).resid
         last = h[torch.arange(len(q_idx), device=h.device), suffix.last("text")]
-        logits = softcap(last @ w.T, lm.softcap)
+        logits = lm.unembed(last, ids)
         out[torch.tensor(q_idx)] = (logits[:, 0] - logits[:, 1]).float().cpu()
     return out
 
@@ -120,7 +118,7 @@ def text_yes_no(lm, questions: Sequence[str], *, batch_size: int = 64, progress:
         batch = _text_batch(lm, questions[s:s + batch_size])
         resid = lm(lm.embed_tokens(batch.input_ids), batch.attention_mask)
         last = resid[torch.arange(len(batch)), batch.last("text")]
-        logits = last @ lm.unembed_rows(ids).T
+        logits = lm.unembed(last, ids)  # the softcap too (gemma-3 has none; gemma-2's is 30)
         out.append((logits[:, 0] - logits[:, 1]).float().cpu())
     return torch.cat(out)
 

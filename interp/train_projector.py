@@ -159,7 +159,7 @@ def _data_parallel(vlm: HookedVLM, info: D.DistInfo) -> Iterator[nn.Module]:
     if not info.enabled:
         yield proj
         return
-    from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.nn.parallel import DistributedDataParallel as DDP  # deferred: only multi-process runs need DDP
 
     dev = next(proj.parameters()).device
     ddp = DDP(proj, device_ids=[dev.index] if dev.type == "cuda" else None)

@@ -14,6 +14,7 @@ Three routes over the same weights give the same activations:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -190,7 +191,7 @@ class HookedVLM(VLMInputs, nn.Module):
     # ---------------------------------------------------------------- running
     def forward(
         self,
-        batch: Batch,
+        batch: Batch | None,
         features: torch.Tensor | None = None,
         *,
         fwd_hooks: FwdHooks = (),
@@ -199,6 +200,8 @@ class HookedVLM(VLMInputs, nn.Module):
         start_at_layer: int | None = None,
         stop_at_layer: int | None = None,
         past: KVPrefix | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> VLMOutput:
         """Run the VLM; logits only at ``logits_at`` ('last' text token, 'answer' targets, 'all',
         per-row indices or a bool mask; None for no logits).
@@ -207,23 +210,44 @@ class HookedVLM(VLMInputs, nn.Module):
         ``requires_grad`` for attribution); with ``start_at_layer=k`` it is the residual entering
         block ``k`` (``blocks.{k}.hook_resid_pre``) and the blocks before ``k`` are skipped.
         ``stop_at_layer=k`` returns, as ``resid``, the residual entering block ``k`` (no logits).
-        ``past``: a KV prefix the batch continues (its positions are the new ones only)."""
+        ``past``: a KV prefix the batch continues (its positions are the new ones only).
+        ``attention_mask`` replaces ``batch.attention_mask`` (``[batch, pos]``, or with ``past``
+        ``[batch, past.n_pos + pos]``, or a full additive ``[batch, 1, pos, past.n_pos + pos]``
+        mask with ``position_ids [batch, pos]``: sequences packed in one row; see
+        :meth:`HookedLM.forward`). ``batch=None`` runs ``embeds`` under ``attention_mask``
+        (no mask: every position real) and needs ``logits_at=None``."""
         if start_at_layer is not None and embeds is None:
             raise ValueError("start_at_layer needs embeds: the residual entering that block")
+        if batch is None and (embeds is None or logits_at is not None):
+            raise ValueError("batch=None needs embeds and logits_at=None: without a batch there are no token positions")
         x = self.embed(batch, features) if embeds is None else embeds
-        resid = self.lm(x, batch.attention_mask, fwd_hooks=fwd_hooks, start_at_layer=start_at_layer,
-                        stop_at_layer=stop_at_layer, past=past)
+        mask = batch.attention_mask if attention_mask is None and batch is not None else attention_mask
+        resid = self.lm(x, mask, fwd_hooks=fwd_hooks, start_at_layer=start_at_layer,
+                        stop_at_layer=stop_at_layer, past=past, position_ids=position_ids)
         if stop_at_layer is not None:
             return VLMOutput(resid=resid, logits=None, positions=None)
         pos = as_positions(batch, logits_at)
         logits = self.lm.unembed(resid[pos.to(resid.device)]) if pos is not None else None
         return VLMOutput(resid=resid, logits=logits, positions=pos)
 
+    def forward_with_kv(self, batch: Batch | None, features: torch.Tensor | None = None, *,
+                        fwd_hooks: FwdHooks = (), embeds: torch.Tensor | None = None,
+                        attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, KVPrefix]:
+        """Run from the embeddings and keep every layer's keys and values, so later runs can
+        continue from them (``forward(past=...)``): ``(normalised final residual
+        [batch, pos, d_model], KVPrefix)``. ``embeds``/``attention_mask`` as :meth:`forward`;
+        a prefix with padding is recorded as padded, and continuing from it is refused."""
+        if batch is None and embeds is None:
+            raise ValueError("forward_with_kv needs a batch or embeds")
+        x = self.embed(batch, features) if embeds is None else embeds
+        mask = batch.attention_mask if attention_mask is None and batch is not None else attention_mask
+        return self.lm.forward_with_kv(x, mask, fwd_hooks=fwd_hooks)
+
     def run_with_hooks(self, batch: Batch, features: torch.Tensor | None = None, *, fwd_hooks: FwdHooks,
                        logits_at: LogitsAt = "last", **kw) -> VLMOutput:
         """:meth:`forward` with ``fwd_hooks`` (``[(canonical hook name, fn(tensor, hook))]``)
         active for this call only; ``kw`` as :meth:`forward` (``embeds``, ``start_at_layer``,
-        ``stop_at_layer``, ``past``)."""
+        ``stop_at_layer``, ``past``, ``attention_mask``, ``position_ids``)."""
         return self.forward(batch, features, fwd_hooks=fwd_hooks, logits_at=logits_at, **kw)
 
     def run_with_cache(
@@ -278,7 +302,7 @@ class HookedVLM(VLMInputs, nn.Module):
         """An nnsight ``LanguageModel`` over the same HF modules (imported lazily: importing
         nnsight patches ``Tensor.backward`` globally, so the training path never does)."""
         if self._nnsight is None:
-            from nnsight import LanguageModel
+            from nnsight import LanguageModel  # deferred: optional heavy dependency; only the nnsight route needs it
 
             object.__setattr__(self, "_nnsight", LanguageModel(self.lm.hf, tokenizer=self.tokenizer))
         return self._nnsight
@@ -303,7 +327,6 @@ def load_vlm(checkpoint, *, lm: str | None = None, with_encoder: bool = True, de
     A random-init control checkpoint (LM name ``<name>+random<seed>``) reloads the same
     seeded random LM.
     """
-    import re
 
     proj, _ = Projector.load(checkpoint)
     name = lm or proj.config.lm

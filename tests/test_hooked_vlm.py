@@ -240,3 +240,26 @@ def test_run_with_hooks_starts_stops_and_captures_like_the_full_run(lm):
     for n in names:
         assert torch.equal(got[n], ref[n]) and not got[n].requires_grad
         assert torch.equal(rows[n], ref[n][torch.arange(len(batch)), last])
+
+
+def test_kv_prefix_and_embeds_route_through_the_vlm(lm):
+    """forward_with_kv + forward(past=...) on the VLM equal one full run; batch=None runs embeds."""
+    vlm = make_vlm(lm, pool_to=4)
+    b = vlm.build([vlm_item(0, "Is there a bird in the image?", " Yes")])  # one row: no padding
+    feats = torch.randn(1, 16, 32)
+    full = vlm.forward(b, feats, logits_at=None).resid
+    x = vlm.embed(b, feats)
+    k = 6
+    head, kv = vlm.forward_with_kv(None, embeds=x[:, :k])
+    tail = vlm.forward(None, embeds=x[:, k:], past=kv, logits_at=None).resid
+    assert torch.allclose(torch.cat([head, tail], 1), full, atol=1e-5)
+    same, _ = vlm.forward_with_kv(b, feats)
+    assert torch.allclose(same, full, atol=1e-5)
+    with pytest.raises(ValueError, match="batch=None needs embeds"):
+        vlm.forward(None, logits_at=None)
+    with pytest.raises(ValueError, match="batch=None needs embeds"):
+        vlm.forward(None, embeds=x)  # logits_at="last" needs a batch's token positions
+    padded = vlm.build([vlm_item(0, "Is there a bird?", " Yes"), vlm_item(1, "A dog?", " No")])
+    _, kv = vlm.forward_with_kv(padded, torch.randn(2, 16, 32))
+    with pytest.raises(ValueError, match="padded"):
+        vlm.forward(None, embeds=x[:, k:].expand(2, -1, -1), past=kv, logits_at=None)

@@ -150,6 +150,32 @@ def test_own_modules_are_imported_at_the_top_except_the_listed_deferrals():
     assert found == set(DEFERRED)
 
 
+def undocumented_function_level_imports(path: Path) -> list[str]:
+    """Imports inside a function without a ``# deferred: <reason>`` on their line (or on the
+    import line just above, for a block of two)."""
+    lines = path.read_text().splitlines()
+    bad = []
+    for fn in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    here, above = lines[node.lineno - 1], lines[node.lineno - 2].strip()
+                    block = above.startswith(("import ", "from ")) and "# deferred:" in above
+                    if "# deferred:" not in here and not block:
+                        bad.append(f"{path}:{node.lineno}: {here.strip()}")
+    return sorted(set(bad))
+
+
+def test_every_function_level_import_says_why_it_is_deferred():
+    assert [b for p in modules().values() for b in undocumented_function_level_imports(p)] == []
+
+
+def test_the_reason_check_catches_a_bare_deferred_import(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    import json\n    import re  # deferred: a reason\n")
+    assert undocumented_function_level_imports(f) == [f"{f}:2: import json"]
+
+
 def test_the_core_knows_no_study():
     g = graph()
     assert all(any(_under(m, (c,)) for m in g) for c in CORE + HIGHER)  # every name is a real module

@@ -179,6 +179,10 @@ def test_column_cells_format_and_keep_the_exact_value():
     assert Column("f", fmt=".1f", interval=True).cell((2.0, 0.55, 3)).text == "2.0 ± 0.6"
     assert Column("f", fmt=".1f", interval=True).cell((2.0, float("nan"), 1)).text == "2.0"
     assert Column("t").cell("<b>").text == "<b>" and Column("t").cell(True).value == ""
+    # an infinite ratio sorts as a number in the page's script (parseFloat("inf") is NaN there)
+    assert Column("r").cell(float("inf")).value == "Infinity" and Column("r").cell(float("-inf")).value == "-Infinity"
+    assert Column("r", interval=True).cell((float("inf"), 0.0, 2)).value == "Infinity"
+    assert Column("n").cell(3).value == "3"
 
 
 def test_the_page_escapes_text_and_refuses_bad_blocks():

@@ -133,7 +133,7 @@ def sample_cells(n_layers: int, n_positions: int, n: int, seed: int = 0) -> list
 
 def compare_to_exact(attribution: torch.Tensor, exact_effect: torch.Tensor) -> Agreement:
     """Agreement of ``[cells]`` attribution estimates with exact effects (patched minus corrupted)."""
-    from scipy.stats import pearsonr, spearmanr
+    from scipy.stats import pearsonr, spearmanr  # deferred: scipy.stats costs ~2 s; only the AtP validation needs it
 
     a = attribution.double().flatten().numpy()
     e = exact_effect.double().flatten().numpy()

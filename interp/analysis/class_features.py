@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from interp.data.taxonomy import display_name
 from interp.io import load_valid_tensor, save_tensors, stable_hash
@@ -58,7 +59,6 @@ def lm_class_features(lm, prompts: Sequence[str], *, pool: str = "last", batch_s
         ``[n_layers, n_prompts, d_model]`` float32 on the CPU; row ``i`` is
         ``blocks.{i}.hook_resid_post``.
     """
-    from tqdm.auto import tqdm
 
     if pool not in POOLS:
         raise ValueError(f"pool {pool!r}: valid values are {list(POOLS)}")

@@ -31,7 +31,7 @@ from typing import Sequence
 import torch
 
 from interp.analysis.task_vectors import batches, check_layers, last_token_index
-from interp.models.hooked import softcap, unwrap
+from interp.models.hooked import unwrap
 from interp.sequence import Segment
 from interp.vlm import HookedVLM, capture
 
@@ -146,7 +146,7 @@ def head_indirect_effects(vlm: HookedVLM, prompts: Sequence[list[Segment]], feat
         raise ValueError(f"{len(answer_ids)} answer ids for {len(prompts)} prompts")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
-    lm, w = vlm.lm, vlm.lm.hf.lm_head.weight
+    lm = vlm.lm
     mz = mean_z.to(lm.device, lm.dtype)
     per_chunk = max(1, batch_size // n_heads)  # layers per pass
     chunks = [list(range(s, min(s + per_chunk, len(layers)))) for s in range(0, len(layers), per_chunk)]
@@ -160,7 +160,7 @@ def head_indirect_effects(vlm: HookedVLM, prompts: Sequence[list[Segment]], feat
         if T < 2:
             raise ValueError(f"prompt {i} has {T} token(s): the indirect effect needs a prefix before the last token")
         ans = torch.tensor([int(answer_ids[i])])
-        _, prefix = lm.forward_with_kv(emb[:, :-1])  # once per prompt, shared by every chunk
+        _, prefix = vlm.forward_with_kv(None, embeds=emb[:, :-1])  # once per prompt, shared by every chunk
         base = None
         for ci, chunk in enumerate(chunks):
             n_rows = len(chunk) * n_heads + (1 if ci == 0 else 0)  # + one unpatched row (the corrupted run)
@@ -174,8 +174,9 @@ def head_indirect_effects(vlm: HookedVLM, prompts: Sequence[list[Segment]], feat
                     return t
 
                 hooks.append((f"blocks.{layers[li]}.attn.hook_z", patch))
-            out = lm(emb[:, -1:].expand(n_rows, -1, -1), past=prefix, fwd_hooks=hooks)[:, -1]
-            p = _prob(out, w, ans.expand(n_rows), lm.softcap)
+            out = vlm.forward(None, embeds=emb[:, -1:].expand(n_rows, -1, -1), past=prefix, fwd_hooks=hooks,
+                              logits_at=None).resid[:, -1]
+            p = _prob(vlm, out, ans.expand(n_rows))
             if ci == 0:
                 base = p[-1]
                 p = p[:-1]
@@ -184,9 +185,9 @@ def head_indirect_effects(vlm: HookedVLM, prompts: Sequence[list[Segment]], feat
     return total / len(prompts), torch.cat(base_all)
 
 
-def _prob(resid: torch.Tensor, w: torch.Tensor, ids: torch.Tensor, cap: float | None) -> torch.Tensor:
+def _prob(vlm: HookedVLM, resid: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Softmax probability of ``ids`` over the full vocabulary: ``[n, d] -> [n]``."""
-    logits = softcap((resid.to(w.dtype) @ w.T).float(), cap)
+    logits = vlm.lm.unembed(resid).float()
     return (logits.gather(1, ids.view(-1, 1).to(logits.device)).squeeze(1) - logits.logsumexp(-1)).exp().cpu()
 
 

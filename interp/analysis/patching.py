@@ -21,7 +21,6 @@ from typing import Callable, Sequence
 
 import torch
 
-from interp.models.hooked import softcap
 from interp.sequence import Batch
 from interp.vlm import HookedVLM
 
@@ -31,11 +30,11 @@ Metric = Callable[[torch.Tensor, Batch], torch.Tensor]
 
 def logit_diff_metric(vlm: HookedVLM, good: int, bad: int) -> Metric:
     """Logit of ``good`` minus logit of ``bad`` at each row's last text token."""
-    w = vlm.lm.unembed_rows(torch.tensor([good, bad]))
+    ids = torch.tensor([good, bad])
 
     def metric(resid: torch.Tensor, batch: Batch) -> torch.Tensor:
         last = resid[torch.arange(resid.shape[0]), batch.last("text").to(resid.device)]
-        logits = softcap(last @ w.to(resid.device).T, vlm.lm.softcap)
+        logits = vlm.lm.unembed(last, ids)
         return logits[:, 0] - logits[:, 1]
 
     return metric
@@ -201,7 +200,7 @@ def patch_grid(
     clean_out, clean_cache = vlm.run_with_cache(clean.batch, clean.features, names=names, logits_at=None)
     corr_cache: dict[str, torch.Tensor] = {}
     savers = [(n, lambda t, hook, n=n: corr_cache.__setitem__(n, t.detach())) for n in names]
-    corr_resid, kv = lm.forward_with_kv(vlm.embed(corrupted.batch, corrupted.features), mask, fwd_hooks=savers)
+    corr_resid, kv = vlm.forward_with_kv(corrupted.batch, corrupted.features, fwd_hooks=savers)
     for name in names:
         if clean_cache[name].shape[1] != n_pos:
             raise ValueError(f"hook {name!r} has shape {tuple(clean_cache[name].shape)}: patching needs the position "
@@ -244,9 +243,10 @@ def patch_grid(
                     t[0, at] = src[0, cols].to(t.dtype)
                     return t
 
-                resid = lm(start[:, pk.pos.to(dev)], pk.mask(n_pos, mask[0], start.dtype).to(dev),
-                           start_at_layer=layer, fwd_hooks=[(name, write)], past=kv,
-                           position_ids=pk.pos[None].to(dev))
+                resid = vlm.forward(None, embeds=start[:, pk.pos.to(dev)], start_at_layer=layer, past=kv,
+                                    attention_mask=pk.mask(n_pos, mask[0], start.dtype).to(dev),
+                                    position_ids=pk.pos[None].to(dev), fwd_hooks=[(name, write)],
+                                    logits_at=None).resid
                 full = corr_resid.expand(n, -1, -1).clone()
                 full[pk.copy.to(dev), pk.pos.to(dev)] = resid[0].to(full.dtype)
                 resid = full
@@ -256,8 +256,8 @@ def patch_grid(
                     t[copies, cols] = src[0, cols].to(t.dtype)
                     return t
 
-                resid = lm(start.expand(n, -1, -1), mask.expand(n, -1), start_at_layer=layer,
-                           fwd_hooks=[(name, write)])
+                resid = vlm.forward(None, embeds=start.expand(n, -1, -1), attention_mask=mask.expand(n, -1),
+                                    start_at_layer=layer, fwd_hooks=[(name, write)], logits_at=None).resid
             values = metric(resid, _repeat(corrupted.batch, n)).float().cpu()
             for v, p in zip(values, group):
                 out[li, where[p]] = v

@@ -48,7 +48,7 @@ def transfer_layers(train_acts: torch.Tensor, train_labels, test_acts: torch.Ten
 
     The scaler is fitted on the training modality only: a transfer that needs the test
     modality's statistics is not a transfer."""
-    from sklearn.metrics import get_scorer
+    from sklearn.metrics import get_scorer  # deferred: scikit-learn costs ~4 s; only scorer names need it
 
     scorer = get_scorer(scoring)
     ytr, yte = np.asarray(train_labels), np.asarray(test_labels)

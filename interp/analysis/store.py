@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
+from safetensors import safe_open
+from tqdm.auto import tqdm
 
 from interp.io import read_json, save_tensors, write_json
 from interp.sequence import Batch, Modality
@@ -83,7 +85,6 @@ class ActivationStore:
     # -------------------------------------------------------------- reading
     def iter_shards(self, name: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(activation ``[rows, pos, ...]``, modality ``[rows, pos]``) per shard, memory-mapped."""
-        from safetensors import safe_open
 
         if name not in self.names:
             raise KeyError(f"{name!r} is not in this store; stored: {self.names}")
@@ -115,7 +116,6 @@ def collect_to_store(vlm, batches: Iterable[tuple[Batch, torch.Tensor | None]], 
                      progress: bool = True, total: int | None = None) -> ActivationStore:
     """Run each (batch, features) and append the store's hook points; batches already stored
     (by count) are skipped, so an interrupted collection resumes."""
-    from tqdm.auto import tqdm
 
     done = len(store.shards)
     for i, (batch, feats) in enumerate(tqdm(batches, total=total, desc="activations", disable=not progress)):

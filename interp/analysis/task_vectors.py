@@ -224,7 +224,7 @@ def patch_sweep(vlm: HookedVLM, queries: Sequence[list[Segment]], features: torc
             v = vectors[li].to(x.device, x.dtype).repeat_interleave(n, 0)  # row j*n+i: vector j, query i
             x[rows, last] = v if mode == "replace" else x[rows, last] + v
             if l + 1 < L:
-                out = vlm.lm(x, mask, start_at_layer=l + 1)[rows, last]
+                out = vlm.forward(None, embeds=x, attention_mask=mask, start_at_layer=l + 1, logits_at=None).resid[rows, last]
             else:
                 out = vlm.lm.final_norm(x[rows, last])
             per_layer.append(out.float().cpu().view(n_vec, n, -1))

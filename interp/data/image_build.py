@@ -36,8 +36,8 @@ def embedded_image_root() -> Path:
 
 def recipe() -> dict[str, Any]:
     """What the image set is built from; a change triggers a rebuild."""
-    import cairosvg  # the rasteriser's version is part of the recipe; loaded only to build or verify
-    import PIL
+    import cairosvg  # deferred: the rasteriser's version is part of the recipe; loaded only to build or verify
+    import PIL  # deferred: the library's version is part of the recipe; loaded only to build or verify
 
     return {"set": SET_NAME, "version": BUILD_VERSION, "size": IMAGE_SIZE, "content": CONTENT_SIZE,
             "min_renderings": MIN_RENDERINGS, "min_families": MIN_FAMILIES,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from PIL import Image
+
 from interp.io import sha256_file
 
 IMAGE_SIZE = 128
@@ -16,7 +18,6 @@ CONTENT_SIZE = 112
 def fit_drawing(im, size: int = IMAGE_SIZE, content: int = CONTENT_SIZE):
     """RGBA drawing -> RGB ``size`` square on white: cropped to its content (alpha), fitted
     into ``content`` keeping the aspect ratio, centred."""
-    from PIL import Image
 
     im = im.convert("RGBA")
     alpha = im.getchannel("A").point(lambda a: 255 if a > 8 else 0)
@@ -34,11 +35,10 @@ def fit_drawing(im, size: int = IMAGE_SIZE, content: int = CONTENT_SIZE):
 
 def render(path: Path):
     """A source file (PNG or SVG) as a PIL RGB image of IMAGE_SIZE."""
-    from PIL import Image
 
     path = Path(path)
     if path.suffix.lower() == ".svg":
-        import cairosvg
+        import cairosvg  # deferred: needs the system libcairo; only SVG sources need it
 
         png = cairosvg.svg2png(url=str(path), output_width=2 * CONTENT_SIZE, output_height=2 * CONTENT_SIZE)
         im = Image.open(io.BytesIO(png))

@@ -16,6 +16,7 @@ Images of any mode are composited on white and converted to RGB before resizing.
 
 from __future__ import annotations
 
+import importlib
 from typing import Sequence
 
 import numpy as np
@@ -87,9 +88,8 @@ class EfficientNetLiteEncoder(ImageEncoder):
 
     def __init__(self, variant: int = 0):
         super().__init__()
-        import importlib
 
-        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite_pytorch import EfficientNet  # deferred: optional package of the embedded encoder; the hub encoders do not need it
 
         if variant not in EFFICIENTNET_LITE_VARIANTS:
             raise ValueError(f"EfficientNet-Lite{variant}: use one of {EFFICIENTNET_LITE_VARIANTS}")
@@ -157,7 +157,7 @@ class HFVisionEncoder(ImageEncoder):
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, device="cpu", dtype=torch.float32) -> "HFVisionEncoder":
-        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel  # deferred: transformers costs ~3 s; CLIs check their input before any model loads
 
         src, local = resolve_hf_source(spec)
         cfg = AutoConfig.from_pretrained(src, local_files_only=local)

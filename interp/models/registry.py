@@ -8,6 +8,7 @@ loading them and every loader can refuse a name early with a useful message.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,7 @@ class ModelSpec:
 def hub_available(hub_id: str) -> tuple[bool, str]:
     """Whether a hub model is in the local HF cache (or the hub may be reached)."""
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # deferred: loaded with transformers; only the hub path needs it
     except ImportError:  # pragma: no cover - transformers depends on it
         return False, "huggingface_hub missing"
     hit = try_to_load_from_cache(hub_id, "config.json")
@@ -157,7 +158,6 @@ def get_spec(name: str, kind: Kind | None = None) -> ModelSpec:
 
 
 def _local_spec(path: Path, kind: Kind) -> ModelSpec:
-    import json
 
     cfg = json.loads((path / "config.json").read_text())
     text = cfg.get("text_config", cfg)

@@ -54,12 +54,20 @@ class Column:
             if _is_missing(mean):
                 return Cell("-")
             text = format(mean, self.fmt) if _is_missing(half) else f"{format(mean, self.fmt)} ± {format(half, self.fmt)}"
-            return Cell(text, repr(float(mean)))
+            return Cell(text, sort_value(float(mean)))
         if _is_missing(value):
             return Cell("-")
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return Cell(format(value, self.fmt), repr(value.item() if hasattr(value, "item") else value))
+            return Cell(format(value, self.fmt), sort_value(value.item() if hasattr(value, "item") else value))
         return Cell(str(value))
+
+
+def sort_value(x: numbers.Real) -> str:
+    """A number as the page's script reads it (``parseFloat``): ``inf`` is ``Infinity`` there,
+    so an infinite ratio sorts above every finite one instead of as NaN."""
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return repr(x)
 
 
 @dataclass

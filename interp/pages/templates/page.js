@@ -5,7 +5,8 @@
   function sortKey(td, numeric) {
     if (!numeric) { return td.textContent.trim().toLowerCase(); }
     var v = td.getAttribute("data-value");
-    return v === null ? -Infinity : parseFloat(v);
+    var x = v === null ? NaN : parseFloat(v);
+    return isNaN(x) ? -Infinity : x;  /* a missing or unreadable value sorts below every number */
   }
 
   function sortTable(table, index, th) {

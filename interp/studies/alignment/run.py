@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from interp.analysis.class_features import (class_prompts, cached_lm_class_features, feature_cache_path,
                                             load_cached_features, pool_image_features)
@@ -221,7 +222,6 @@ def run_lm_only(lm, data: AlignData, variant: LMVariant, cfg: AlignmentConfig, o
 # -------------------------------------------------------------------- driver
 def run(cfg: AlignmentConfig, *, progress: bool = True, source: str = "CONFIG") -> dict[str, Any]:
     """Run the study (resumable) and write tables, report and figures; returns the summary."""
-    from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)

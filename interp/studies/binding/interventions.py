@@ -218,7 +218,7 @@ def probe_episodes(rng: np.random.Generator, task: TaskConfig, size: int, n: int
 def probes(hooked, model: BindingModel, task: TaskConfig, vocab: Vocab, cfg: MechConfig) -> list[dict]:
     """Rows ``{target, layer, acc, chance}`` for probes at the query position, per layer
     (layer 0 = the embeddings, layer i = output of block i-1)."""
-    from interp.analysis.probes import transfer_layers
+    from interp.analysis.probes import transfer_layers  # deferred: scikit-learn (~3 s); --dry-run of the binding config loads nothing heavy
 
     n = cfg.n or task.n_objects
     ep = probe_episodes(np.random.default_rng([cfg.seed, n, 3]), task, cfg.probe_size, n, cfg.probe_shapes)

@@ -45,7 +45,7 @@ class ModelConfig:
             raise ValueError(f"model.d_model={self.d_model} must split into n_heads={self.n_heads} heads of even width (RoPE)")
 
     def hf_config(self, vocab_size: int):
-        from transformers import LlamaConfig
+        from transformers import LlamaConfig  # deferred: transformers costs ~3 s; CLIs check their input before any model loads
 
         return LlamaConfig(vocab_size=vocab_size, hidden_size=self.d_model, intermediate_size=self.d_ff,
                            num_hidden_layers=self.n_layers, num_attention_heads=self.n_heads,
@@ -62,7 +62,7 @@ class BindingModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, vocab: Vocab, seed: int = 0):
         super().__init__()
-        from transformers import LlamaForCausalLM
+        from transformers import LlamaForCausalLM  # deferred: transformers costs ~3 s; CLIs check their input before any model loads
 
         self.cfg, self.vocab, self.seed = cfg, vocab, seed
         with torch.random.fork_rng(devices=[]):

@@ -103,7 +103,7 @@ class Vocab:
     def hf_tokenizer(self):
         """A ``PreTrainedTokenizerFast`` over this vocabulary (whitespace-split word level),
         which the TransformerLens bridge and nnsight want beside the model."""
-        from tokenizers import Tokenizer, models, pre_tokenizers
+        from tokenizers import Tokenizer, models, pre_tokenizers  # deferred: loaded with transformers; only the binding tokenizer needs it
         from transformers import PreTrainedTokenizerFast
 
         tok = Tokenizer(models.WordLevel(dict(self.index), unk_token=PAD))

@@ -77,7 +77,7 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
 
 def _umap_table(ctx: Context, out: Path, seed: int, layer: int | None = None) -> None:
     """2-D UMAP of text and image concept representations at ``layer`` (default: last), one table."""
-    import umap
+    import umap  # deferred: umap-learn costs ~10 s (numba); only the UMAP figure needs it
 
     a = ctx.acts
     layer = a.text.shape[0] - 1 if layer is None else layer
