@@ -220,8 +220,7 @@ class HookedVLM(VLMInputs, nn.Module):
             raise ValueError("start_at_layer needs embeds: the residual entering that block")
         if batch is None and (embeds is None or logits_at is not None):
             raise ValueError("batch=None needs embeds and logits_at=None: without a batch there are no token positions")
-        x = self.embed(batch, features) if embeds is None else embeds
-        mask = batch.attention_mask if attention_mask is None and batch is not None else attention_mask
+        x, mask = self.inputs(batch, features, embeds, attention_mask)
         resid = self.lm(x, mask, fwd_hooks=fwd_hooks, start_at_layer=start_at_layer,
                         stop_at_layer=stop_at_layer, past=past, position_ids=position_ids)
         if stop_at_layer is not None:
@@ -239,9 +238,15 @@ class HookedVLM(VLMInputs, nn.Module):
         a prefix with padding is recorded as padded, and continuing from it is refused."""
         if batch is None and embeds is None:
             raise ValueError("forward_with_kv needs a batch or embeds")
-        x = self.embed(batch, features) if embeds is None else embeds
-        mask = batch.attention_mask if attention_mask is None and batch is not None else attention_mask
+        x, mask = self.inputs(batch, features, embeds, attention_mask)
         return self.lm.forward_with_kv(x, mask, fwd_hooks=fwd_hooks)
+
+    def inputs(self, batch: Batch | None, features: torch.Tensor | None, embeds: torch.Tensor | None,
+               attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What a run starts from: ``embeds`` (else ``embed(batch, features)``,
+        ``[batch, pos, d_model]``) and ``attention_mask`` (else the batch's; None: all real)."""
+        x = self.embed(batch, features) if embeds is None else embeds
+        return x, (batch.attention_mask if attention_mask is None and batch is not None else attention_mask)
 
     def run_with_hooks(self, batch: Batch, features: torch.Tensor | None = None, *, fwd_hooks: FwdHooks,
                        logits_at: LogitsAt = "last", **kw) -> VLMOutput:
