@@ -4,7 +4,10 @@
 ``mlp2x_softmax`` is Linear, softmax, Linear: each output token is a convex combination of the
 second layer's columns (plus its bias), so its size cannot drift with the confidence of the
 first layer (what the prototype warm start of :mod:`interp.warmstart` maps onto concept
-prototypes). Optional pooling (mean, or max) reduces the encoder's patch grid (e.g. 49 -> 16
+prototypes). ``mlp2x_relmax`` is Linear, relmax, Linear with ``relmax(z)_c = exp(z_c - max z)``
+(the softmax divided by its largest entry): the top hidden unit at full strength and every
+other at its probability relative to the top, so a token superposes the columns of all the
+plausible hidden units instead of averaging them. Optional pooling (mean, or max) reduces the encoder's patch grid (e.g. 49 -> 16
 tokens) before projecting. A checkpoint (safetensors) records the projector type, dims and the encoder
 and LM it was trained for; loading it against another LM or encoder fails, naming both.
 """
@@ -23,8 +26,9 @@ from torch import nn
 
 from interp.io import NotSafetensorsError, load_tensors, read_meta, save_tensors
 
-Kind = Literal["linear", "mlp2x_gelu", "mlp2x_softmax"]
-KINDS: tuple[str, ...] = ("linear", "mlp2x_gelu", "mlp2x_softmax")
+Kind = Literal["linear", "mlp2x_gelu", "mlp2x_softmax", "mlp2x_relmax"]
+KINDS: tuple[str, ...] = ("linear", "mlp2x_gelu", "mlp2x_softmax", "mlp2x_relmax")
+MIXTURE_KINDS: tuple[str, ...] = ("mlp2x_softmax", "mlp2x_relmax")  # hidden units are weights over the second layer's columns
 POOLS: tuple[str, ...] = ("mean", "max")
 
 
@@ -83,6 +87,22 @@ def pool_tokens(x: torch.Tensor, n_out: int, mode: str = "mean") -> torch.Tensor
     return rearrange(f1(rearrange(x, "b n d -> b d n"), n_out), "b d n -> b n d")
 
 
+class RelMax(nn.Module):
+    """``exp(z - max z)`` over the last axis: the softmax divided by its largest entry (the top
+    entry is 1, the others their probability relative to the top)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.exp(z - z.amax(dim=-1, keepdim=True))
+
+
+def hidden_activation(kind: str) -> nn.Module:
+    """The hidden nonlinearity of a two-layer projector ``kind``."""
+    acts = {"mlp2x_gelu": nn.GELU, "mlp2x_softmax": lambda: nn.Softmax(dim=-1), "mlp2x_relmax": RelMax}
+    if kind not in acts:
+        raise ValueError(f"projector kind {kind!r} has no hidden layer: two-layer kinds are {sorted(acts)}")
+    return acts[kind]()
+
+
 class Projector(nn.Module):
     """Image features ``[batch, n_tokens_in, d_in]`` -> ``[batch, n_tokens_out, d_out]``."""
 
@@ -92,8 +112,8 @@ class Projector(nn.Module):
         if config.kind == "linear":
             self.net = nn.Sequential(nn.Linear(config.d_in, config.d_out))
         else:
-            act = nn.GELU() if config.kind == "mlp2x_gelu" else nn.Softmax(dim=-1)
-            self.net = nn.Sequential(nn.Linear(config.d_in, config.d_out), act, nn.Linear(config.d_out, config.d_out))
+            self.net = nn.Sequential(nn.Linear(config.d_in, config.d_out), hidden_activation(config.kind),
+                                     nn.Linear(config.d_out, config.d_out))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if features.ndim != 3 or features.shape[-1] != self.config.d_in:

@@ -10,6 +10,10 @@ the standardisation of the features folded in. Then, by projector kind:
   second Linear's column ``c`` is ``D_c`` and its bias ``u``, so the token is
   ``u + sum_c p_c D_c`` with ``p`` the classifier's (sharpened) probabilities: a convex
   combination of prototypes whatever the classifier's confidence;
+- ``mlp2x_relmax`` (Linear, relmax, Linear): the same init, but the hidden layer is
+  ``exp(z - max z)``, so the token is ``u + sum_c (p_c / max p) D_c``: the top concept's
+  prototype at full strength plus the other plausible concepts' at their probability relative
+  to the top (a superposition: on a held-out image the true concept is often second or third);
 - ``mlp2x_gelu`` (LLaVA's Linear, GELU, Linear): the logits are shifted so that only the top
   few (about ``active``) are positive on a typical training image, GELU keeps those, and the
   second Linear maps hidden unit ``c`` to ``D_c`` (scaled so the typical top activation gives
@@ -31,7 +35,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from interp.projector import Projector, ProjectorConfig, pool_tokens
+from interp.projector import MIXTURE_KINDS, Projector, ProjectorConfig, hidden_activation, pool_tokens
 from interp.train_projector import Examples, TrainConfig, train_projector
 from interp.vlm import HookedVLM
 
@@ -49,7 +53,7 @@ class WarmStartConfig:
     ``active``-th largest logit of the training images; ``gain`` multiplies the concept part of
     the mapped token. ``precision``: the dtype of the classifier fits (:func:`fit_classifier`).
 
-    The readout stage (``mlp2x_softmax`` only; off when ``mixture_epochs`` is 0): the second
+    The readout stage (``mlp2x_softmax`` or ``mlp2x_relmax``; off when ``mixture_epochs`` is 0): the second
     Linear is trained with the LM loss on the run's own training questions, each image's token
     built from its *out-of-fold* mixture ``softmax(L_oof / temperature)`` (``folds``
     classifiers, each fitted without one rendering of every concept), so the readout learns the
@@ -133,8 +137,8 @@ def prototype_init(projector: Projector, features: torch.Tensor, labels: torch.T
     """
     cfg_p = projector.config
     n_classes = D.shape[0]
-    if cfg_p.kind not in ("mlp2x_gelu", "mlp2x_softmax"):
-        raise ValueError(f"the prototype warm start needs an mlp2x_gelu or mlp2x_softmax projector, not {cfg_p.kind!r} "
+    if cfg_p.kind not in ("mlp2x_gelu", *MIXTURE_KINDS):
+        raise ValueError(f"the prototype warm start needs an mlp2x_gelu, mlp2x_softmax or mlp2x_relmax projector, not {cfg_p.kind!r} "
                          "(set warm_start.kind = 'none' for other kinds)")
     if n_classes > cfg_p.d_out:
         raise ValueError(f"the prototype warm start needs at most d_model={cfg_p.d_out} concepts (one hidden unit each); "
@@ -147,7 +151,7 @@ def prototype_init(projector: Projector, features: torch.Tensor, labels: torch.T
     logits = x @ W.T + b
     first, second = projector.net[0], projector.net[2]
     dt = first.weight.dtype
-    if cfg_p.kind == "mlp2x_softmax":
+    if cfg_p.kind in MIXTURE_KINDS:
         first.weight.zero_()
         first.bias.fill_(-1e4)  # silent: no probability mass
         first.weight[:n_classes] = (W / cfg.temperature).to(dt)
@@ -156,8 +160,9 @@ def prototype_init(projector: Projector, features: torch.Tensor, labels: torch.T
         second.weight[:, :n_classes] = (D / embed_scale).T.to(dt)
         second.bias.copy_((u / embed_scale).to(dt))
         p = torch.softmax(logits / cfg.temperature, dim=1)
+        mass = projector.net[1](logits / cfg.temperature).sum(1)  # 1 for softmax; concepts superposed for relmax
         return {"classifier_train_acc": 100.0 * float((logits.argmax(1) == y).float().mean()),
-                "top_probability": float(p.max(1).values.median())}
+                "top_probability": float(p.max(1).values.median()), "hidden_mass": float(mass.median())}
     k = min(cfg.active + 1, n_classes)
     shift = float(logits.topk(k, dim=1).values[:, k - 1].median())
     logits = logits - shift
@@ -203,22 +208,24 @@ def out_of_fold_logits(x: torch.Tensor, labels: torch.Tensor, n_classes: int, *,
 
 def mixture_inputs(projector: Projector, features: torch.Tensor, labels: torch.Tensor, n_classes: int,
                    cfg: WarmStartConfig) -> torch.Tensor:
-    """``[n_images, tokens_out, n_classes]`` out-of-fold mixtures ``softmax(L_oof / T)`` of the
-    training images (``features [n_images, tokens_in, d_in]``, ``labels [n_images]``)."""
+    """``[n_images, tokens_out, n_classes]`` out-of-fold mixtures ``act(L_oof / T)`` of the
+    training images (``features [n_images, tokens_in, d_in]``, ``labels [n_images]``), ``act``
+    the projector's hidden activation (softmax, or relmax)."""
     n_tok = projector.config.n_tokens_out
     x = _tokens(projector, features)
     with torch.enable_grad():
         logits = out_of_fold_logits(x, labels.repeat_interleave(n_tok), n_classes, folds=cfg.folds, l2=cfg.l2,
                                     max_iter=cfg.max_iter, precision=cfg.precision)
-    return rearrange(torch.softmax(logits / cfg.temperature, dim=1), "(n t) c -> n t c", t=n_tok)
+    act = hidden_activation(projector.config.kind)
+    return rearrange(act(logits / cfg.temperature), "(n t) c -> n t c", t=n_tok)
 
 
 def readout_projector(projector: Projector, n_classes: int) -> Projector:
     """A ``linear`` projector from ``n_classes`` mixture weights to tokens: a copy of
     ``projector``'s second Linear restricted to its first ``n_classes`` hidden units."""
     c = projector.config
-    if c.kind != "mlp2x_softmax":
-        raise ValueError(f"the readout stage needs an mlp2x_softmax projector, not {c.kind!r} "
+    if c.kind not in MIXTURE_KINDS:
+        raise ValueError(f"the readout stage needs an mlp2x_softmax or mlp2x_relmax projector, not {c.kind!r} "
                          "(set warm_start.mixture_epochs = 0)")
     out = Projector(ProjectorConfig(kind="linear", d_in=n_classes, d_out=c.d_out, n_tokens_in=c.n_tokens_out,
                                     encoder=f"{c.encoder}:mixture", lm=c.lm))

@@ -69,6 +69,46 @@ def test_softmax_warm_start_gives_convex_combinations_of_prototypes(tiny_llama):
     assert float(part.norm()) <= float(D.norm(dim=-1).max()) + 1e-4
 
 
+def test_relmax_is_the_softmax_over_its_largest_entry():
+    from interp.projector import RelMax, hidden_activation
+
+    z = torch.randn(5, 7, generator=torch.Generator().manual_seed(0)) * 3
+    p = torch.softmax(z, -1)
+    assert torch.allclose(RelMax()(z), p / p.amax(-1, keepdim=True), atol=1e-6)
+    assert torch.equal(RelMax()(z).amax(-1), torch.ones(5))
+    with pytest.raises(ValueError, match="no hidden layer"):
+        hidden_activation("linear")
+
+
+def test_relmax_warm_start_superposes_the_plausible_prototypes(tiny_llama):
+    """mlp2x_relmax: an image of concept c still maps onto u + D_c, but an ambiguous image's token
+    carries the top concept at full strength plus the runner-up at its relative probability (a
+    superposition, where mlp2x_softmax would average them)."""
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(6).repeat(3)
+    centers = torch.randn(6, 24, generator=g) * 4
+    feats = centers[labels].unsqueeze(1) + 0.2 * torch.randn(18, 4, 24, generator=g)
+    d = tiny_llama.d_model
+    u, D = torch.randn(d, generator=g), torch.randn(6, d, generator=g)
+    cfg = WarmStartConfig(kind="prototypes", temperature=1.0)
+    hidden, parts = {}, {}
+    for kind in ("mlp2x_softmax", "mlp2x_relmax"):
+        vlm = make_vlm(tiny_llama, kind=kind, n_tokens=4, d_img=24, pool_to=1)
+        report = prototype_init(vlm.projector, feats, labels, u, D, tiny_llama.embed_scale, cfg)
+        assert report["classifier_train_acc"] == 100.0
+        with torch.no_grad():
+            part = vlm.projector(feats)[:, 0] * tiny_llama.embed_scale - u
+            assert (part @ D.T).argmax(1).tolist() == labels.tolist()
+            mixed = (0.55 * centers[0] + 0.45 * centers[1]) + torch.zeros(1, 4, 24)
+            x = mixed.amax(1)
+            hidden[kind] = vlm.projector.net[1](vlm.projector.net[0](x))[0, :6]
+            parts[kind] = vlm.projector(mixed)[0, 0] * tiny_llama.embed_scale - u
+    soft, rel = hidden["mlp2x_softmax"], hidden["mlp2x_relmax"]
+    assert torch.allclose(soft.sum(), torch.tensor(1.0), atol=1e-5) and float(rel.max()) == pytest.approx(1.0)
+    assert torch.allclose(rel, soft / soft.max(), atol=1e-5)
+    assert torch.allclose(parts["mlp2x_relmax"], rel @ D, atol=1e-3 * float(D.norm(dim=-1).max()))
+
+
 def test_classifier_precision_is_an_option_and_returns_the_input_dtype():
     g = torch.Generator().manual_seed(0)
     y = torch.arange(5).repeat(8)
@@ -148,7 +188,7 @@ def test_max_pooling():
 
 def test_prototype_init_refuses_other_kinds_and_too_many_concepts(tiny_llama):
     lin = make_vlm(tiny_llama, kind="linear")
-    with pytest.raises(ValueError, match="mlp2x_gelu or mlp2x_softmax"):
+    with pytest.raises(ValueError, match="mlp2x_gelu, mlp2x_softmax or mlp2x_relmax"):
         prototype_init(lin.projector, torch.randn(2, 16, 32), torch.tensor([0, 1]), torch.zeros(tiny_llama.d_model),
                        torch.zeros(2, tiny_llama.d_model), 1.0)
     mlp = make_vlm(tiny_llama)
