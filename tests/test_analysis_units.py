@@ -69,14 +69,14 @@ def test_concept_activations_shapes_and_text_span(tiny_gemma):
 
 
 def test_rank_counting_equals_broadcast_comparison_with_ties():
-    from interp.analysis.lens import _count_above
+    from interp.analysis.lens import count_above
 
     g = torch.Generator().manual_seed(0)
     for rows, vocab, k in [(7, 1000, 5), (3, 50, 20), (4, 300, 1)]:
         logits = torch.randn(rows, vocab, generator=g).round(decimals=1)  # many ties
         values = logits.gather(1, torch.randint(0, vocab, (rows, k), generator=g))
         expected = (logits.unsqueeze(1) > values.unsqueeze(-1)).sum(-1)
-        assert torch.equal(_count_above(logits, values), expected)
+        assert torch.equal(count_above(logits, values), expected)
 
 
 def test_balanced_accuracy_probes_are_class_weighted():

@@ -34,12 +34,12 @@ def logit_lens(lm: HookedLM, resid: torch.Tensor, *, top_k: int = 5, targets: Se
         top_logits.view(-1, top_k)[idx] = v.cpu()
         if len(tgt):
             t = logits[:, tgt.to(logits.device)]
-            ranks.view(-1, len(tgt))[idx] = _count_above(logits, t).cpu()
+            ranks.view(-1, len(tgt))[idx] = count_above(logits, t).cpu()
             logprobs.view(-1, len(tgt))[idx] = (t - logits.logsumexp(-1, keepdim=True)).cpu()
     return {"top_ids": top_ids, "top_logits": top_logits, "ranks": ranks, "logprobs": logprobs}
 
 
-def _count_above(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def count_above(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """``[rows, d_vocab]``, ``[rows, k]`` -> ``[rows, k]``: how many logits of each row are
     strictly greater than each value (the rank, 0 = top). One pass over the vocabulary:
     each logit is bucketed among the row's sorted values (``searchsorted``), the buckets are
