@@ -21,7 +21,8 @@ def test_toml_syntax_error_names_file_line_and_column(module, extra, tmp_path, c
     assert e.value.code == 2 and str(bad) in err and "line 2, column 6" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("setting,words", [("train.lr=-1", ["lr=-1"]), ("train.nonsense=3", ["nonsense", "valid keys"])])
+@pytest.mark.parametrize("setting,words", [("train.lr=-1", ["lr=-1"]), ("train.nonsense=3", ["nonsense", "valid keys"]),
+                                           ("model.projector=mlp3x", ["'mlp3x'", "mlp2x_relmax"])])
 def test_a_bad_value_or_key_is_one_line_and_exit_2(setting, words, capsys):
     from interp.run import main
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.configfile import Hashed, load_sectioned
+from interp.projector import KINDS as PROJECTOR_KINDS, POOLS
 from interp.studies.taxonomy.conditions import WORLDS, Ablation
 from interp.studies.taxonomy.prototypes import PrototypeConfig
 from interp.train_projector import TrainConfig
@@ -38,8 +39,10 @@ class ModelConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        if self.pool not in ("mean", "max"):
-            raise ValueError(f"model.pool {self.pool!r}: valid are ['mean', 'max']")
+        if self.projector not in PROJECTOR_KINDS:
+            raise ValueError(f"model.projector {self.projector!r}: valid kinds are {list(PROJECTOR_KINDS)}")
+        if self.pool not in POOLS:
+            raise ValueError(f"model.pool {self.pool!r}: valid are {list(POOLS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype {self.dtype!r}: valid dtypes are {list(DTYPES)}")
         if self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
