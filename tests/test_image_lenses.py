@@ -132,7 +132,10 @@ def test_batching_gives_the_same_numbers_as_one_at_a_time(lm):
     one = patchscope(vlm, states, batch_size=1, **kw)
     many = patchscope(vlm, states, batch_size=5, **kw)  # batches mix layers and target hooks
     assert one["top_ids"].shape == (lm.n_layers, 3, 5) and one["ranks"].shape == (lm.n_layers, 3, 3)
-    assert torch.equal(one["top_ids"], many["top_ids"]) and torch.equal(one["ranks"], many["ranks"])
+    assert torch.equal(one["top_ids"], many["top_ids"])
+    # a rank may move by a near-tie among the 50k logits (float sums differ with the batch size)
+    moved = one["ranks"] != many["ranks"]
+    assert float(moved.float().mean()) <= 0.05 and int((one["ranks"] - many["ranks"]).abs().max()) <= 2
     torch.testing.assert_close(one["top_logprobs"], many["top_logprobs"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(one["logprobs"], many["logprobs"], atol=1e-5, rtol=1e-5)
     assert not torch.equal(one["top_logprobs"][0], one["top_logprobs"][1])
