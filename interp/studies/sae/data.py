@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
-from einops import rearrange
 
 from interp.analysis.store import ActivationStore
 from interp.sequence import Batch, Modality, Segment, build_batch
@@ -154,11 +153,6 @@ def layer_acts(store: ActivationStore, name: str, shards: Sequence[int] | None =
             m = trained_mask(mod)
             out.append(act[m].float())
     return torch.cat(out) if out else torch.empty(0)
-
-
-def flat_positions(act: torch.Tensor) -> torch.Tensor:
-    """``[batch, pos, d]`` -> ``[batch * pos, d]``."""
-    return rearrange(act, "b p d -> (b p) d")
 
 
 def split_batches(n_batches: int, holdout_frac: float) -> tuple[list[int], list[int]]:

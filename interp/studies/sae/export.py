@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from einops import einsum
 from safetensors.torch import load_file
 
 from interp.io import read_json, save_tensors, write_json
@@ -64,7 +65,7 @@ class SaeLensSAE:
 
     def decode_topk(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """(values, indices ``[..., k]``) -> ``[..., d_in]``, without the dense code."""
-        return torch.einsum("...k,...kd->...d", vals, self.W_dec[idx]) + self.b_dec
+        return einsum(vals, self.W_dec[idx], "... k, ... k d -> ... d") + self.b_dec
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """``x [..., d_in]`` -> the SAE's reconstruction ``[..., d_in]`` (in x's dtype)."""
