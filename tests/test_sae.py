@@ -221,3 +221,20 @@ def test_the_quick_config_passes_a_dry_run(capsys):
         main([str(ROOT / "experiments" / "sae_quick.toml"), "--dry-run"])
     captured = capsys.readouterr()
     assert e.value.code == 0 and "dry run" in captured.out + captured.err
+
+
+def test_text_prompts_mark_the_concept_and_hypernym_tokens(tiny_llama):
+    from interp.studies.sae.data import ROLE_CONCEPT, ROLE_HYPERNYM, build_batches, name_roles, study_sequences
+
+    tax = FakeTaxonomy()
+    records = [SimpleNamespace(key=f"{c}-0", concept=c, path=f"{c}.png") for c in sorted(tax.HYP)]
+    seqs = study_sequences(tax, records, range(len(records)), images_per_concept=1, text_per_concept=0, seed=0)
+    assert sum(q.kind == "image" for q in seqs) == 4 and sum(q.kind == "text" for q in seqs) == 8
+    [(batch, feats)] = build_batches(tiny_llama.tokenizer, 4, seqs, torch.zeros(4, 4, 32), batch_size=len(seqs))
+    assert feats.shape[0] == 4
+    roles = name_roles(tiny_llama.tokenizer, batch, seqs, tax)
+    decode = tiny_llama.tokenizer.decode
+    for j, q in enumerate(seqs):
+        concept = decode(batch.input_ids[j][roles[j] == ROLE_CONCEPT]).strip()
+        hyp = decode(batch.input_ids[j][roles[j] == ROLE_HYPERNYM]).strip()
+        assert (concept, hyp) == ((q.concept, q.hypernym) if q.kind == "text" else ("", ""))
