@@ -13,6 +13,7 @@ import pytest
 
 from interp.configfile import check_types, fits_annotation
 from interp.studies.alignment import SECTIONS as ALIGNMENT, load_config as alignment_config
+from interp.studies.sae.config import SECTIONS as SAE, load_config as sae_config
 from interp.studies.binding.config import SECTIONS as BINDING, load_config as binding_config
 from interp.studies.taxonomy.config import SECTIONS as TAXONOMY, load_config as taxonomy_config
 from interp.studies.task_vectors import SECTIONS as TASK_VECTORS, load_config as task_vector_config
@@ -20,7 +21,7 @@ from interp.studies.task_vectors import SECTIONS as TASK_VECTORS, load_config as
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = [("quick.toml", taxonomy_config, TAXONOMY), ("binding_quick.toml", binding_config, BINDING),
            ("task_vectors_quick.toml", task_vector_config, TASK_VECTORS),
-           ("alignment_quick.toml", alignment_config, ALIGNMENT)]
+           ("alignment_quick.toml", alignment_config, ALIGNMENT), ("sae_quick.toml", sae_config, SAE)]
 
 
 def wrong_values(tp) -> list:
@@ -81,7 +82,8 @@ import math  # noqa: E402
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 CLIS = {"quick.toml": "interp.run", "binding_quick.toml": "interp.binding",
-        "task_vectors_quick.toml": "interp.task_vectors", "alignment_quick.toml": "interp.alignment"}
+        "task_vectors_quick.toml": "interp.task_vectors", "alignment_quick.toml": "interp.alignment",
+        "sae_quick.toml": "interp.sae"}
 KEYS = [(preset, f"{section}.{f.name}") for preset, _, sections in STUDIES for section, cls in sections.items()
         for f in fields(cls)]
 

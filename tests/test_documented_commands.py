@@ -38,7 +38,8 @@ QUICK_CKPT = "runs/quick/runs/lm-original-100pct-s42/projector.safetensors"
 QUICK_RUN = "runs/quick"
 CONFIG_FOR = {"interp.task_vectors": "experiments/task_vectors_quick.toml",
               "interp.binding": "experiments/binding_quick.toml",
-              "interp.alignment": "experiments/alignment_quick.toml"}
+              "interp.alignment": "experiments/alignment_quick.toml",
+              "interp.sae": "experiments/sae_quick.toml"}
 READ_ONLY = {"interp.models"}  # run as printed
 HELP_ONLY = {"interp.data.build", "interp.data.tasks.build"}  # they build files: --help only
 COMMAND = re.compile(r"(?:\.venv/bin/)?python3? (-m interp[\w.]*|[\w./-]+\.py)((?:\\\n|[^\n`|\"#])*)")

@@ -15,7 +15,7 @@ PACKAGE = ROOT / "interp"
 CORE = ("interp.models", "interp.vlm", "interp.sequence", "interp.projector", "interp.features",
         "interp.train_projector", "interp.scoring", "interp.examples", "interp.io", "interp.paths")
 HIGHER = ("interp.studies", "interp.analysis", "interp.binding", "interp.train", "interp.evaluate", "interp.run",
-          "interp.sweep", "interp.patch", "interp.analyze", "interp.alignment", "interp.task_vectors", "interp.report")
+          "interp.sweep", "interp.patch", "interp.analyze", "interp.alignment", "interp.sae", "interp.task_vectors", "interp.report")
 
 
 def module_name(path: Path) -> str:
@@ -194,7 +194,7 @@ LAYERS = [
     ("interp.analysis",),
     ("interp.studies",),
     ("interp.run", "interp.sweep", "interp.train", "interp.evaluate", "interp.patch", "interp.analyze",
-     "interp.alignment", "interp.task_vectors", "interp.report", "interp.binding", "interp.models.__main__",
+     "interp.alignment", "interp.sae", "interp.task_vectors", "interp.report", "interp.binding", "interp.models.__main__",
      "interp.data.build"),
 ]
 

@@ -1,0 +1,46 @@
+"""`python -m interp.sae CONFIG`: sparse autoencoders on a VLM's residual stream (issue 16).
+
+Collects ``blocks.{l}.hook_resid_post`` over the taxonomic study's image questions and
+concept/hypernym text prompts into an activation store, trains one TopK SAE per layer
+(EleutherAI sparsify's SparseCoder), exports each in SAELens's format (``saes/``), and writes
+summary.csv, sharing.csv, latents.csv, top_images.csv, top_tokens.csv, train_curve.csv,
+report.md and figures to the config's out_dir. Finished pieces are skipped on a re-run.
+
+Examples:
+    python -m interp.sae experiments/sae_quick.toml
+    python -m interp.sae experiments/sae_quick.toml --set data.lm=smollm2-135m --set model.layers=[4,8] \\
+        --set data.checkpoint=runs/quick/runs/lm-original-100pct-s42/projector.safetensors --out runs/sae-smollm
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.studies.sae.config import load_config
+from interp.studies.sae.report import headline_text
+from interp.studies.sae.run import run
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m interp.sae", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_study_args(ap, "SAE TOML (experiments/sae_quick.toml)", "--set model.layers=[2,3] --set train.k=8")
+    args = ap.parse_args(argv)
+    overrides = cli_overrides(ap, args)
+    try:
+        set_threads(args.threads)
+    except ValueError as e:
+        ap.error(str(e))
+    cfg = load_or_exit(ap, load_config, args.config, overrides)
+    if args.dry_run:
+        dry_run_exit(ap, f"{args.config} (layers {cfg.model.layers}, k={cfg.train.k})", cfg)
+    source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
+    result = run(cfg, progress=not args.no_progress, source=source)
+    print(f"[sae] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir} (report: {result['report']})")
+    print(headline_text(result["summary"], result["sharing"]))
+
+
+if __name__ == "__main__":
+    main()

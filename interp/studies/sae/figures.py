@@ -1,0 +1,95 @@
+"""The SAE study's figures (plotly, HTML + PNG via :func:`interp.plots.save_figure`), drawn
+from its tables: quality per layer, shared latents vs the shuffled baseline, training curves
+and, per layer, a grid of each top latent's top-activating images."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from interp.io import read_csv
+from interp.plots import grouped_bars, line_with_ci, save_figure
+
+THUMB = 96
+
+
+def _rows(out: Path, name: str) -> list[dict]:
+    p = out / f"{name}.csv"
+    return read_csv(p) if p.exists() and p.stat().st_size else []
+
+
+def thumbnail(path: str, size: int = THUMB) -> np.ndarray:
+    """``[size, size, 3]`` uint8 RGB of an image file (grey if it does not open)."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB").resize((size, size)))
+    except (OSError, ValueError):
+        return np.full((size, size, 3), 200, dtype=np.uint8)
+
+
+def image_grid(rows: list[dict], title: str) -> go.Figure:
+    """One row per latent (by rank), its top images left to right, titled with concept and activation."""
+    by = defaultdict(list)
+    for r in rows:
+        by[(int(r["rank"]), int(r["latent"]))].append(r)
+    keys = sorted(by)
+    n_cols = max(len(v) for v in by.values())
+    titles = []
+    for k in keys:
+        titles += [f"#{k[1]}: {r['concept']} ({float(r['activation']):.2f})" for r in by[k]] + [""] * (n_cols - len(by[k]))
+    fig = make_subplots(rows=len(keys), cols=n_cols, subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=0.06)
+    for i, k in enumerate(keys):
+        for j, r in enumerate(by[k]):
+            fig.add_trace(go.Image(z=thumbnail(str(r["path"]))), row=i + 1, col=j + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=9)
+    fig.update_layout(title=title, margin=dict(t=60, l=10, r=10, b=10))
+    return fig
+
+
+def write_figures(out: Path) -> list[Path]:
+    out = Path(out)
+    figs = out / "figures"
+    written: list[Path] = []
+    summary, sharing = _rows(out, "summary"), _rows(out, "sharing")
+    if summary:
+        layers = [str(r["layer"]) for r in summary]
+        groups = {m: (layers, [float(r[m]) for r in summary], [0.0] * len(summary))
+                  for m in ("explained_variance", "loss_recovered", "loss_delta", "dead_frac")}
+        written += save_figure(grouped_bars(groups, title="SAE quality per layer (held-out batches)",
+                                            xlabel="layer", ylabel="value"), figs / "quality")
+    if sharing:
+        layers = [str(r["layer"]) for r in sharing]
+        groups = {"shared (observed)": (layers, [float(r["shared"]) for r in sharing], [0.0] * len(sharing)),
+                  "shared (shuffled concepts)": (layers, [float(r["shuffled_shared_mean"]) for r in sharing],
+                                                 [(float(r["shuffled_shared_hi"]) - float(r["shuffled_shared_lo"])) / 2
+                                                  for r in sharing]),
+                  "image-only": (layers, [float(r["image-only"]) for r in sharing], [0.0] * len(sharing)),
+                  "text-only": (layers, [float(r["text-only"]) for r in sharing], [0.0] * len(sharing))}
+        written += save_figure(grouped_bars(groups, title="Latents by modality", xlabel="layer",
+                                            ylabel="latents"), figs / "sharing")
+    curve = _rows(out, "train_curve")
+    if curve:
+        series = defaultdict(lambda: ([], [], []))
+        for r in curve:
+            s = series[f"layer {r['layer']}"]
+            s[0].append(int(r["epoch"]))
+            s[1].append(float(r["train_fvu"]))
+            s[2].append(0.0)
+        written += save_figure(line_with_ci(dict(series), title="SAE training (fraction of variance unexplained)",
+                                            xlabel="epoch", ylabel="train FVU"), figs / "train_curve")
+    by_layer = defaultdict(list)
+    for r in _rows(out, "top_images"):
+        by_layer[int(r["layer"])].append(r)
+    for layer, rows in sorted(by_layer.items()):
+        n = len({r["latent"] for r in rows})
+        written += save_figure(image_grid(rows, f"Top images of the top latents, layer {layer}"),
+                               figs / f"top_images_layer{layer}", width=1100, height=max(300, 170 * n))
+    return written

@@ -1,0 +1,240 @@
+"""The SAE study (issue 16, item 2) on tiny random models and synthetic data: the library's
+TopK coder trains, explained variance, the SAELens export round trip, the splice hook, resume,
+the modality-sharing counts, the driver end to end and the CLI's one-line config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from interp.studies.sae import evaluate as ev
+from interp.studies.sae import figures as sae_figures
+from interp.studies.sae import run as sae_run
+from interp.studies.sae.__main__ import main
+from interp.studies.sae.config import SaeConfig, SaeDataConfig, SaeEvalConfig, SaeModelConfig, SaeTrainConfig
+from interp.studies.sae.export import SaeLensSAE, export_saelens, from_sparse_coder, load_saelens
+from interp.studies.sae.latents import classify, sharing_summary
+from interp.studies.sae.train import CHECKPOINT, train_sae
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sparse_data(n: int = 2000, d: int = 16, n_dirs: int = 48, seed: int = 0) -> torch.Tensor:
+    """``[n, d]``: sums of ~3 of ``n_dirs`` random unit directions with positive weights."""
+    g = torch.Generator().manual_seed(seed)
+    dirs = torch.nn.functional.normalize(torch.randn(n_dirs, d, generator=g), dim=-1)
+    codes = (torch.rand(n, n_dirs, generator=g) < 3 / n_dirs) * torch.rand(n, n_dirs, generator=g) * 3
+    return codes @ dirs
+
+
+SMALL = SaeTrainConfig(n_latents=48, k=4, lr=3e-3, batch_size=128, epochs=4, dead_after_tokens=500)
+
+
+# ------------------------------------------------------------------ training, export
+def test_the_library_sae_trains_on_synthetic_sparse_data():
+    from sparsify import SparseCoder
+
+    res = train_sae(sparse_data(), SMALL)
+    assert isinstance(res.coder, SparseCoder) and res.coder.cfg.k == 4 and res.coder.num_latents == 48
+    assert res.epoch_fvu[-1] < 0.7 * res.epoch_fvu[0]
+    assert sum(res.step_fvu[-5:]) < sum(res.step_fvu[:5])
+    assert res.tokens_seen == 4 * 2000
+
+
+def test_explained_variance_on_a_known_case():
+    x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])  # mean 0, total variance 10
+    assert ev.explained_variance(x, x) == pytest.approx(1.0)
+    assert ev.explained_variance(x, torch.zeros_like(x)) == pytest.approx(0.0)
+    assert ev.explained_variance(x, 0.5 * x) == pytest.approx(0.75)  # residual 0.25 * 10
+    y = x + 5.0  # a constant offset does not change the variance
+    assert ev.explained_variance(y, y - 0.5 * x) == pytest.approx(0.75)
+
+
+def test_the_saelens_export_round_trips(tmp_path):
+    x = sparse_data(n=600)
+    coder = train_sae(x, SaeTrainConfig(n_latents=48, k=4, epochs=1, batch_size=128)).coder
+    sae = from_sparse_coder(coder)
+    folder = export_saelens(sae, tmp_path / "blocks.2.hook_resid_post", hook_name="blocks.2.hook_resid_post",
+                            model_name="tiny-llama", context_size=24)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    assert cfg["architecture"] == "topk" and cfg["k"] == 4 and (cfg["d_in"], cfg["d_sae"]) == (16, 48)
+    assert cfg["hook_name"] == cfg["metadata"]["hook_name"] == "blocks.2.hook_resid_post" and cfg["hook_layer"] == 2
+    assert cfg["normalize_activations"] == "none" and cfg["apply_b_dec_to_input"] is True
+    from safetensors.torch import load_file
+
+    w = load_file(str(folder / "sae_weights.safetensors"))
+    assert {k: tuple(v.shape) for k, v in w.items()} == {"W_enc": (16, 48), "b_enc": (48,), "W_dec": (48, 16),
+                                                          "b_dec": (16,)}
+    back, _ = load_saelens(folder)
+    with torch.no_grad():
+        top = coder.encode(x)
+        dense = torch.zeros(len(x), 48).scatter(-1, top.top_indices, top.top_acts)
+        torch.testing.assert_close(back.encode(x), dense, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(back.reconstruct(x), coder(x).sae_out, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(back.decode(back.encode(x)), back.reconstruct(x), rtol=1e-5, atol=1e-5)
+    (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "jumprelu"}))
+    with pytest.raises(ValueError, match="topk"):
+        load_saelens(folder)
+
+
+def test_resume_reaches_the_same_weights(tmp_path):
+    x = sparse_data(n=800)
+    full = train_sae(x, SMALL, tmp_path / "a")
+    part = train_sae(x, SMALL, tmp_path / "b", stop_after_epochs=2)
+    assert part.epochs_done == 2 and (tmp_path / "b" / CHECKPOINT).exists()
+    resumed = train_sae(x, SMALL, tmp_path / "b")
+    assert resumed.resumed_from == 2 and resumed.epochs_done == 4
+    for (k, a), (_, b) in zip(full.coder.state_dict().items(), resumed.coder.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=k)
+    assert resumed.epoch_fvu == pytest.approx(full.epoch_fvu)
+    other = train_sae(x, SaeTrainConfig(**{**SMALL.__dict__, "k": 3}), tmp_path / "b")  # another config: fresh
+    assert other.resumed_from == 0
+
+
+# ------------------------------------------------------------------ splicing
+def identity_sae(d: int) -> SaeLensSAE:
+    """A TopK SAE that reconstructs exactly: latents +x and -x, k = d (the nonnegative half)."""
+    eye = torch.eye(d)
+    return SaeLensSAE(W_enc=torch.cat([eye, -eye], 1), b_enc=torch.zeros(2 * d), W_dec=torch.cat([eye, -eye], 0),
+                      b_dec=torch.zeros(d), k=d)
+
+
+def test_splicing_a_perfect_reconstruction_leaves_the_loss_unchanged(tiny_llama):
+    from conftest import make_vlm
+
+    from interp.sequence import vlm_item
+
+    vlm = make_vlm(tiny_llama, n_tokens=4)
+    batch = vlm.build([vlm_item(0, "Is there a robin in the image?", "Yes"), vlm_item(1, "Is it a bird?", "No")])
+    feats = torch.randn(2, 4, 32, generator=torch.Generator().manual_seed(0))
+    sae = identity_sae(tiny_llama.d_model)
+    x = torch.randn(5, tiny_llama.d_model)
+    torch.testing.assert_close(sae.reconstruct(x), x)
+    out = ev.splice_losses(vlm, [(batch, feats)], sae, 1, torch.zeros(tiny_llama.d_model))
+    assert out["loss_spliced"] == pytest.approx(out["loss_clean"], abs=1e-5)
+    assert abs(out["loss_ablated"] - out["loss_clean"]) > 1e-4  # the hook does act
+    assert out["loss_recovered"] == pytest.approx(1.0, abs=1e-3)
+    zero = SaeLensSAE(W_enc=sae.W_enc, b_enc=sae.b_enc, W_dec=torch.zeros_like(sae.W_dec), b_dec=sae.b_dec, k=sae.k)
+    assert abs(ev.splice_losses(vlm, [(batch, feats)], zero, 1, torch.zeros(64))["loss_delta"]) > 1e-4
+
+
+# ------------------------------------------------------------------ latents
+def test_sharing_counts_and_the_shuffled_baseline():
+    img = torch.zeros(6, 5, dtype=torch.bool)
+    txt = torch.zeros(6, 5, dtype=torch.bool)
+    img[0, 0] = txt[0, 0] = True           # latent 0: shared on concept 0
+    img[1, 1] = True                       # latent 1: image only
+    txt[2, 2] = True                       # latent 2: text only
+    img[3, 3] = txt[4, 3] = True           # latent 3: both modalities, different concepts
+    assert classify(img, txt) == ["shared", "image-only", "text-only", "both-unaligned", "none"]
+    diag = torch.eye(6, dtype=torch.bool)  # 6 latents, each shared on its own concept
+    s = sharing_summary(diag, diag.clone(), shuffles=200, seed=0)
+    assert s["shared"] == 6 and s["shuffled_shared_mean"] < 2 and s["p_value"] < 0.05
+
+
+# ------------------------------------------------------------------ the driver
+class FakeTaxonomy:
+    HYP = {"robin": ["bird", "animal"], "sparrow": ["bird", "animal"], "trout": ["fish", "animal"],
+           "salmon": ["fish", "animal"]}
+
+    def phrase(self, name: str) -> str:
+        return ("an " if name[0] in "aeiou" else "a ") + name
+
+    def hypernyms_of(self, leaf: str) -> frozenset[str]:
+        return frozenset(self.HYP[leaf])
+
+
+def tiny_setting(lm, tmp_path) -> sae_run.Setting:
+    from conftest import make_vlm
+
+    vlm = make_vlm(lm, n_tokens=4)
+    records = [SimpleNamespace(key=f"{c}-{i}", concept=c, path=tmp_path / f"{c}-{i}.png")
+               for c in sorted(FakeTaxonomy.HYP) for i in range(3)]
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(len(records), 4, 32, generator=g) + torch.stack(
+        [torch.full((4, 32), float(sorted(FakeTaxonomy.HYP).index(r.concept))) for r in records])
+    return sae_run.Setting(vlm, FakeTaxonomy(), records, list(range(len(records))), feats, "untrained-test")
+
+
+def tiny_config(out: Path) -> SaeConfig:
+    return SaeConfig(name="sae-test", out_dir=str(out),
+                     data=SaeDataConfig(images_per_concept=3, text_per_concept=2, batch_size=6, holdout_frac=0.25),
+                     model=SaeModelConfig(layers=(1, 3)),
+                     train=SaeTrainConfig(expansion_factor=2, k=8, epochs=2, batch_size=64),
+                     eval=SaeEvalConfig(shuffles=20, top_latents=3, top_images=2, top_tokens=3))
+
+
+@pytest.fixture
+def html_only(monkeypatch):
+    """Figures as HTML only (no Chromium for the PNGs in the unit lane)."""
+    def save(fig, stem, **kw):
+        stem = Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        fig.write_html(stem.with_suffix(".html"), include_plotlyjs="cdn")
+        return [stem.with_suffix(".html")]
+
+    monkeypatch.setattr(sae_figures, "save_figure", save)
+
+
+def test_the_study_runs_end_to_end_and_resumes(tiny_llama, tmp_path, monkeypatch, html_only):
+    out = tmp_path / "run"
+    cfg = tiny_config(out)
+    setting = tiny_setting(tiny_llama, tmp_path)
+    res = sae_run.run(cfg, progress=False, setting=setting)
+    assert [int(r["layer"]) for r in res["summary"]] == [1, 3]
+    for r in res["summary"]:
+        assert -1.0 < r["explained_variance"] <= 1.0 and 0 < r["l0"] <= 8 and 0 <= r["dead_frac"] <= 1
+        assert r["loss_clean"] > 0 and r["n_answer_tokens"] > 0
+    for name in ("summary", "sharing", "latents", "top_images", "top_tokens", "train_curve"):
+        assert (out / f"{name}.csv").exists(), name
+    report = (out / "report.md").read_text()
+    assert "explained variance" in report and "shuffled" in report
+    assert (out / "figures" / "top_images_layer1.html").exists()
+    sae, cfg_json = load_saelens(out / "saes" / "blocks.3.hook_resid_post")
+    assert cfg_json["model_name"].startswith("tiny-llama") and sae.d_in == tiny_llama.d_model and sae.d_sae == 128
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded["seeds"]["train"] == 0 and recorded["sae_library"]["eai-sparsify"]
+    # a re-run reuses the store, the SAEs and the per-layer results: nothing is trained again
+    monkeypatch.setattr(sae_run, "train_sae", lambda *a, **k: pytest.fail("trained again"))
+    again = sae_run.run(cfg, progress=False, setting=setting)
+    assert again["summary"] == res["summary"]
+
+
+# ------------------------------------------------------------------ the CLI
+@pytest.mark.parametrize("setting, words", [
+    ("train.k=0", "train.k"), ("data.split=dev", "data.split"), ("model.layers=bogus", "layers"),
+    ("train.lr='fast'", "train.lr"), ("eval.nope=1", "nope"), ("data.holdout_frac=1.5", "holdout_frac")])
+def test_bad_config_values_exit_2_with_one_line(capsys, setting, words):
+    with pytest.raises(SystemExit) as e:
+        main([str(ROOT / "experiments" / "sae_quick.toml"), "--set", setting, "--no-progress"])
+    assert e.value.code == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("python -m interp.sae:")]
+    assert len(err) == 1 and words in err[0], err
+
+
+def test_the_quick_config_passes_a_dry_run(capsys):
+    with pytest.raises(SystemExit) as e:
+        main([str(ROOT / "experiments" / "sae_quick.toml"), "--dry-run"])
+    captured = capsys.readouterr()
+    assert e.value.code == 0 and "dry run" in captured.out + captured.err
+
+
+def test_text_prompts_mark_the_concept_and_hypernym_tokens(tiny_llama):
+    from interp.studies.sae.data import ROLE_CONCEPT, ROLE_HYPERNYM, build_batches, name_roles, study_sequences
+
+    tax = FakeTaxonomy()
+    records = [SimpleNamespace(key=f"{c}-0", concept=c, path=f"{c}.png") for c in sorted(tax.HYP)]
+    seqs = study_sequences(tax, records, range(len(records)), images_per_concept=1, text_per_concept=0, seed=0)
+    assert sum(q.kind == "image" for q in seqs) == 4 and sum(q.kind == "text" for q in seqs) == 8
+    [(batch, feats)] = build_batches(tiny_llama.tokenizer, 4, seqs, torch.zeros(4, 4, 32), batch_size=len(seqs))
+    assert feats.shape[0] == 4
+    roles = name_roles(tiny_llama.tokenizer, batch, seqs, tax)
+    decode = tiny_llama.tokenizer.decode
+    for j, q in enumerate(seqs):
+        concept = decode(batch.input_ids[j][roles[j] == ROLE_CONCEPT]).strip()
+        hyp = decode(batch.input_ids[j][roles[j] == ROLE_HYPERNYM]).strip()
+        assert (concept, hyp) == ((q.concept, q.hypernym) if q.kind == "text" else ("", ""))
