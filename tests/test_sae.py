@@ -238,3 +238,11 @@ def test_text_prompts_mark_the_concept_and_hypernym_tokens(tiny_llama):
         concept = decode(batch.input_ids[j][roles[j] == ROLE_CONCEPT]).strip()
         hyp = decode(batch.input_ids[j][roles[j] == ROLE_HYPERNYM]).strip()
         assert (concept, hyp) == ((q.concept, q.hypernym) if q.kind == "text" else ("", ""))
+
+
+def test_the_report_lists_a_few_shared_concepts_and_how_many_more():
+    from interp.studies.sae.report import few
+
+    assert few("a | b | c", n=5) == "a, b, c"
+    assert few(" | ".join("abcdefg"), n=3) == "a, b, c (+4 more)"
+    assert few("") == ""

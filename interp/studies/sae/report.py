@@ -53,8 +53,14 @@ def top_latent_lines(latents: list[dict], images: list[dict], tokens: list[dict]
         ims = ", ".join(f"{r['concept']} ({_f(r['activation'], 2)})" for r in by_img[key])
         tks = ", ".join(f"`{str(r['token']).strip() or repr(r['token'])}` ({r['concept']})" for r in by_tok[key])
         lines.append(f"| {key[0]} | {key[1]} | {c.get('class', '')} | {_f(c.get('image_share', ''), 2)} | "
-                     f"{c.get('shared_concepts', '')} | {ims} | {tks} |")
+                     f"{few(str(c.get('shared_concepts', '')))} | {ims} | {tks} |")
     return lines
+
+
+def few(concepts: str, n: int = 5, sep: str = "|") -> str:
+    """The first ``n`` of a ``sep``-joined concept list, and how many more (the CSV keeps them all)."""
+    items = [c.strip() for c in concepts.split(sep) if c.strip()]
+    return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 
 def write_outputs(out: Path, cfg) -> Path:
