@@ -1,11 +1,13 @@
 """AtP* (QK fix + GradDrop) against exact patching and against its own definitions."""
 
+import math
 from contextlib import contextmanager
 
 import pytest
 import torch
 
 from conftest import make_vlm
+from interp.analysis.atp_compare import ESTIMATORS, agreement, cells_to_cover, compare_estimators, topk_recall
 from interp.analysis.atp_star import (atp_star_grid, graddrop_score, key_pattern_change, qk_role,
                                       query_pattern_change, run_gradients)
 from interp.analysis.attribution import attribution_grid
@@ -202,3 +204,59 @@ def test_atp_star_rejects_bad_inputs(tiny_llama):
         atp_star_grid(vlm, clean, corr, metric, drop_layers=[1, 1])
     with pytest.raises(ValueError, match="unknown hook"):
         atp_star_grid(vlm, clean, corr, metric, hooks=["blocks.0.attn.hook_nope"])
+
+
+# ------------------------------------------------------------------------------ validation
+def test_ranking_measures_on_known_grids():
+    exact = torch.tensor([[5.0, -4.0, 0.1], [0.2, 3.0, 0.0]])
+    perfect = agreement(2 * exact, exact, k=3)
+    assert perfect["pearson"] == pytest.approx(1.0) and perfect["topk_recall"] == 1.0
+    assert perfect["false_negative_rate"] == 0.0 and perfect["cells_to_cover_topk"] == 3
+    reversed_ = torch.tensor([[0.1, 0.2, 5.0], [4.0, 0.3, 3.0]])  # puts the small cells on top
+    assert topk_recall(reversed_, exact, 3) == 0.0
+    assert cells_to_cover(reversed_, exact, 3) == 6
+    magnitude = agreement(exact.abs(), exact, k=2, signed=False)
+    assert math.isnan(magnitude["pearson"]) and magnitude["spearman_abs"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="1 <= k"):
+        agreement(exact, exact, k=0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        agreement(exact[0], exact, k=1)
+
+
+def test_compare_estimators_rows(tiny_gemma):
+    vlm, clean, corr, metric = _pair(tiny_gemma)
+    hooks = [f"blocks.{l}.{p}" for l in range(tiny_gemma.n_layers) for p in ("hook_resid_pre", "attn.hook_k")]
+    rows = compare_estimators(vlm, clean, corr, metric, hooks=hooks, k=6)
+    n_pos = clean.batch.shape[1]
+    assert [r["estimator"] for r in rows] == list(ESTIMATORS)
+    keys = {"estimator", "signed", "hooks", "positions", "cells", "k", "pearson", "spearman", "pearson_abs",
+            "spearman_abs", "topk_recall", "false_negative_rate", "cells_to_cover_topk", "seconds", "exact_seconds",
+            "cost_ratio"}
+    exact_seconds = rows[0]["exact_seconds"]
+    for r in rows:
+        assert set(r) == keys
+        assert r["cells"] == len(hooks) * n_pos and r["hooks"] == len(hooks) and r["k"] == 6
+        assert 0.0 <= r["topk_recall"] <= 1.0 and r["false_negative_rate"] == pytest.approx(1 - r["topk_recall"])
+        assert 6 <= r["cells_to_cover_topk"] <= r["cells"]
+        assert -1.0 <= r["spearman_abs"] <= 1.0 and -1.0 <= r["pearson_abs"] <= 1.0
+        assert r["signed"] == (r["estimator"] != "atp_star")
+        assert r["signed"] == (not math.isnan(r["pearson"]))
+        assert r["exact_seconds"] == exact_seconds > 0
+        assert r["cost_ratio"] == pytest.approx(r["seconds"] / exact_seconds)
+    # the recall is of the real grids: re-derive AtP's from attribution_grid and patch_grid
+    exact = patch_grid(vlm, clean, corr, metric, hooks=hooks)
+    att = attribution_grid(vlm, clean, corr, metric, hooks=hooks)
+    assert rows[0]["topk_recall"] == topk_recall(att.grid, exact - att.corrupted, 6)
+    one = compare_estimators(vlm, clean, corr, metric, hooks=hooks[:2], estimators=["atp_star"], drop_layers=[2, 3])
+    assert [r["estimator"] for r in one] == ["atp_star"] and one[0]["k"] == max(1, 2 * n_pos // 10)
+
+
+def test_compare_estimators_rejects_bad_inputs(tiny_llama):
+    vlm, clean, corr, metric = _pair(tiny_llama)
+    with pytest.raises(ValueError, match="choose from"):
+        compare_estimators(vlm, clean, corr, metric, estimators=["atp", "magic"])
+    with pytest.raises(ValueError, match="1 <= k"):
+        compare_estimators(vlm, clean, corr, metric, hooks=["blocks.0.hook_resid_pre"], k=1000)
+    longer = PatchInput(vlm.build([vlm_item(0, "Is there a bird in the image today?")]).to("cpu"), clean.features)
+    with pytest.raises(ValueError, match="aligned positions"):
+        compare_estimators(vlm, longer, corr, metric)
