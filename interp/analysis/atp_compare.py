@@ -23,6 +23,7 @@ import torch
 from interp.analysis.atp_star import atp_star_grid, grid_positions
 from interp.analysis.attribution import attribution_grid
 from interp.analysis.patching import Metric, PatchInput, block_hooks, patch_grid
+from interp.vlm import HookedVLM
 
 ESTIMATORS = ("atp", "atp_qk", "atp_star")
 """``atp``: :func:`~interp.analysis.attribution.attribution_grid` (signed); ``atp_qk``: AtP with
@@ -78,7 +79,7 @@ def agreement(estimate: torch.Tensor, exact: torch.Tensor, k: int, *, signed: bo
 
 
 def compare_estimators(
-    vlm,
+    vlm: HookedVLM,
     clean: PatchInput,
     corrupted: PatchInput,
     metric: Metric,

@@ -60,6 +60,7 @@ from typing import Callable, Sequence
 import torch
 
 from interp.analysis.patching import Metric, PatchInput, block_hooks
+from interp.vlm import HookedVLM
 
 QUERY_POINTS = ("attn.hook_q", "attn.q.hook_out", "attn.hook_rot_q")
 KEY_POINTS = ("attn.hook_k", "attn.k.hook_out", "attn.hook_rot_k")
@@ -219,7 +220,7 @@ class RunGradients:
     metric: float
 
 
-def run_gradients(vlm, inp: PatchInput, metric: Metric, names: Sequence[str], *,
+def run_gradients(vlm: HookedVLM, inp: PatchInput, metric: Metric, names: Sequence[str], *,
                   drop_layers: Sequence[int] = (), saved_only: Sequence[str] = ()) -> RunGradients:
     """Run ``inp`` once through ``vlm`` keeping the graph, then one backward pass with nothing
     dropped and one per layer of ``drop_layers`` (GradDrop, :func:`drop_hooks`), each giving
@@ -311,7 +312,7 @@ def attention_names(layer: int) -> dict[str, str]:
     return {k: f"blocks.{layer}.attn.hook_{k}" for k in ("rot_q", "rot_k", "attn_scores", "pattern")}
 
 
-def check_logits(vlm, layer: int, scores: torch.Tensor, pattern: torch.Tensor, q: torch.Tensor,
+def check_logits(vlm: HookedVLM, layer: int, scores: torch.Tensor, pattern: torch.Tensor, q: torch.Tensor,
                  k: torch.Tensor) -> None:
     """Raise unless :func:`attention_logits` of the run's rotated ``q``/``k`` reproduce its
     logits ``scores [heads, q, k]`` and their softmax its ``pattern``: the QK fix is exact only
@@ -331,7 +332,7 @@ def check_logits(vlm, layer: int, scores: torch.Tensor, pattern: torch.Tensor, q
 
 
 def atp_star_grid(
-    vlm,
+    vlm: HookedVLM,
     clean: PatchInput,
     corrupted: PatchInput,
     metric: Metric,
