@@ -8,7 +8,7 @@ import torch
 
 from conftest import make_vlm
 from interp.analysis.atp_compare import ESTIMATORS, agreement, cells_to_cover, compare_estimators, topk_recall
-from interp.analysis.atp_star import (atp_star_grid, graddrop_score, key_pattern_change, qk_role,
+from interp.analysis.atp_star import (atp_star_grid, drop_hooks, graddrop_score, key_pattern_change, qk_role,
                                       query_pattern_change, run_gradients)
 from interp.analysis.attribution import attribution_grid
 from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid
@@ -150,6 +150,37 @@ def test_a_dropped_layer_passes_gradient_only_through_the_residual_stream(reques
     assert not torch.allclose(run.grads[0][pre], run.grads[0][post])
     assert torch.allclose(run.grads[1][pre], run.grads[1][post], atol=1e-6)
     assert torch.equal(run.grads[1][post], run.grads[0][post])  # the drop is upstream of resid_post
+
+
+@pytest.mark.parametrize("lm_name", ["tiny_llama", "tiny_gemma"])
+def test_run_gradients_equals_one_full_backward_pass_per_drop(request, lm_name):
+    """run_gradients starts each dropped layer's pass at that layer's resid_post: it must give
+    what a full backward pass from the metric, with the same gates, gives."""
+    vlm, clean, corr, metric = _pair(request.getfixturevalue(lm_name))
+    names = ["blocks.0.hook_resid_pre", "blocks.1.attn.hook_pattern", "blocks.1.hook_resid_post",
+             "blocks.2.hook_attn_out", "blocks.2.attn.hook_k", "blocks.3.hook_mlp_out"]
+    drops = [0, 1, 2, 3]
+    run = run_gradients(vlm, corr, metric, names, drop_layers=drops)
+    saved, state = {}, {"dropped": None}
+
+    def keep(name):
+        def hook(t, hook):
+            saved[name] = t
+            return t
+
+        return hook
+
+    embeds = vlm.embed(corr.batch, corr.features).detach().requires_grad_(True)
+    resid = vlm.run_with_hooks(corr.batch, embeds=embeds, logits_at=None,
+                               fwd_hooks=[(n, keep(n)) for n in names] + drop_hooks(drops, state)).resid
+    m = metric(resid, corr.batch)[0]
+    for d, drop in enumerate([None] + drops):
+        state["dropped"] = drop
+        for n, g in zip(names, torch.autograd.grad(m, [saved[n] for n in names], retain_graph=True)):
+            scale = float(g.abs().max()) + 1e-12
+            assert torch.allclose(run.grads[d][n], g[0], rtol=0, atol=1e-5 * scale), (drop, n)
+    assert run.grads[3]["blocks.2.hook_attn_out"].abs().max() == 0  # a write of the dropped layer
+    assert not torch.allclose(run.grads[2]["blocks.0.hook_resid_pre"], run.grads[0]["blocks.0.hook_resid_pre"])
 
 
 def test_graddrop_per_drop_estimates_follow_the_paths_they_cut(tiny_gemma):

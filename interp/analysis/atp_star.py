@@ -220,17 +220,33 @@ class RunGradients:
     metric: float
 
 
+def block_layer(name: str) -> int | None:
+    """The block index of a ``blocks.{i}.*`` hook name, None for a top-level hook."""
+    m = re.match(r"blocks\.(\d+)\.", name)
+    return int(m.group(1)) if m else None
+
+
 def run_gradients(vlm: HookedVLM, inp: PatchInput, metric: Metric, names: Sequence[str], *,
                   drop_layers: Sequence[int] = (), saved_only: Sequence[str] = ()) -> RunGradients:
     """Run ``inp`` once through ``vlm`` keeping the graph, then one backward pass with nothing
     dropped and one per layer of ``drop_layers`` (GradDrop, :func:`drop_hooks`), each giving
     ``d metric / d activation`` at every full hook name of ``names``; ``saved_only``: hooks
-    whose activations are kept too, without gradients."""
+    whose activations are kept too, without gradients.
+
+    Dropping layer ``l`` cannot change the gradient of anything after it, and everything up to
+    it reaches the metric only through ``blocks.{l}.hook_resid_post`` (all positions): so the
+    pass for ``l`` starts there, from the undropped gradient, and runs down to the earliest
+    of ``names`` at or before ``l`` (none: no pass; the undropped gradients are it). About half
+    the work of ``len(drop_layers)`` full backward passes when the names span the model."""
     names = [vlm.lm.check_hook(n) for n in dict.fromkeys(names)]
     only = [vlm.lm.check_hook(n) for n in dict.fromkeys(saved_only) if n not in names]
     layers = [vlm.lm.check_layer(int(l)) for l in drop_layers]
     if len(set(layers)) != len(layers):
         raise ValueError(f"drop_layers {list(drop_layers)} repeats a layer")
+    where = {n: block_layer(n) for n in names}
+    shortcut = all(l is not None for l in where.values())  # a top-level name: plain full passes
+    cuts = {l: f"blocks.{l}.hook_resid_post" for l in layers} if shortcut else {}
+    wanted = list(dict.fromkeys(names + list(cuts.values())))
     saved: dict[str, torch.Tensor] = {}
 
     def keep(name: str):
@@ -240,24 +256,33 @@ def run_gradients(vlm: HookedVLM, inp: PatchInput, metric: Metric, names: Sequen
 
         return hook
 
+    def grads_of(outputs, inputs, grad_outputs=None) -> dict[str, torch.Tensor]:
+        got = torch.autograd.grad(outputs, [saved[n] for n in inputs], grad_outputs=grad_outputs,
+                                  retain_graph=True, allow_unused=True)
+        return {n: torch.zeros_like(saved[n]) if g is None else g for n, g in zip(inputs, got)}
+
     state: dict = {"dropped": None}
     embeds = vlm.embed(inp.batch, inp.features).detach().requires_grad_(True)
     with torch.enable_grad():
         resid = vlm.run_with_hooks(inp.batch, embeds=embeds, logits_at=None,
-                                   fwd_hooks=[(n, keep(n)) for n in names + only] + drop_hooks(layers, state)).resid
+                                   fwd_hooks=[(n, keep(n)) for n in wanted + only] + drop_hooks(layers, state)).resid
         m = metric(resid, inp.batch)[0]
-        missing = [n for n in names if n not in saved or not saved[n].requires_grad]
+        missing = [n for n in wanted if n not in saved or not saved[n].requires_grad]
         missing += [n for n in only if n not in saved]
         if missing:
             raise RuntimeError(f"hooks {missing} did not fire, or (for gradients) are off the metric's path")
-        tensors = [saved[n] for n in names]
-        grads = []
-        for d, drop in enumerate([None] + layers):
-            state["dropped"] = drop
-            got = torch.autograd.grad(m, tensors, retain_graph=d < len(layers), allow_unused=True)
-            grads.append({n: (torch.zeros_like(t) if g is None else g)[0].detach()
-                          for n, t, g in zip(names, tensors, got)})
-    return RunGradients(acts={n: saved[n][0].detach() for n in names + only}, grads=grads,
+        full = grads_of(m, wanted)
+        passes = [full]
+        for layer in layers:
+            state["dropped"] = layer
+            if not shortcut:
+                passes.append(grads_of(m, names))
+                continue
+            up = [n for n in names if where[n] <= layer]
+            passes.append({**full, **(grads_of(saved[cuts[layer]], up, full[cuts[layer]]) if up else {})})
+        state["dropped"] = None
+    return RunGradients(acts={n: saved[n][0].detach() for n in names + only},
+                        grads=[{n: g[n][0].detach() for n in names} for g in passes],
                         drop_layers=layers, metric=float(m.detach()))
 
 
