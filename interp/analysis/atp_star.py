@@ -45,10 +45,12 @@ The logits are recomputed from the rotated queries/keys the model used (``attn.h
 against the corrupted run's own ``attn.hook_attn_scores`` and ``attn.hook_pattern``: an
 attention computed differently fails loudly instead of giving wrong numbers.
 
-Cost: one clean forward, one corrupted forward whose graph is kept, ``1 + L`` backward
-passes (the first, with nothing dropped, gives the QK-fixed AtP), and per QK row
-``O(heads * pos^2)`` arithmetic (the key fix uses leave-one-out sums, not one softmax per
-patched key).
+Cost: one clean forward, one corrupted forward whose graph is kept, one full backward pass
+(nothing dropped: the QK-fixed AtP) and one partial pass per dropped layer ``l``, from
+``blocks.{l}.hook_resid_post`` down (:func:`run_gradients`; about half of ``L`` full passes),
+and per QK row ``O(heads * pos^2)`` arithmetic (the key fix uses leave-one-out sums, not one
+softmax per patched key). It does not grow with the number of grid rows, so it pays off
+against exact patching on large grids, not on a few rows.
 """
 
 from __future__ import annotations
