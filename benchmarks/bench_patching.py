@@ -14,7 +14,14 @@ last position. Measured in one run:
   ``+skip`` (the default: also no pass for cells where clean equals corrupted, the shared
   prompt prefix here). Each of ours is the median of 3 runs; TransformerLens runs once;
 - :func:`interp.analysis.attribution.attribution_grid` on the same grid: its time, and its
-  agreement with the exact grid over every cell.
+  agreement with the exact grid over every cell;
+- AtP* (:mod:`interp.analysis.atp_star`: QK fix + GradDrop over every layer) beside plain AtP,
+  by :func:`interp.analysis.atp_compare.compare_estimators` (exact patching timed again in
+  the same call): correlations with the exact effects, recall of the true top-k cells (k = a
+  tenth of the cells) and the false-negative rate, cells to verify before the true top-k are
+  found, cost over exact patching. On the resid_pre grid (where only GradDrop applies) and on
+  a query/key grid (``attn.hook_q`` + ``attn.hook_k`` at the same layers), where the QK fix
+  applies and AtP with the QK fix alone is reported too.
 
     .venv/bin/python benchmarks/bench_patching.py [--quick]
 """
@@ -30,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parser, save, timed  # noqa: E402
 
+from interp.analysis.atp_compare import compare_estimators  # noqa: E402
 from interp.analysis.attribution import attribution_grid, compare_to_exact  # noqa: E402
 from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid  # noqa: E402
 from interp.models.hooked import HookedLM  # noqa: E402
@@ -92,6 +100,13 @@ def main() -> None:
     t_att = time.perf_counter() - t
     agreement = compare_to_exact(att.grid, ours - att.corrupted)
 
+    # --- AtP* beside AtP, against exact patching timed in the same call (atp_compare)
+    qk_hooks = [f"blocks.{layer}.attn.hook_{side}" for layer in layers for side in "qk"]
+    by_grid = {"resid_pre": compare_estimators(vlm, clean, corr, metric, hooks=hooks, estimators=("atp", "atp_star")),
+               "attn_qk": compare_estimators(vlm, clean, corr, metric, hooks=qk_hooks)}
+    atp_star = {grid: {r["estimator"]: {k: None if v != v else v for k, v in r.items() if k != "estimator"}
+                       for r in rows} for grid, rows in by_grid.items()}  # NaN (a magnitude's signed r) -> null
+
     cells = len(layers) * n_pos
     save("patching_quick" if args.quick else "patching", {
         "lm": lm.name, "hook": "hook_resid_pre", "layers": len(layers), "positions": n_pos, "cells": cells,
@@ -106,6 +121,7 @@ def main() -> None:
         "attribution_cells_per_s": cells / t_att, "attribution_speedup_vs_exact": t_ours / t_att,
         "attribution_vs_exact": agreement.as_dict(),
         "clean_metric": att.clean, "corrupted_metric": att.corrupted,
+        "atp_star_vs_exact": atp_star, "atp_star_drop_layers": lm.n_layers,
     })
 
 

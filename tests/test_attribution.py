@@ -19,10 +19,11 @@ def _pair(lm, eps: float, seed: int = 0):
 
 
 @pytest.mark.parametrize("lm_name", ["tiny_llama", "tiny_gemma"])
-@pytest.mark.parametrize("hook", ["hook_resid_pre", "hook_attn_out", "hook_mlp_out"])
+@pytest.mark.parametrize("hook", ["hook_resid_pre", "hook_attn_out", "hook_mlp_out", "attn.hook_v", "attn.hook_z"])
 def test_attribution_matches_exact_patching_for_small_differences(request, lm_name, hook):
     """With clean = corrupted + eps * noise the exact effect is linear in eps: attribution must
-    match it cell by cell (error O(eps^2)), which fails if a gradient is missing or misplaced."""
+    match it cell by cell (error O(eps^2)), which fails if a gradient is missing or misplaced
+    (head-axis hooks such as attn.hook_v/hook_z pass a reshaped copy to the hook)."""
     vlm, clean, corr, metric = _pair(request.getfixturevalue(lm_name), eps=1e-3)
     hooks = [f"blocks.{layer}.{hook}" for layer in range(vlm.lm.n_layers)]
     att = attribution_grid(vlm, clean, corr, metric, hooks=hooks)

@@ -105,6 +105,9 @@ def _keeper(name: str, saved: dict[str, torch.Tensor]):
         if t.requires_grad:
             t.retain_grad()
         saved[name] = t
+        # returned, not None: a hook with a head-axis conversion (attn.hook_q/k/v/z) hands us a
+        # reshaped copy and uses it downstream only when the hook returns it
+        return t
 
     return hook
 

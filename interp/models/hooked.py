@@ -182,6 +182,17 @@ class HookedLM(nn.Module):
         per_layer = sum(p.numel() for p in self.hf.model.layers.parameters()) / self.n_layers
         return 2 * heads * d_head / per_layer
 
+    def attention_scale(self, layer: int) -> tuple[float, float | None]:
+        """``(scaling, softcap)`` of block ``layer``'s attention logits, as the bridge computes
+        ``attn.hook_attn_scores`` before the mask: ``scaling * q . k`` of the rotated query and
+        key (``attn.hook_rot_q`` / ``attn.hook_rot_k``), then ``softcap * tanh(x / softcap)``
+        when ``softcap`` is not None (Gemma 2)."""
+        attn = unwrap(self.hf.model.layers[self.check_layer(layer)].self_attn)
+        cfg = self.hf.config
+        d_head = int(getattr(cfg, "head_dim", None) or self.d_model // int(cfg.num_attention_heads))
+        cap = getattr(attn, "attn_logit_softcapping", None)
+        return float(getattr(attn, "scaling", d_head ** -0.5)), (float(cap) if cap else None)
+
     def _alias_map(self) -> dict[str, str]:
         from transformer_lens.model_bridge.bridge_core import build_alias_to_canonical_map  # deferred: TransformerLens costs ~5 s; loaded with the first hooked model
 
