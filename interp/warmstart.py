@@ -55,7 +55,7 @@ class WarmStartConfig:
 
     The readout stage (``mlp2x_softmax`` or ``mlp2x_relmax``; off when ``mixture_epochs`` is 0): the second
     Linear is trained with the LM loss on the run's own training questions, each image's token
-    built from its *out-of-fold* mixture ``softmax(L_oof / temperature)`` (``folds``
+    built from its *out-of-fold* mixture ``act(L_oof / temperature)`` (the hidden activation; ``folds``
     classifiers, each fitted without one rendering of every concept), so the readout learns the
     spread mixtures that held-out images produce, not the one-hot ones of images the classifier
     was fitted on (:func:`refine_readout`); ``mixture_epochs`` epochs of ``mixture_batch``
