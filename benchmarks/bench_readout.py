@@ -19,7 +19,6 @@ calibration). Results: ``benchmarks/results/readout[_quick].json``.
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from pathlib import Path
@@ -30,33 +29,17 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import leaf_readout, parser, save  # noqa: E402
 
-from interp.models.encoders import load_encoder  # noqa: E402
-from interp.studies.taxonomy import run as study  # noqa: E402
-from interp.studies.taxonomy.config import load_config  # noqa: E402
-from interp.studies.taxonomy.prototypes import ImageTokenQuestions, cached_prototypes  # noqa: E402
-from interp.warmstart import fit_classifier  # noqa: E402
+from readout_setup import readout_setup  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from interp.warmstart import fit_classifier  # noqa: E402
 
 
 def main() -> None:
     args = parser(__doc__).parse_args()
-    over = {}
-    if args.quick:  # a small LM, 40 concepts, a short table: the same code in a minute
-        over = {"model.lm": "smollm2-135m", "data.max_concepts": 40, "prototypes.format_steps": 5,
-                "prototypes.refine_steps": 10, "prototypes.batch_size": 16}
-    cfg = load_config(ROOT / "experiments" / "quick.toml", over)
     t0 = time.perf_counter()
-    data = study.load_data(cfg, load_encoder(cfg.model.encoder), progress=False)
-    lm = study.load_study_lm(cfg, False, 0)
-    concepts = sorted(data.taxonomy.leaves)
-    protos = cached_prototypes(lm, data.taxonomy, concepts, cfg.prototypes, progress=not args.quick)
-    ask = ImageTokenQuestions(lm, data.taxonomy.phrase)
-    tr, ev = data.splits["train"], data.splits["val"]
-    ytr, yev = protos.index([data.records[i].concept for i in tr]), protos.index([data.records[i].concept for i in ev])
-    rng = random.Random(0)
-    own = [concepts[y] for y in yev.tolist()]
-    dist = [rng.choice([c for c in concepts if c != o]) for o in own]
+    st = readout_setup(args.quick)
+    cfg, data, lm, concepts, protos, ask = st.cfg, st.data, st.lm, st.concepts, st.protos, st.ask
+    tr, ev, ytr, yev, own, dist = st.tr, st.ev, st.ytr, st.yev, st.own, st.dist
     u, D = protos.u, protos.D
     T = u + D  # [concepts, d_model]
 

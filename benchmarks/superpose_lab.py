@@ -13,7 +13,6 @@ one random distractor per image; margin thresholded at 0), as benchmarks/bench_r
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from pathlib import Path
@@ -23,35 +22,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import leaf_readout, parser, save  # noqa: E402
 
-from interp.models.encoders import load_encoder  # noqa: E402
-from interp.projector import pool_tokens  # noqa: E402
-from interp.studies.taxonomy import run as study  # noqa: E402
-from interp.studies.taxonomy.config import load_config  # noqa: E402
-from interp.studies.taxonomy.prototypes import ImageTokenQuestions, cached_prototypes  # noqa: E402
-from interp.warmstart import fit_classifier  # noqa: E402
+from readout_setup import readout_setup  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from interp.projector import pool_tokens  # noqa: E402
+from interp.warmstart import fit_classifier  # noqa: E402
 
 
 def main() -> None:
     args = parser(__doc__).parse_args()
-    over = {}
-    if args.quick:
-        over = {"model.lm": "smollm2-135m", "data.max_concepts": 40, "prototypes.format_steps": 5,
-                "prototypes.refine_steps": 10, "prototypes.batch_size": 16}
-    cfg = load_config(ROOT / "experiments" / "quick.toml", over)
     t0 = time.perf_counter()
-    data = study.load_data(cfg, load_encoder(cfg.model.encoder), progress=not args.quick)
-    lm = study.load_study_lm(cfg, False, 0)
-    concepts = sorted(data.taxonomy.leaves)
-    protos = cached_prototypes(lm, data.taxonomy, concepts, cfg.prototypes, progress=not args.quick)
+    st = readout_setup(args.quick)
+    cfg, data, lm, concepts, protos, ask = st.cfg, st.data, st.lm, st.concepts, st.protos, st.ask
+    tr, ev, ytr, yev, own, dist = st.tr, st.ev, st.ytr, st.yev, st.own, st.dist
     print("prototypes", protos.metrics, flush=True)
-    ask = ImageTokenQuestions(lm, data.taxonomy.phrase)
-    tr, ev = data.splits["train"], data.splits["val"]
-    ytr, yev = protos.index([data.records[i].concept for i in tr]), protos.index([data.records[i].concept for i in ev])
-    rng = random.Random(0)
-    own = [concepts[y] for y in yev.tolist()]
-    dist = [rng.choice([c for c in concepts if c != o]) for o in own]
     u, D = protos.u, protos.D
     x = pool_tokens(data.features.float(), 1, cfg.model.pool)[:, 0]
     W, b = fit_classifier(x[tr], ytr, len(concepts), l2=cfg.warm_start.l2, precision=cfg.warm_start.precision)
