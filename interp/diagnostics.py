@@ -72,6 +72,21 @@ def verdict(history: Sequence[dict], *, f1_key: str = "heldout_leaf_f1") -> list
     return out
 
 
+def stage_history(summary: dict) -> tuple[list[dict], list[float]]:
+    """The whole learning history of a trained projector from its ``train.json`` summary: the
+    readout stage's diagnostics and losses (``meta.readout``, when it ran with the monitor),
+    then the fine-tuning's, its steps counted on from the end of the stage. Every record gets
+    a ``stage`` ("readout" or "fine-tune")."""
+    readout = (summary.get("meta") or {}).get("readout") or {}
+    first = [{**d, "stage": "readout"} for d in readout.get("diagnostics") or []]
+    offset = int(readout.get("steps", 0)) if first else 0
+    tail = [{**d, "step": d["step"] + offset, "stage": "fine-tune"} for d in summary.get("diagnostics") or []]
+    if first and tail and tail[0]["step"] == first[-1]["step"]:
+        tail = tail[1:]  # the fine-tuning's step 0 is the stage's last record
+    losses = list(readout.get("losses") or []) if first else []
+    return first + tail, losses + list(summary.get("losses") or [])
+
+
 def learning_curve_figure(history: Sequence[dict], losses: Sequence[float], *, title: str):
     """Training loss (running mean) and held-out diagnostics against steps: a plotly figure."""
     import plotly.graph_objects as go  # deferred: plotly costs ~1 s; only the saved curve figure needs it
@@ -95,6 +110,10 @@ def learning_curve_figure(history: Sequence[dict], losses: Sequence[float], *, t
         if any(key in h for h in history):
             fig.add_trace(go.Scatter(x=steps, y=[h.get(key) for h in history], name=name, mode="lines+markers"),
                           row=1, col=3)
-    fig.update_xaxes(title_text="step")
+    staged = [h for h in history if h.get("stage") == "readout"]
+    if staged and len(staged) < len(history):  # where the readout stage ends and the fine-tuning starts
+        for col in (1, 2, 3):
+            fig.add_vline(x=staged[-1]["step"], line_dash="dot", line_color="gray", row=1, col=col)
+    fig.update_xaxes(title_text="step (readout stage, then fine-tuning)" if staged else "step")
     fig.update_layout(title=title)
     return fig

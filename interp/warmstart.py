@@ -36,7 +36,7 @@ from einops import rearrange
 from torch import nn
 
 from interp.projector import MIXTURE_KINDS, Projector, ProjectorConfig, hidden_activation, pool_tokens
-from interp.train_projector import Examples, TrainConfig, train_projector
+from interp.train_projector import Examples, Monitor, TrainConfig, train_projector
 from interp.vlm import HookedVLM
 
 
@@ -246,13 +246,16 @@ def write_readout(projector: Projector, readout: Projector) -> None:
 
 def refine_readout(vlm: HookedVLM, features: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, n_classes: int,
                    examples: Examples, cfg: WarmStartConfig, train: TrainConfig, run_dir: Path, *,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, monitor: Monitor | None = None) -> dict:
     """The readout stage (see :class:`WarmStartConfig`): after :func:`prototype_init`, train
     ``vlm.projector``'s second Linear with the LM loss on ``examples`` (questions about the
     images ``rows`` of ``features [n_images, tokens_in, d_in]``, of concepts ``labels``, rows
     of the ``n_classes``-row table :func:`prototype_init` used),
     every image read through its out-of-fold mixture; the result is written back in place.
-    Resumable in ``run_dir`` (the trainer's files). Returns the trainer's summary."""
+    Resumable in ``run_dir`` (the trainer's files). ``monitor`` (the study's held-out monitor
+    over ``vlm``) runs every ``train.eval_every`` steps of the stage, on ``vlm`` with the readout
+    trained so far written back. Returns the trainer's summary (steps, loss, timing, losses and
+    diagnostics)."""
     mix = mixture_inputs(vlm.projector, features[rows], labels, n_classes, cfg)
     inputs = torch.zeros(features.shape[0], *mix.shape[1:], dtype=mix.dtype)
     inputs[rows] = mix
@@ -260,7 +263,14 @@ def refine_readout(vlm: HookedVLM, features: torch.Tensor, rows: torch.Tensor, l
     stage = HookedVLM(vlm.lm, readout)
     # mixture_lr is on the scale of the LM's input tokens; the weights are that divided by embed_scale
     tcfg = replace(train, epochs=cfg.mixture_epochs, lr=cfg.mixture_lr / vlm.lm.embed_scale,
-                   batch_size=cfg.mixture_batch, eval_every=0, max_steps=None)
-    summary = train_projector(stage, inputs.to(vlm.lm.device), examples, tcfg, run_dir, progress=progress)
+                   batch_size=cfg.mixture_batch, eval_every=train.eval_every if monitor else 0, max_steps=None)
+
+    def stage_monitor() -> dict:
+        write_readout(vlm.projector, readout)  # the full projector as the stage has it now
+        return monitor()
+
+    summary = train_projector(stage, inputs.to(vlm.lm.device), examples, tcfg, run_dir, progress=progress,
+                              monitor=stage_monitor if monitor else None)
     write_readout(vlm.projector, readout)
-    return {k: v for k, v in summary.items() if k in ("steps", "final_loss", "train_seconds", "n_examples")}
+    keep = ("steps", "final_loss", "train_seconds", "n_examples", "losses", "diagnostics")
+    return {k: v for k, v in summary.items() if k in keep}

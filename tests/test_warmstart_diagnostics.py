@@ -173,6 +173,43 @@ def test_readout_stage_trains_only_the_second_layer_and_writes_it_back(tiny_gemm
     assert torch.equal(again.projector.net[2].weight, new)
 
 
+def test_readout_stage_monitor_sees_the_stage_and_leaves_its_result_alone(tiny_gemma, tmp_path):
+    from interp.diagnostics import stage_history
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(6).repeat(3)
+    feats = torch.randn(6, 24, generator=g)[labels].unsqueeze(1) * 4 + 0.5 * torch.randn(18, 4, 24, generator=g)
+    d = tiny_gemma.d_model
+    u, D = torch.randn(d, generator=g), torch.randn(6, d, generator=g)
+    cfg = WarmStartConfig(kind="prototypes", mixture_epochs=2, mixture_lr=0.05, mixture_batch=6)
+    exs = [Example(i, f"Is there a {WORDS[int(labels[i])]} in the image?", "Yes", "leaf", "c", WORDS[int(labels[i])])
+           for i in range(18)]
+    weights = []
+    for monitored in (False, True):
+        vlm = make_vlm(tiny_gemma, kind="mlp2x_softmax", n_tokens=4, d_img=24, pool_to=1)
+        prototype_init(vlm.projector, feats, labels, u, D, tiny_gemma.embed_scale, cfg)
+        seen = []
+
+        def monitor() -> dict:  # what the monitor sees: the full projector with the readout so far
+            seen.append(vlm.projector.net[2].weight[:, :6].clone())
+            return {"heldout_leaf_f1": 50.0 + len(seen)}
+
+        out = refine_readout(vlm, feats, torch.arange(18), labels, 6, exs, cfg, TrainConfig(batch_size=6, eval_every=4),
+                             tmp_path / str(monitored), progress=False, monitor=monitor if monitored else None)
+        weights.append(vlm.projector.net[2].weight.clone())
+    assert torch.equal(weights[0], weights[1])  # the monitor does not change what the stage learns
+    assert [r["step"] for r in out["diagnostics"]] == [0, 4, 6] and len(out["losses"]) == 6
+    assert not torch.equal(seen[0], seen[-1]) and torch.equal(seen[-1], weights[1][:, :6])
+    # the run's history: the stage, then the fine-tuning counted on from its end
+    summary = {"meta": {"readout": out}, "losses": [0.5, 0.4],
+               "diagnostics": [{"step": 0, "heldout_leaf_f1": 53.0}, {"step": 2, "heldout_leaf_f1": 60.0}]}
+    history, losses = stage_history(summary)
+    assert [(r["stage"], r["step"]) for r in history] == [("readout", 0), ("readout", 4), ("readout", 6),
+                                                         ("fine-tune", 8)]
+    assert losses == out["losses"] + [0.5, 0.4]
+    assert stage_history({"losses": [1.0], "diagnostics": [{"step": 0}]}) == ([{"step": 0, "stage": "fine-tune"}], [1.0])
+
+
 def test_max_pooling():
     from interp.projector import ProjectorConfig, pool_tokens
 

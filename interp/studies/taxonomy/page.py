@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from interp.diagnostics import learning_curve_figure
+from interp.diagnostics import learning_curve_figure, stage_history
 from interp.io import read_csv, read_json
 from interp.pages import Code, Column, Page, Plot, Provenance, Section, Table, Text, write_page
 from interp.studies.taxonomy.figures import build_figures
@@ -28,7 +28,8 @@ RESULT_TABLE_COLUMNS = [
     Column("yes_rate", "yes rate", ".2f"), Column("coherence", "coherence", ".3f"),
 ]
 LEARNING_COLUMNS = [
-    Column("run_id", "run"), Column("steps"), Column("init_heldout_leaf_f1", "held-out leaf F1 at init", ".1f"),
+    Column("run_id", "run"), Column("readout_steps", "readout steps"), Column("steps", "fine-tune steps"),
+    Column("init_heldout_leaf_f1", "held-out leaf F1 at init", ".1f"),
     Column("train_leaf_f1", "train leaf F1", ".1f"), Column("heldout_leaf_f1", "held-out leaf F1", ".1f"),
     Column("token_cosine", "token cosine", ".3f"), Column("centred_cosine", "centred cosine", ".3f"),
     Column("image_part", "image part", ".2f"), Column("norm_ratio", "norm ratio", ".2f"),
@@ -84,11 +85,11 @@ def learning_section(out: Path) -> Section | None:
                          "(learning.csv)."]),
                    Table("learning", LEARNING_COLUMNS, read_csv(out / "learning.csv"))]
     for train in sorted(out.glob("runs/*/train.json")):
-        t = read_json(train)
-        if t.get("diagnostics") or t.get("losses"):
+        history, losses = stage_history(read_json(train))
+        if history or losses:
             run = train.parent.name
-            blocks.append(Plot(f"learning_{run}", learning_curve_figure(t.get("diagnostics") or [], t.get("losses") or [],
-                                                                        title=f"learning curve: {run}"), height=420))
+            blocks.append(Plot(f"learning_{run}", learning_curve_figure(history, losses, title=f"learning curve: {run}"),
+                               height=420))
     return Section("Learning curves", blocks) if blocks else None
 
 

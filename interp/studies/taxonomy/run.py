@@ -22,7 +22,7 @@ import torch
 from interp.data import images as img, taxonomy as tx
 from interp.data.taxonomy import THINGS_TSV, load_things_taxonomy
 from interp.data.things import load_things_images
-from interp.diagnostics import token_stats
+from interp.diagnostics import learning_curve_figure, stage_history, token_stats
 from interp.examples import Example
 from interp.features import UndecodableImages, encode_cached
 from interp.io import environment, read_json, stable_hash, write_csv, write_json
@@ -30,6 +30,7 @@ from interp.metrics import coherence, macro_f1
 from interp.models.encoders import load_encoder
 from interp.models.hooked import HookedLM
 from interp.models.lm import load_lm
+from interp.plots import save_figure
 from interp.projector import Projector, pool_tokens
 from interp.runlock import run_lock
 from interp.scoring import continuation_logprob, score_examples, text_yes_no
@@ -237,6 +238,7 @@ def train_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, 
     meta = {"spec": asdict(spec), "study": cfg.name, "config_hash": cfg.hash, "data_manifest": data.manifest_hash,
             "n_train_examples": len(train_ex)}
     finished = (run_dir / "projector.safetensors").exists() and (run_dir / "train.json").exists()
+    monitor = heldout_monitor(vlm, data, mapping, cfg, spec.seed) if cfg.train.eval_every else None
     if cfg.warm_start.kind == "prototypes" and not finished and not (run_dir / "checkpoint.pt").exists():
         protos = protos if protos is not None else study_prototypes(vlm.lm, data, cfg, progress)
         rows = torch.tensor(data.splits["train"])
@@ -250,12 +252,17 @@ def train_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, 
             t0 = time.perf_counter()
             meta["readout"] = refine_readout(vlm, data.features, rows, labels, protos.D.shape[0], epoch_examples,
                                              cfg.warm_start, replace(cfg.train, seed=spec.seed),
-                                             run_dir / "readout", progress=progress)
+                                             run_dir / "readout", progress=progress, monitor=monitor)
             meta["readout"]["seconds"] = time.perf_counter() - t0
     tcfg = replace(cfg.train, seed=spec.seed)
-    monitor = heldout_monitor(vlm, data, mapping, cfg, spec.seed) if cfg.train.eval_every else None
-    return train_projector(vlm, data.features, epoch_examples, tcfg, run_dir, progress=progress, meta=meta,
-                           monitor=monitor)
+    summary = train_projector(vlm, data.features, epoch_examples, tcfg, run_dir, progress=progress, meta=meta,
+                              monitor=monitor)
+    history, losses = stage_history(summary)
+    if not finished and any(h["stage"] == "readout" for h in history):  # the run's curve: both stages
+        write_csv(run_dir / "diagnostics.csv", history)
+        save_figure(learning_curve_figure(history, losses, title=f"learning curve: {spec.run_id}"),
+                    run_dir / "learning_curve")
+    return summary
 
 
 def evaluate_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from interp.diagnostics import verdict
+from interp.diagnostics import stage_history, verdict
 from interp.io import read_csv, read_json
 from interp.metrics import mean_ci, pearson
 
@@ -82,17 +82,22 @@ def coherence_table(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]
 
 def learning_rows(out: Path, run_ids: list[str]) -> list[dict]:
     """One row per trained run from its ``train.json``: the last in-training diagnostics (train and
-    held-out leaf F1, image-token collapse), steps, seconds, warnings, warm start and prototypes."""
+    held-out leaf F1, image-token collapse), the held-out leaf F1 at the first (before the readout
+    stage, when it ran), steps of the readout stage and of the fine-tuning, seconds of both,
+    warnings, warm start and prototypes."""
     table = []
     for rid in run_ids:
         path = out / "runs" / rid / "train.json"
         if not path.exists():
             continue
         t = read_json(path)
-        last = (t.get("diagnostics") or [{}])[-1]
-        first = (t.get("diagnostics") or [{}])[0]
+        history = stage_history(t)[0] or [{}]
+        first, last = history[0], history[-1]
         proto = t.get("meta", {}).get("prototypes", {})
-        table.append({"run_id": rid, "steps": t["steps"], "train_seconds": t.get("train_seconds", t.get("seconds_this_session")),
+        readout = t.get("meta", {}).get("readout") or {}
+        seconds = t.get("train_seconds", t.get("seconds_this_session")) or 0.0
+        table.append({"run_id": rid, "readout_steps": readout.get("steps", 0), "steps": t["steps"],
+                      "train_seconds": seconds + readout.get("train_seconds", 0.0),
                       "final_loss": t["final_loss"], "init_heldout_leaf_f1": first.get("heldout_leaf_f1"),
                       "train_leaf_f1": last.get("train_leaf_f1"), "heldout_leaf_f1": last.get("heldout_leaf_f1"),
                       "heldout_leaf_pairwise": last.get("heldout_leaf_pairwise"),
