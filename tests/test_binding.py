@@ -277,6 +277,69 @@ def test_curriculum_and_regimes():
         curriculum("video", cfg)
 
 
+def test_lookups_append_both_hops_and_are_scored_after_the_queries():
+    from interp.studies.binding.task import lookup_order, lookup_pairs, train_queries
+
+    v = Vocab(SMALL, lookups=True)
+    assert v.lookup == len(v) - 1 and Vocab(SMALL).lookup is None  # last: the other ids do not move
+    assert v.item0 == Vocab(SMALL).item0 and len(v) == len(Vocab(SMALL)) + 1
+    rng = np.random.default_rng(2)
+    ep = sample_episodes(rng, SMALL, 5, 3)
+    order = lookup_order(rng, ep)
+    lay = layout(ep, v, after=train_queries(rng, ep, 1, dense=True), lookups=order)
+    plain = layout(ep, v)
+    n = ep.n
+    pos, tgt = lay.scored
+    assert pos.shape == (5, n + 2 * n) and torch.equal(pos[:, 0], lay.last) and torch.equal(tgt[:, 0], lay.answer)
+    width = plain.ids.shape[1]
+    assert torch.equal(lay.ids[:, :width], plain.ids)  # the main query's prefix is the brief's layout
+    keys, values = lookup_pairs(ep, v)
+    for b in range(5):
+        row = lay.ids[b].tolist()
+        for j, (p_, t_) in enumerate(zip(pos[b, n:].tolist(), tgt[b, n:].tolist())):
+            key = int(keys[b, order[b, j]])
+            assert row[p_ - 1] == v.lookup and row[p_] == key and t_ == int(values[b, order[b, j]])
+            # colour: its answer follows it in the context; shape: in the associations
+            k = row.index(key, 0 if key < v.shape0 else row.index(v.ctx_end))
+            assert row[k + 1] == t_
+    mid = lay.scored_mid
+    assert torch.equal(mid[:, 0], torch.as_tensor(v.shape(ep.shapes[np.arange(5), ep.query])))
+    assert (mid[:, n:] == -100).all() and (mid[:, :n] >= v.shape0).all()
+    assert torch.equal(plain.scored_mid[:, 0], mid[:, 0])
+    with pytest.raises(ValueError, match="lookup marker"):
+        layout(ep, Vocab(SMALL), lookups=order)
+    with pytest.raises(ValueError, match="text layout"):
+        layout(ep, v, "image", n_image=4, lookups=order)
+
+
+def test_mid_layer_loss_reads_the_first_hop_from_an_inner_block():
+    from interp.studies.binding.task import lookup_order, train_queries
+    from interp.studies.binding.train import TrainConfig, answer_loss
+
+    v = Vocab(SMALL, lookups=True)
+    m = BindingModel(ModelConfig(n_layers=3, d_model=32, n_heads=2, d_ff=64, d_ext=32), v, seed=0)
+    rng = np.random.default_rng(4)
+    ep = sample_episodes(rng, SMALL, 6, 3)
+    lay = layout(ep, v, after=train_queries(rng, ep, 1, dense=True), lookups=lookup_order(rng, ep))
+    pos, _ = lay.scored
+    with torch.no_grad():
+        last, mid = m.forward_with_mid(lay, None, pos, 1)
+        assert torch.allclose(last, m(lay, positions=pos), atol=1e-5)
+        h = m.hf.model(input_ids=lay.ids, attention_mask=lay.mask, output_hidden_states=True).hidden_states[1]
+        ref = m.hf.lm_head(m.hf.model.norm(h[torch.arange(6)[:, None], pos]))
+        assert torch.allclose(mid, ref, atol=1e-5)
+        plain = answer_loss(m, lay, None, TrainConfig())
+        with_mid = answer_loss(m, lay, None, TrainConfig(mid_layer=1, mid_weight=0.5))
+        valid = lay.scored_mid != -100
+        ce = torch.nn.functional.cross_entropy(mid[valid], lay.scored_mid[valid], reduction="mean")
+    assert torch.allclose(with_mid["loss"], plain["loss"] + 0.5 * ce * 6, atol=1e-4)
+    assert int(with_mid["mid_n"]) == 6 * 3 and "mid_hits" in with_mid and "mid_n" not in plain
+    with pytest.raises(ValueError, match="mid layer 3 is out of range"):
+        m.forward_with_mid(lay, None, pos, 3)
+    with pytest.raises(ValueError, match="mid_layer"):
+        TrainConfig(mid_layer=-1)
+
+
 def test_the_recipe_learns_the_one_hop_lookup(tmp_path):
     """The learning test of issue 15: on a tiny configuration the decoder learns the
     content-addressed hop (the shape bound to the queried colour; two objects, chance 50%)

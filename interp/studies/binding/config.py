@@ -57,6 +57,9 @@ class BindingConfig(Hashed):
             raise ValueError(f"unknown regimes {bad}: valid regimes are {list(REGIMES)}")
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one seed, e.g. seeds = [0]")
+        if self.train.mid_layer >= self.model.n_layers:
+            raise ValueError(f"train.mid_layer={self.train.mid_layer} is out of range: valid 1..{self.model.n_layers - 1} "
+                             f"(a block below the last of model.n_layers={self.model.n_layers}), or 0 for off")
 
     @property
     def result_hash(self) -> str:

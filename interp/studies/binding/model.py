@@ -101,6 +101,23 @@ class BindingModel(nn.Module):
         rows = torch.arange(len(h), device=h.device)[:, None]
         return self.hf.lm_head(h[rows, positions.to(h.device)])
 
+    def forward_with_mid(self, lay: Layout, ext: torch.Tensor | None, positions: torch.Tensor,
+                         layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at ``positions [batch, k]`` from the last block and from the residual after
+        block ``layer`` (read through the final norm and the LM head, as the last block's
+        are): two ``[batch, k, vocab]`` tensors. The intermediate-layer loss of training
+        (``train.mid_layer``) scores the second on the first hop's result."""
+        if not 0 < layer < self.cfg.n_layers:
+            raise ValueError(f"mid layer {layer} is out of range: valid 1..{self.cfg.n_layers - 1}")
+        x = self.embed(lay, ext)
+        out = self.hf.model(inputs_embeds=x, attention_mask=lay.mask.to(self.device), use_cache=False,
+                            output_hidden_states=True)
+        rows = torch.arange(len(x), device=x.device)[:, None]
+        pos = positions.to(x.device)
+        last = self.hf.lm_head(out.last_hidden_state[rows, pos])
+        mid = self.hf.lm_head(self.hf.model.norm(out.hidden_states[layer][rows, pos]))
+        return last, mid
+
     # ------------------------------------------------------------ persistence
     def state(self) -> dict[str, torch.Tensor]:
         return {**{f"hf.{k}": v for k, v in self.hf.state_dict().items()},

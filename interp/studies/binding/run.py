@@ -102,7 +102,7 @@ def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFI
                              f"{cfg.result_hash}); finished units would be reused: pass --out NEW_DIR or delete {out}")
     write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "result_hash": cfg.result_hash,
                                      "source": str(source), "environment": environment()})
-    vocab = Vocab(cfg.task)
+    vocab = Vocab(cfg.task, lookups=cfg.train.lookups)
     bank = eval_bank = pool = None
     n_image = 0
     if cfg.needs_images:

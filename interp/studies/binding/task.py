@@ -29,6 +29,7 @@ import torch
 
 PAD, BOS, CTX_END, QUERY, IMG = "<pad>", "<bos>", "|", "?", "<img>"
 SPECIALS = (PAD, BOS, CTX_END, QUERY, IMG)
+LOOKUP = "!"  # the marker of the one-hop lookups of training (``Vocab(lookups=True)``)
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,11 @@ class TaskConfig:
 
 
 class Vocab:
-    """Token ids: the specials, then colours ``C0..``, shapes ``S0..``, items ``I0..``."""
+    """Token ids: the specials, then colours ``C0..``, shapes ``S0..``, items ``I0..``, then
+    (``lookups=True``) the lookup marker ``!`` of the training layout with one-hop lookups
+    (:func:`episode_tokens`); last, so that the other ids do not move."""
 
-    def __init__(self, cfg: TaskConfig):
+    def __init__(self, cfg: TaskConfig, lookups: bool = False):
         self.cfg = cfg
         self.tokens: list[str] = list(SPECIALS)
         self.colour0 = len(self.tokens)
@@ -77,8 +80,11 @@ class Vocab:
         self.tokens += [f"S{i}" for i in range(cfg.n_shapes)]
         self.item0 = len(self.tokens)
         self.tokens += [f"I{i}" for i in range(cfg.n_items)]
+        if lookups:
+            self.tokens.append(LOOKUP)
         self.index = {t: i for i, t in enumerate(self.tokens)}
         self.pad, self.bos, self.ctx_end, self.query, self.img = (self.index[t] for t in SPECIALS)
+        self.lookup: int | None = self.index.get(LOOKUP)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -213,6 +219,8 @@ class Layout:
     ext_code: torch.Tensor
     targets: torch.Tensor | None = None
     target_pos: torch.Tensor | None = None
+    mid: torch.Tensor | None = None
+    target_mid: torch.Tensor | None = None
 
     @property
     def scored(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,6 +229,13 @@ class Layout:
         if self.targets is None:
             return self.last[:, None], self.answer[:, None]
         return self.target_pos, self.targets
+
+    @property
+    def scored_mid(self) -> torch.Tensor:
+        """``[batch, k]`` the intermediate token of every scored query, aligned with
+        :attr:`scored`: the shape bound to the queried colour for a two-hop query (the first
+        hop's result), -100 where there is none (one-hop queries and lookups)."""
+        return self.mid[:, None] if self.target_mid is None else self.target_mid
 
     @property
     def ext(self) -> torch.Tensor:
@@ -238,7 +253,8 @@ class Layout:
 
 
 ROLES = {"pad": 0, "bos": 1, "ctx_colour": 2, "ctx_shape": 3, "ctx_end": 4, "assoc_shape": 5, "assoc_item": 6,
-         "query_marker": 7, "query": 8, "image": 9, "noise": 10, "train_query": 11, "train_answer": 12}
+         "query_marker": 7, "query": 8, "image": 9, "noise": 10, "train_query": 11, "train_answer": 12,
+         "lookup_marker": 13, "lookup_key": 14}
 NOISE = -2
 MODES = ("text", "image")
 
@@ -254,7 +270,7 @@ def noise_gaps(rng: np.random.Generator, batch: int, units: int, n_noise: int) -
 
 def episode_tokens(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int = 0,
                    gaps: np.ndarray | None = None, after: np.ndarray | None = None,
-                   hops: int = 2) -> list[tuple[list[int], list[int], list[int]]]:
+                   hops: int = 2, lookups: np.ndarray | None = None) -> list[tuple[list[int], list[int], list[int]]]:
     """Per episode: (token ids, role codes, external codes).
 
     ``hops=1`` (the first stage of a training curriculum, never evaluated as the brief's
@@ -265,6 +281,13 @@ def episode_tokens(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int 
     after the query and its answer (``... ? c_q i_q ? c_a i_a ? c_b``): one sequence then
     scores ``k + 1`` answers, and its prefix up to ``c_q`` is exactly the single-query
     layout (the main query sees no earlier answer, so it has no elimination shortcut).
+
+    ``lookups [batch, 2n]`` (training only, text mode, two hops, a vocabulary with the ``!``
+    marker): one-hop lookups appended after the queries, ``! x`` answered by the token that
+    follows ``x`` in the sequence, in the order given: ``j < n`` asks for the shape of context
+    colour ``j``, ``j >= n`` for the item of shape ``j - n`` (``... ? c_q i_q ! c_3 s_3 ! s_1 i_1
+    ! c_1``). Both hops of the task, trained one at a time beside the composition
+    (:func:`lookup_order`, docs/binding.md).
 
     ``mode="text"``: the context as ``2n`` tokens; ``mode="image"``: the context as ``n_image``
     ``<img>`` positions (patch tokens in raster order). ``gaps [batch, units + 1]`` (see
@@ -311,15 +334,37 @@ def episode_tokens(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int 
         ids += [vocab.query, vocab.colour(int(ep.colours[b, ep.query[b]]))]
         roles += [ROLES["query_marker"], ROLES["query"]]
         codes += [-1, -1]
+        prev = int(ans[b, ep.query[b]])  # the answer of the last query appended
         if after is not None:
-            prev = int(ep.query[b])
             for k in after[b]:
-                ids += [int(ans[b, prev]), vocab.query, vocab.colour(int(ep.colours[b, k]))]
+                ids += [prev, vocab.query, vocab.colour(int(ep.colours[b, k]))]
                 roles += [ROLES["train_answer"], ROLES["query_marker"], ROLES["train_query"]]
                 codes += [-1, -1, -1]
-                prev = int(k)
+                prev = int(ans[b, k])
+        if lookups is not None:
+            keys, values = lookup_pairs(ep, vocab)
+            for j in lookups[b]:
+                ids += [prev, vocab.lookup, int(keys[b, j])]
+                roles += [ROLES["train_answer"], ROLES["lookup_marker"], ROLES["lookup_key"]]
+                codes += [-1, -1, -1]
+                prev = int(values[b, j])
         out.append((ids, roles, codes))
     return out
+
+
+def lookup_pairs(ep: Episodes, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
+    """``(keys, values)``, both ``[batch, 2n]``: the one-hop lookups of an episode, each key
+    answered by the token after it: context colour -> its shape (``j < n``), then association
+    shape -> its item (``j >= n``)."""
+    keys = np.concatenate([vocab.colour(ep.colours), vocab.shape(ep.shapes)], 1)
+    values = np.concatenate([vocab.shape(ep.shapes), vocab.item(ep.items)], 1)
+    return keys, values
+
+
+def lookup_order(rng: np.random.Generator, ep: Episodes) -> np.ndarray:
+    """``[batch, 2n]`` a random order of the ``2n`` one-hop lookups of each episode
+    (:func:`lookup_pairs`)."""
+    return np.argsort(rng.random((len(ep), 2 * ep.n)), axis=1)
 
 
 HOPS = (1, 2)
@@ -351,12 +396,16 @@ def train_queries(rng: np.random.Generator, ep: Episodes, queries: int, dense: b
 
 
 def layout(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int = 0, gaps: np.ndarray | None = None,
-           after: np.ndarray | None = None, hops: int = 2) -> Layout:
+           after: np.ndarray | None = None, hops: int = 2, lookups: np.ndarray | None = None) -> Layout:
     """Tokenise a batch of episodes (see :func:`episode_tokens`), right padded. With
-    ``after`` (extra training queries) ``last`` is still the main query and the layout also
-    holds ``targets``/``target_pos``: every scored query position and its answer id,
-    ``[batch, k + 1]`` (main query first)."""
-    rows = episode_tokens(ep, vocab, mode, n_image, gaps, after, hops)
+    ``after`` (extra training queries) or ``lookups``, ``last`` is still the main query and
+    the layout also holds ``targets``/``target_pos``/``target_mid``: every scored position
+    (main query, extra queries, lookup keys), its answer id and its intermediate token (see
+    :attr:`Layout.scored_mid`), ``[batch, k]``."""
+    if lookups is not None and (mode != "text" or hops != 2 or vocab.lookup is None):
+        raise ValueError("one-hop lookups need the text layout of the two-hop task and a vocabulary with the "
+                         f"lookup marker (Vocab(..., lookups=True)); got mode={mode!r}, hops={hops}")
+    rows = episode_tokens(ep, vocab, mode, n_image, gaps, after, hops, lookups)
     width = max(len(r[0]) for r in rows)
     b = len(rows)
     ids = torch.full((b, width), vocab.pad, dtype=torch.long)
@@ -370,12 +419,22 @@ def layout(ep: Episodes, vocab: Vocab, mode: str = "text", n_image: int = 0, gap
     answers = answer_ids(ep, vocab, hops)
     answer = torch.as_tensor(answers[np.arange(b), ep.query], dtype=torch.long)
     last = (role == ROLES["query"]).int().argmax(1)  # the main query (the last real token unless `after`)
-    lay = Layout(ids, mask, answer, last, role, code)
+    shapes = vocab.shape(ep.shapes) if hops == 2 else np.full(ep.shapes.shape, -100)  # the first hop's result
+    mid = torch.as_tensor(shapes[np.arange(b), ep.query], dtype=torch.long)
+    lay = Layout(ids, mask, answer, last, role, code, mid=mid)
+    if after is None and lookups is None:
+        return lay
+    pos, tgt, mids = [last[:, None]], [answer[:, None]], [mid[:, None]]
     if after is not None:
-        extra_pos = (role == ROLES["train_query"]).nonzero()[:, 1].reshape(b, -1)
-        extra_ans = torch.as_tensor(answers[np.arange(b)[:, None], after], dtype=torch.long)
-        lay.target_pos = torch.cat([last[:, None], extra_pos], 1)
-        lay.targets = torch.cat([answer[:, None], extra_ans], 1)
+        pos.append((role == ROLES["train_query"]).nonzero()[:, 1].reshape(b, -1))
+        tgt.append(torch.as_tensor(answers[np.arange(b)[:, None], after], dtype=torch.long))
+        mids.append(torch.as_tensor(shapes[np.arange(b)[:, None], after], dtype=torch.long))
+    if lookups is not None:
+        values = lookup_pairs(ep, vocab)[1]
+        pos.append((role == ROLES["lookup_key"]).nonzero()[:, 1].reshape(b, -1))
+        tgt.append(torch.as_tensor(np.take_along_axis(values, lookups, 1), dtype=torch.long))
+        mids.append(torch.full(lookups.shape, -100, dtype=torch.long))
+    lay.target_pos, lay.targets, lay.target_mid = torch.cat(pos, 1), torch.cat(tgt, 1), torch.cat(mids, 1)
     return lay
 
 

@@ -8,6 +8,10 @@ therefore trained once per seed; their second segment is the brief's curriculum
 "image only, then 20% image / 80% text" with the image slot filled by each regime's kind.
 
 Loss: cross-entropy of the answer token at the query position, over the whole vocabulary.
+Two training-only aids (off by default; docs/binding.md, "The recipe in the trainer"):
+``lookups`` appends the one-hop lookups ``! x -> the token after x`` to every text sequence,
+and ``mid_layer`` adds the cross-entropy of the first hop's result (the shape bound to the
+queried colour) read from the residual after that block at every two-hop query.
 AdamW, linear warmup then cosine decay within each segment, gradient clipping.
 
 Resume: every batch is a pure function of (seed, segment name, step), and a checkpoint
@@ -30,8 +34,8 @@ from interp.io import atomic_path, environment, load_tensors, read_json, save_te
 from interp.schedule import warmup_cosine
 from interp.studies.binding.bank import Bank
 from interp.studies.binding.model import BindingModel
-from interp.studies.binding.task import (HOPS, Layout, TaskConfig, external_tokens, layout, noise_gaps, reassign,
-                                         sample_episodes, train_queries)
+from interp.studies.binding.task import (HOPS, Layout, TaskConfig, external_tokens, layout, lookup_order, noise_gaps,
+                                         reassign, sample_episodes, train_queries)
 
 SLOT_KINDS = ("text", "noise-text", "image", "noise-image")
 
@@ -56,7 +60,15 @@ class TrainConfig:
     curriculum run at the start of segment 1, before its ``text_steps`` of the brief's task:
     ``[hops, objects, steps]`` entries in order, e.g. ``[[1, 2, 1500], [1, 4, 1000], [2, 2, 2000]]``
     (one hop before two, few objects before many; ``hops = 1`` asks for the shape of a colour
-    in a context without associations)."""
+    in a context without associations).
+
+    ``lookups``: every text training sequence of the two-hop task also asks the ``2n``
+    one-hop lookups ``! x`` (context colour -> its shape, association shape -> its item, in
+    a random order; :func:`~interp.studies.binding.task.episode_tokens`); the vocabulary gets
+    the ``!`` marker. ``mid_layer`` (> 0): at every scored two-hop query, the residual after
+    that block is also scored on the queried colour's shape, with weight ``mid_weight``
+    (:meth:`~interp.studies.binding.model.BindingModel.forward_with_mid`). Both are training
+    only: evaluation is the brief's (the last layer, the main query, whole-vocabulary argmax)."""
 
     batch_size: int = 64
     lr: float = 1e-3
@@ -71,6 +83,9 @@ class TrainConfig:
     queries: int = 1
     dense: bool = False
     stages: tuple[tuple[int, int, int], ...] = ()
+    lookups: bool = False
+    mid_layer: int = 0
+    mid_weight: float = 1.0
     checkpoint_every: int = 250
     log_every: int = 50
 
@@ -88,6 +103,9 @@ class TrainConfig:
                              f"text_steps={self.text_steps} (>=1)")
         if self.queries < 1:
             raise ValueError(f"train.queries={self.queries}: must be >= 1 (answers scored per training sequence)")
+        if self.mid_layer < 0 or self.mid_weight < 0:
+            raise ValueError(f"train.mid_layer={self.mid_layer} (>= 0; 0 = off), train.mid_weight={self.mid_weight} "
+                             "(>= 0)")
         if self.image_steps < 0 or self.mix_steps < 0 or not 0.0 <= self.mix_frac <= 1.0:
             raise ValueError(f"invalid curriculum: image_steps={self.image_steps} (>=0), mix_steps={self.mix_steps} "
                              f"(>=0), mix_frac={self.mix_frac} (0..1)")
@@ -133,10 +151,12 @@ class Sources:
 
     def batch(self, kind: str, rng: np.random.Generator, size: int, n: int | None = None,
               bank: Bank | None = None, queries: int = 1, dense: bool = False,
-              hops: int = 2) -> tuple[Layout, torch.Tensor | None]:
+              hops: int = 2, lookups: bool = False) -> tuple[Layout, torch.Tensor | None]:
         """(layout, external tokens ``[n_ext, d]`` or None) for ``size`` episodes of ``kind``;
         ``queries > 1`` or ``dense``: the multi-query training layout (see :class:`TrainConfig`);
-        ``hops = 1``: the one-hop curriculum task (text only)."""
+        ``hops = 1``: the one-hop curriculum task (text only); ``lookups``: the one-hop lookups
+        appended to text sequences of the two-hop task (the image kinds have no context tokens
+        to look up)."""
         if hops != 2 and kind != "text":
             raise ValueError(f"the one-hop curriculum task is text only, not {kind!r}")
         if kind not in SLOT_KINDS:
@@ -144,7 +164,9 @@ class Sources:
         if kind in ("text", "noise-text"):
             ep = sample_episodes(rng, self.task, size, n)
             gaps = noise_gaps(rng, size, ep.n, self.n_noise) if kind == "noise-text" else None
-            lay = layout(ep, self.vocab, "text", gaps=gaps, after=train_queries(rng, ep, queries, dense), hops=hops)
+            after = train_queries(rng, ep, queries, dense)
+            order = lookup_order(rng, ep) if lookups and hops == 2 else None
+            lay = layout(ep, self.vocab, "text", gaps=gaps, after=after, hops=hops, lookups=order)
             return lay, external_tokens(lay, None, self.noise_pool, rng)
         bank = bank or self.bank
         if bank is None:
@@ -165,14 +187,31 @@ def _phase_at(phases: list[Phase], step: int) -> Phase:
     return phases[-1]
 
 
-def _loss(model: BindingModel, lay: Layout, ext) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed answer cross-entropy over every scored query divided by the queries per
-    sequence, correct main-query answers)."""
+def answer_loss(model: BindingModel, lay: Layout, ext, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The training loss of a batch: ``loss``, the answer cross-entropy summed over the
+    sequences (each sequence's mean over its scored queries), plus ``cfg.mid_weight`` times the
+    intermediate-layer loss when ``cfg.mid_layer`` (each sequence's mean over its two-hop
+    queries); ``hits``: correct main-query answers; with ``mid_layer``, ``mid_hits`` /
+    ``mid_n``: correct first-hop readouts and their count."""
     pos, target = lay.scored
-    logits = model(lay, ext, positions=pos)  # [batch, k, vocab]
+    if cfg.mid_layer:
+        logits, mid_logits = model.forward_with_mid(lay, ext, pos, cfg.mid_layer)  # [batch, k, vocab] each
+    else:
+        logits = model(lay, ext, positions=pos)  # [batch, k, vocab]
     target = target.to(logits.device)
     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum") / pos.shape[1]
-    return loss, (logits[:, 0].argmax(-1) == target[:, 0]).sum()
+    out = {"loss": loss, "hits": (logits[:, 0].argmax(-1) == target[:, 0]).sum()}
+    if cfg.mid_layer:
+        mid = lay.scored_mid.to(logits.device)
+        valid = mid != -100
+        n_mid = int(valid.sum())
+        if n_mid:
+            ce = torch.nn.functional.cross_entropy(mid_logits.flatten(0, 1), mid.flatten(), ignore_index=-100,
+                                                   reduction="sum")
+            out["loss"] = loss + cfg.mid_weight * ce * len(mid) / n_mid
+            out["mid_hits"] = ((mid_logits.argmax(-1) == mid) & valid).sum()
+        out["mid_n"] = torch.tensor(n_mid)
+    return out
 
 
 def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cfg: TrainConfig, out: Path, *,
@@ -200,7 +239,7 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
         step, seconds = int(state["step"]), float(state["seconds"])
         history = read_json(out / "history.json") if (out / "history.json").exists() else []
     model.train()
-    acc_loss = acc_hit = acc_n = 0.0
+    acc_loss = acc_hit = acc_n = mid_hit = mid_n = 0.0
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=step, desc=f"train {name}", disable=not progress, mininterval=5)
     while step < total:
@@ -212,11 +251,14 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
         for kind, size in parts:
             if size <= 0:
                 continue
-            lay, ext = sources.batch(kind, rng, size, n=phase.n, queries=cfg.queries, dense=cfg.dense, hops=phase.hops)
-            loss, hits = _loss(model, lay, ext)
-            (loss / cfg.batch_size).backward()
-            loss_sum = loss_sum + loss.detach()
-            acc_hit += float(hits)
+            lay, ext = sources.batch(kind, rng, size, n=phase.n, queries=cfg.queries, dense=cfg.dense, hops=phase.hops,
+                                     lookups=cfg.lookups)
+            res = answer_loss(model, lay, ext, cfg)
+            (res["loss"] / cfg.batch_size).backward()
+            loss_sum = loss_sum + res["loss"].detach()
+            acc_hit += float(res["hits"])
+            mid_hit += float(res.get("mid_hits", 0))
+            mid_n += float(res.get("mid_n", 0))
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -226,11 +268,14 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
         acc_loss += float(loss_sum)
         acc_n += cfg.batch_size
         if step % cfg.log_every == 0 or step == total:
-            history.append({"step": step, "slot": phase.slot, "hops": phase.hops, "objects": phase.n or sources.task.n_objects,
-                            "loss": acc_loss / acc_n, "acc": acc_hit / acc_n,
-                            "lr": sched.get_last_lr()[0]})
-            bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", acc=f"{acc_hit / acc_n:.2f}")
-            acc_loss = acc_hit = acc_n = 0.0
+            record = {"step": step, "slot": phase.slot, "hops": phase.hops, "objects": phase.n or sources.task.n_objects,
+                      "loss": acc_loss / acc_n, "acc": acc_hit / acc_n, "lr": sched.get_last_lr()[0]}
+            if mid_n:  # the first hop read out at block mid_layer (batch accuracy)
+                record["mid_acc"] = mid_hit / mid_n
+            history.append(record)
+            bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", acc=f"{acc_hit / acc_n:.2f}",
+                            **({"mid": f"{mid_hit / mid_n:.2f}"} if mid_n else {}))
+            acc_loss = acc_hit = acc_n = mid_hit = mid_n = 0.0
         if step % cfg.checkpoint_every == 0 and step < total:
             elapsed = seconds + time.perf_counter() - t0
             with atomic_path(ckpt) as tmp:
