@@ -216,7 +216,8 @@ def make_sae_run(out: Path) -> Path:
     _write_csv(out / "top_tokens.csv", [
         {"activation": 20.25 - j, "concept": CONCEPTS[j], "hook_name": hook.format(l),
          "kind": "text" if j % 2 else "image", "latent": 3 * (j % 2) + i, "layer": l,
-         "prompt": f"Is there a {CONCEPTS[j]} in the image?", "rank": j % 2, "token": " 1" if j == 0 else f" {CONCEPTS[j]}"}
+         "prompt": f"Is there a {CONCEPTS[j]} in the image?", "rank": j % 2,
+         "token": " 1" if j == 0 else f" {CONCEPTS[j]}"}  # a token that reads as a number stays text
         for i, l in enumerate(SAE_LAYERS) for j in range(3)])
     _write_csv(out / "train_curve.csv", [
         {"epoch": e, "hook_name": hook.format(l), "layer": l, "train_fvu": 0.5 / e + 0.01 * i}

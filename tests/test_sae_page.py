@@ -20,8 +20,8 @@ from page_helpers import make_sae_run, make_taxonomy_run, network_urls, parse_pa
 
 ROOT = Path(__file__).resolve().parents[1]
 SAE_GEMMA = ROOT / "figures" / "out" / "sae-gemma"  # a real run's tables (committed, with config.json)
-OTHER_RUNS = {"inside": ROOT / "figures" / "out" / "inside-gemma", "task_vectors": ROOT / "figures" / "out" / "task_vectors",
-              "alignment": ROOT / "figures" / "out" / "alignment", "binding": ROOT / "figures" / "out" / "binding"}
+OTHER_RUNS = {name: ROOT / "figures" / "out" / folder for name, folder in (
+    ("inside", "inside-gemma"), ("task_vectors", "task_vectors"), ("alignment", "alignment"), ("binding", "binding"))}
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +130,12 @@ def test_the_page_from_the_committed_runs_tables(tmp_path):
     assert len(page.tables["top_tokens"]) == len(read_csv(out / "top_tokens.csv"))
     assert len(page.cards) == len(read_csv(out / "top_images.csv"))
     assert [t for t, _ in _column(page, "headline", "shared latents")] == ["19", "24"]
+
+
+def test_report_command_on_damaged_sae_tables_is_one_line_and_exit_2(tmp_path, capsys):
+    out = make_sae_run(tmp_path / "run")
+    (out / "latents.csv").write_text("layer,latent\n2,1\n")  # the class and concept counts are missing
+    with pytest.raises(SystemExit) as e:
+        report_main([str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "the sae tables are incomplete or damaged" in err

@@ -1,6 +1,7 @@
 """The SAE study's figures (plotly, HTML + PNG via :func:`interp.plots.save_figure`), drawn
 from its tables: quality per layer, shared latents vs the shuffled baseline, training curves
-and, per layer, a grid of each top latent's top-activating images."""
+and, per layer, a grid of each top latent's top-activating images. :func:`build_figures`
+returns the figures (and a map of the latents by concepts per modality) for the results page."""
 
 from __future__ import annotations
 

@@ -51,7 +51,8 @@ LATENT_COLUMNS = [
     Column("n_concepts_text", "concepts (text)"), Column("shared_on", "shared on (first 5)"),
 ]
 TOP_IMAGE_COLUMNS = [Column("layer"), Column("rank", "latent rank"), Column("latent"), Column("concept"),
-                     Column("activation", "activation", ".3f"), Column("record", "image record"), Column("path", "file")]
+                     Column("activation", "activation", ".3f"), Column("record", "image record"),
+                     Column("path", "file")]
 TOP_TOKEN_COLUMNS = [Column("layer"), Column("rank", "latent rank"), Column("latent"), Column("kind"),
                      Column("token"), Column("concept"), Column("activation", "activation", ".3f"), Column("prompt")]
 CURVE_COLUMNS = [Column("layer"), Column("epoch"), Column("train_fvu", "train FVU", ".4f")]
@@ -165,8 +166,8 @@ def provenance(out: Path, rec: dict, summary: list[dict]) -> Provenance:
 def headline_section(summary: list[dict], sharing: list[dict], cfg: dict) -> Section:
     ev = cfg.get("eval", {})
     blocks: list = [
-        Text([f"One TopK SAE per layer on the residual stream (hook_resid_post) at the image, text and answer positions. "
-              f"Explained variance, L0 and the spliced answer loss are measured on held-out batches "
+        Text([f"One TopK SAE per layer on the residual stream (hook_resid_post) at the image, text and answer "
+              f"positions. Explained variance, L0 and the spliced answer loss are measured on held-out batches "
               f"({cfg.get('data', {}).get('holdout_frac', 0):.0%}); dead latents never fire on them. A latent is "
               f"shared when it fires (on at least {ev.get('fire_frac', 0):.0%} of a concept's examples) for some "
               f"concept both on its image questions and on its text prompts. The control (chance line) permutes the "
@@ -211,7 +212,8 @@ def build_page(out: Path, *, progress: bool = False) -> Page:
     if top is not None:
         sections.append(top)
     tables: list = [Text(["Every measure per layer (summary.csv)."]), Table("per_layer", QUALITY_COLUMNS, summary),
-                    Text(["Latents by modality per layer (sharing.csv)."]), Table("sharing_per_layer", SHARING_COLUMNS, sharing)]
+                    Text(["Latents by modality per layer (sharing.csv)."]),
+                    Table("sharing_per_layer", SHARING_COLUMNS, sharing)]
     latents = read_table(out, "latents")
     if latents:
         tables += [Text(["Every latent that fired on the study's tokens (latents.csv): its class, total activation "
