@@ -4,13 +4,15 @@ The page is made from the run folder's own tables (CSV and JSON): nothing is rec
 model is loaded. The study is recognised from the folder (the taxonomic study: results.csv and
 config.json; look inside: summary.json naming a checkpoint; task vectors: results.csv and
 sweep.csv; alignment: results.csv and config.json with split and head sections; binding:
-accuracy.csv and config.json with a task section); the page lands in
-RUN_DIR/report.html. --open opens it in the default browser when one can show it.
+accuracy.csv and config.json with a task section; SAEs: summary.csv and sharing.csv beside
+config.json with the SAE train and eval sections); the page lands in RUN_DIR/report.html.
+--open opens it in the default browser when one can show it.
 
 Examples:
     python -m interp.report runs/quick
     python -m interp.report runs/inside/lm-original-100pct-s42 --open
     python -m interp.report runs/binding-quick
+    python -m interp.report runs/sae-quick
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from interp.pages import open_hint, open_page
 from interp.studies.alignment import page as alignment_page
 from interp.studies.binding import page as binding_page
 from interp.studies.inside import page as inside_page
+from interp.studies.sae import page as sae_page
 from interp.studies.task_vectors import page as task_vectors_page
 from interp.studies.taxonomy import page as taxonomy_page
 
@@ -44,6 +47,7 @@ STUDIES = (
     StudyPage("task_vectors", task_vectors_page.is_run_dir, task_vectors_page.write_report_page),
     StudyPage("alignment", alignment_page.is_run_dir, alignment_page.write_report_page),
     StudyPage("binding", binding_page.is_run_dir, binding_page.write_report_page),
+    StudyPage("sae", sae_page.is_run_dir, sae_page.write_report_page),
 )
 
 
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         names = ", ".join(s.name for s in STUDIES)
         fail(f"RUN_DIR {run_dir}: not a study run folder (no results.csv + config.json of the taxonomic study, no "
              f"summary.json of a look-inside run, no results.csv + sweep.csv of task vectors, no alignment "
-             f"config.json, no accuracy.csv + config.json of the binding study; pages exist for: {names})")
+             f"config.json, no accuracy.csv + config.json of the binding study, no summary.csv + sharing.csv + "
+             f"config.json of the SAE study; pages exist for: {names})")
     if args.dry_run:
         dry_run_exit(ap, f"{run_dir} (a {study.name} run folder; the page would be {run_dir / 'report.html'})")
     try:

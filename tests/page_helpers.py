@@ -1,5 +1,6 @@
-"""Helpers for the results-page tests: a small taxonomic run folder written by hand (no model),
-and a parse of a page's HTML (resources it would load, tables, figures, gallery cards)."""
+"""Helpers for the results-page tests: a small taxonomic run folder and a small SAE run folder
+written by hand (no model), and a parse of a page's HTML (resources it would load, tables,
+figures, gallery cards)."""
 
 from __future__ import annotations
 
@@ -170,3 +171,67 @@ def parse_page(html: str) -> ParsedPage:
 def network_urls(page: ParsedPage) -> list[tuple[str, str, str]]:
     """Every loading attribute that points anywhere but this file (#anchor) or a data: URI."""
     return [(t, a, v) for t, a, v in page.urls if not (v.startswith("#") or v.startswith("data:"))]
+
+
+SAE_LAYERS = (2, 4)
+
+
+def make_sae_run(out: Path) -> Path:
+    """An SAE study folder as a run leaves it (config.json, summary.csv, sharing.csv,
+    latents.csv, top_images.csv, top_tokens.csv, train_curve.csv, report.md), with the real
+    column names, made-up numbers and real PNG files for the top images (one file missing)."""
+    out.mkdir(parents=True, exist_ok=True)
+    hook = "blocks.{}.hook_resid_post"
+    _write_csv(out / "summary.csv", [
+        {"d_in": 64, "d_sae": 256, "dead_frac": 0.125 + 0.25 * i, "explained_variance": 0.9125 - 0.1 * i,
+         "final_train_fvu": 0.08 + 0.01 * i, "hook_name": hook.format(l), "k": 8, "l0": 7.75 + i, "layer": l,
+         "loss_ablated": 9.5, "loss_clean": 6.5, "loss_delta": 0.25 - 0.5 * i, "loss_recovered": 0.917 + 0.1 * i,
+         "loss_spliced": 6.75 - 0.5 * i, "mse": 12.5 * (i + 1), "n_answer_tokens": 40, "n_tokens": 300,
+         "sae_folder": f"runs/sae/saes/{hook.format(l)}", "tokens_per_s": 1234.5, "train_seconds": 30.25 + i,
+         "train_tokens": 900} for i, l in enumerate(SAE_LAYERS)])
+    _write_csv(out / "sharing.csv", [
+        {"both-unaligned": 3 + i, "hook_name": hook.format(l), "image-only": 11 + i, "layer": l, "n_concepts": 5,
+         "none": 200 - i, "p_value": 0.01 if i == 0 else 0.6, "shared": 17 if i == 0 else 4,
+         "shuffled_shared_hi": 9.0 + i, "shuffled_shared_lo": 2.0, "shuffled_shared_mean": 5.35 + i, "shuffles": 20,
+         "text-only": 30 + i} for i, l in enumerate(SAE_LAYERS)])
+    classes = ("shared", "image-only", "text-only", "none")
+    _write_csv(out / "latents.csv", [
+        {"class": classes[j % 4], "hook_name": hook.format(l), "image_share": round(0.1 * j, 3), "latent": 3 * j + i,
+         "layer": l, "mass": 100.5 * (j + 1) + i, "n_concepts_image": j % 3, "n_concepts_text": (j + 1) % 3,
+         "n_image_tokens": 4 * j, "n_tokens": 10 + j,
+         "shared_concepts": "|".join(CONCEPTS + ("owl", "hen")[:j % 3]) if classes[j % 4] == "shared" else ""}
+        for i, l in enumerate(SAE_LAYERS) for j in range(9)])
+    images = []
+    for i, l in enumerate(SAE_LAYERS):
+        for rank in range(2):
+            for n, c in enumerate(CONCEPTS[:2]):
+                path = out / "img" / f"{c}-{l}-{rank}.png"
+                path.parent.mkdir(exist_ok=True)
+                if not (i == 1 and rank == 1 and n == 1):  # one file that is not there
+                    Image.new("RGB", (48, 40), (60 * n, 100 + 20 * rank, 50 * i)).save(path)
+                images.append({"activation": 50.5 - 10 * rank - n, "concept": c, "hook_name": hook.format(l),
+                               "latent": 3 * rank + i, "layer": l, "path": str(path), "rank": rank,
+                               "record": 10 * rank + n})
+    _write_csv(out / "top_images.csv", images)
+    _write_csv(out / "top_tokens.csv", [
+        {"activation": 20.25 - j, "concept": CONCEPTS[j], "hook_name": hook.format(l),
+         "kind": "text" if j % 2 else "image", "latent": 3 * (j % 2) + i, "layer": l,
+         "prompt": f"Is there a {CONCEPTS[j]} in the image?", "rank": j % 2,
+         "token": " 1" if j == 0 else f" {CONCEPTS[j]}"}  # a token that reads as a number stays text
+        for i, l in enumerate(SAE_LAYERS) for j in range(3)])
+    _write_csv(out / "train_curve.csv", [
+        {"epoch": e, "hook_name": hook.format(l), "layer": l, "train_fvu": 0.5 / e + 0.01 * i}
+        for i, l in enumerate(SAE_LAYERS) for e in (1, 2, 3)])
+    cfg = {"name": "sae-tiny", "out_dir": str(out),
+           "data": {"checkpoint": "", "lm": "tiny-llama", "seed": 0, "study_config": "experiments/quick.toml",
+                    "holdout_frac": 0.25},
+           "model": {"device": "cpu", "layers": list(SAE_LAYERS)},
+           "train": {"expansion_factor": 4, "k": 8, "epochs": 3, "seed": 1},
+           "eval": {"fire_frac": 0.5, "shuffles": 20, "seed": 2, "top_latents": 2}}
+    env = {"python": "3.11.7", "platform": "test", "packages": {"torch": "2.13.0", "plotly": "7.1.0"},
+           "interp_code": "abc"}
+    (out / "config.json").write_text(json.dumps({
+        "config": cfg, "hash": "h456", "source": "experiments/sae_quick.toml --set=model.layers=[2,4]",
+        "seeds": {"data": 0, "train": 1, "eval": 2}, "sae_library": {"eai-sparsify": "1.3.3"}, "environment": env}))
+    (out / "report.md").write_text("# Sparse autoencoders on VLM residuals: sae-tiny\n")
+    return out

@@ -70,6 +70,7 @@ def browser(tmp_path_factory):
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
     driver.set_page_load_timeout(120)
+    driver.get("about:blank")  # the new-tab page's own chrome:// loads finish before a test's page
     yield driver
     driver.quit()
 
@@ -206,3 +207,61 @@ def test_the_page_rebuilds_from_the_folder_alone(run_dir, tmp_path, browser):
     f1 = [c.key for c in taxonomy_page.RESULT_TABLE_COLUMNS].index("f1")
     assert [r[f1] for r in table_values(browser, "per_hypernym")] == [
         r["f1"] if r["f1"] != "nan" else "-" for r in read_csv(copy / "results.csv", {})]
+
+
+SAE_GEMMA = ROOT / "figures" / "out" / "sae-gemma"  # a real SAE run's tables (committed)
+
+
+@pytest.fixture(scope="module")
+def sae_page_dir(tmp_path_factory):
+    """The SAE results page built by `python -m interp.report` from a copy of the committed run."""
+    from interp.report import main
+
+    out = tmp_path_factory.mktemp("sae") / "sae-gemma"
+    shutil.copytree(SAE_GEMMA, out, ignore=shutil.ignore_patterns("report.html"))
+    main([str(out), "--no-progress"])
+    return out
+
+
+def test_the_sae_page_in_chromium(sae_page_dir, browser):
+    from interp.studies.sae import page as sae_page
+
+    out = sae_page_dir
+    expected = [p.name for p in sae_page.build_page(out).plots()]
+    assert {"headline_sharing", "quality", "sharing", "latent_map", "train_curve"} <= set(expected)
+    load(browser, out / "report.html", len(expected))
+    assert problems(browser, expected) == []
+
+    # the tables hold the CSV's numbers
+    def column(table: str, columns: list, key: str) -> list:
+        i = [c.key for c in columns].index(key)
+        return [r[i] for r in table_values(browser, table)]
+
+    summary, sharing = read_csv(out / "summary.csv"), read_csv(out / "sharing.csv")
+    heads = sae_page.HEADLINE_COLUMNS
+    assert [float(v) for v in column("headline", heads, "explained_variance")] == [
+        r["explained_variance"] for r in summary]
+    assert [float(v) for v in column("headline", heads, "l0")] == [r["l0"] for r in summary]
+    assert [float(v) for v in column("headline", heads, "shared")] == [r["shared"] for r in sharing]
+    assert [float(v) for v in column("headline", heads, "shuffled")] == [r["shuffled_shared_mean"] for r in sharing]
+    latents = read_csv(out / "latents.csv")
+    assert [float(v) for v in column("latents", sae_page.LATENT_COLUMNS, "mass")] == [r["mass"] for r in latents]
+    assert [int(v) for v in column("latents", sae_page.LATENT_COLUMNS, "latent")] == [r["latent"] for r in latents]
+    tokens = read_csv(out / "top_tokens.csv")
+    assert [float(v) for v in column("top_tokens", sae_page.TOP_TOKEN_COLUMNS, "activation")] == [
+        r["activation"] for r in tokens]
+    images = read_csv(out / "top_images.csv")
+    assert [float(v) for v in column("top_images", sae_page.TOP_IMAGE_COLUMNS, "activation")] == [
+        r["activation"] for r in images]
+    curve = read_csv(out / "train_curve.csv")
+    assert [float(v) for v in column("train_curve_points", sae_page.CURVE_COLUMNS, "train_fvu")] == [
+        r["train_fvu"] for r in curve]
+
+    # sorting the latents by total activation (descending on the second click)
+    mass_col = [c.key for c in sae_page.LATENT_COLUMNS].index("mass")
+    header = browser.find_elements("css selector", "#table-latents thead th")[mass_col]
+    header.click()
+    header.click()
+    desc = [float(v) for v in column("latents", sae_page.LATENT_COLUMNS, "mass")]
+    assert desc == sorted(desc, reverse=True)
+    assert problems(browser, expected) == []  # clicking raised no error and loaded nothing

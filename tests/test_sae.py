@@ -194,6 +194,9 @@ def test_the_study_runs_end_to_end_and_resumes(tiny_llama, tmp_path, monkeypatch
     report = (out / "report.md").read_text()
     assert "explained variance" in report and "shuffled" in report
     assert (out / "figures" / "top_images_layer1.html").exists()
+    from interp.report import detect
+
+    assert res["page"] == str(out / "report.html") and detect(out).name == "sae"  # the results page, too
     sae, cfg_json = load_saelens(out / "saes" / "blocks.3.hook_resid_post")
     assert cfg_json["model_name"].startswith("tiny-llama") and sae.d_in == tiny_llama.d_model and sae.d_sae == 128
     recorded = json.loads((out / "config.json").read_text())

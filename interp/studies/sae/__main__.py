@@ -4,7 +4,8 @@ Collects ``blocks.{l}.hook_resid_post`` over the taxonomic study's image questio
 concept/hypernym text prompts into an activation store, trains one TopK SAE per layer
 (EleutherAI sparsify's SparseCoder), exports each in SAELens's format (``saes/``), and writes
 summary.csv, sharing.csv, latents.csv, top_images.csv, top_tokens.csv, train_curve.csv,
-report.md and figures to the config's out_dir. Finished pieces are skipped on a re-run.
+report.md, figures and the results page (report.html; ``python -m interp.report OUT_DIR``
+rebuilds it) to the config's out_dir. Finished pieces are skipped on a re-run.
 
 Examples:
     python -m interp.sae experiments/sae_quick.toml
@@ -18,6 +19,7 @@ import argparse
 import shlex
 
 from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.pages import open_hint
 from interp.studies.sae.config import load_config
 from interp.studies.sae.report import headline_text
 from interp.studies.sae.run import run
@@ -38,8 +40,10 @@ def main(argv: list[str] | None = None) -> None:
         dry_run_exit(ap, f"{args.config} (layers {cfg.model.layers}, k={cfg.train.k})", cfg)
     source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
     result = run(cfg, progress=not args.no_progress, source=source)
-    print(f"[sae] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir} (report: {result['report']})")
+    print(f"[sae] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
     print(headline_text(result["summary"], result["sharing"]))
+    print(f"report: {result['report']}")
+    print("\n".join(open_hint(result["page"], cfg.out_dir)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The SAE study's figures (plotly, HTML + PNG via :func:`interp.plots.save_figure`), drawn
 from its tables: quality per layer, shared latents vs the shuffled baseline, training curves
-and, per layer, a grid of each top latent's top-activating images."""
+and, per layer, a grid of each top latent's top-activating images. :func:`build_figures`
+returns the figures (and a map of the latents by concepts per modality) for the results page."""
 
 from __future__ import annotations
 
@@ -54,37 +55,79 @@ def image_grid(rows: list[dict], title: str) -> go.Figure:
     return fig
 
 
+def quality_figure(summary: list[dict]) -> go.Figure:
+    """Bars per layer: explained variance, loss recovered, spliced loss delta, dead fraction."""
+    layers = [str(r["layer"]) for r in summary]
+    groups = {m: (layers, [float(r[m]) for r in summary], [0.0] * len(summary))
+              for m in ("explained_variance", "loss_recovered", "loss_delta", "dead_frac")}
+    return grouped_bars(groups, title="SAE quality per layer (held-out batches)", xlabel="layer", ylabel="value")
+
+
+def sharing_figure(sharing: list[dict]) -> go.Figure:
+    """Bars per layer: latents shared across modalities (observed and with the text side's
+    concepts shuffled, half the 95% range as the error bar), image-only and text-only latents."""
+    layers = [str(r["layer"]) for r in sharing]
+    zeros = [0.0] * len(sharing)
+    groups = {"shared (observed)": (layers, [float(r["shared"]) for r in sharing], zeros),
+              "shared (shuffled concepts)": (layers, [float(r["shuffled_shared_mean"]) for r in sharing],
+                                             [(float(r["shuffled_shared_hi"]) - float(r["shuffled_shared_lo"])) / 2
+                                              for r in sharing]),
+              "image-only": (layers, [float(r["image-only"]) for r in sharing], zeros),
+              "text-only": (layers, [float(r["text-only"]) for r in sharing], zeros)}
+    return grouped_bars(groups, title="Latents by modality", xlabel="layer", ylabel="latents")
+
+
+def train_curve_figure(curve: list[dict]) -> go.Figure:
+    """One line per layer: the training fraction of variance unexplained per epoch."""
+    series: dict[str, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
+    for r in curve:
+        s = series[f"layer {r['layer']}"]
+        s[0].append(int(r["epoch"]))
+        s[1].append(float(r["train_fvu"]))
+        s[2].append(0.0)
+    return line_with_ci(dict(series), title="SAE training (fraction of variance unexplained)", xlabel="epoch",
+                        ylabel="train FVU")
+
+
+def latent_map_figure(latents: list[dict]) -> go.Figure:
+    """Every latent that fires for some concept: how many concepts it fires for in images (x)
+    and in text (y), one marker colour per layer; the shared ones lie off both axes."""
+    fig = go.Figure()
+    for layer in sorted({int(r["layer"]) for r in latents}):
+        rows = [r for r in latents if int(r["layer"]) == layer
+                and int(r["n_concepts_image"]) + int(r["n_concepts_text"]) > 0]
+        fig.add_trace(go.Scatter(
+            x=[int(r["n_concepts_image"]) for r in rows], y=[int(r["n_concepts_text"]) for r in rows],
+            mode="markers", name=f"layer {layer}", opacity=0.6,
+            text=[f"latent {r['latent']} ({r['class']})" for r in rows],
+            hovertemplate="%{text}<br>image concepts %{x}<br>text concepts %{y}<extra></extra>"))
+    fig.update_layout(title="Latents: concepts they fire for in images and in text",
+                      xaxis_title="concepts (image questions)", yaxis_title="concepts (text prompts)")
+    return fig
+
+
+def build_figures(out: Path) -> dict[str, go.Figure]:
+    """The study's figures from the tables in ``out`` (name -> figure; a missing table, no figure)."""
+    out = Path(out)
+    builders = (("quality", "summary", quality_figure), ("sharing", "sharing", sharing_figure),
+                ("latent_map", "latents", latent_map_figure), ("train_curve", "train_curve", train_curve_figure))
+    figs = {}
+    for name, table, build in builders:
+        rows = _rows(out, table)
+        if rows:
+            figs[name] = build(rows)
+    return figs
+
+
 def write_figures(out: Path) -> list[Path]:
+    """figures/<name>.html and .png for every figure of :func:`build_figures` but the latent map,
+    and a grid of each top latent's top images per layer."""
     out = Path(out)
     figs = out / "figures"
     written: list[Path] = []
-    summary, sharing = _rows(out, "summary"), _rows(out, "sharing")
-    if summary:
-        layers = [str(r["layer"]) for r in summary]
-        groups = {m: (layers, [float(r[m]) for r in summary], [0.0] * len(summary))
-                  for m in ("explained_variance", "loss_recovered", "loss_delta", "dead_frac")}
-        written += save_figure(grouped_bars(groups, title="SAE quality per layer (held-out batches)",
-                                            xlabel="layer", ylabel="value"), figs / "quality")
-    if sharing:
-        layers = [str(r["layer"]) for r in sharing]
-        groups = {"shared (observed)": (layers, [float(r["shared"]) for r in sharing], [0.0] * len(sharing)),
-                  "shared (shuffled concepts)": (layers, [float(r["shuffled_shared_mean"]) for r in sharing],
-                                                 [(float(r["shuffled_shared_hi"]) - float(r["shuffled_shared_lo"])) / 2
-                                                  for r in sharing]),
-                  "image-only": (layers, [float(r["image-only"]) for r in sharing], [0.0] * len(sharing)),
-                  "text-only": (layers, [float(r["text-only"]) for r in sharing], [0.0] * len(sharing))}
-        written += save_figure(grouped_bars(groups, title="Latents by modality", xlabel="layer",
-                                            ylabel="latents"), figs / "sharing")
-    curve = _rows(out, "train_curve")
-    if curve:
-        series = defaultdict(lambda: ([], [], []))
-        for r in curve:
-            s = series[f"layer {r['layer']}"]
-            s[0].append(int(r["epoch"]))
-            s[1].append(float(r["train_fvu"]))
-            s[2].append(0.0)
-        written += save_figure(line_with_ci(dict(series), title="SAE training (fraction of variance unexplained)",
-                                            xlabel="epoch", ylabel="train FVU"), figs / "train_curve")
+    for name, fig in build_figures(out).items():
+        if name != "latent_map":
+            written += save_figure(fig, figs / name)
     by_layer = defaultdict(list)
     for r in _rows(out, "top_images"):
         by_layer[int(r["layer"])].append(r)

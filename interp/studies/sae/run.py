@@ -1,7 +1,8 @@
 """The SAE study's driver: the taxonomic study's VLM and images, the sequences' residuals
 into an activation store (resumable), one library TopK SAE per layer (resumable per epoch,
-exported in SAELens's format), its measures and latents, then the tables, report.md and
-figures. Finished pieces are skipped on a re-run (store shards, SAEs, per-layer results)."""
+exported in SAELens's format), its measures and latents, then the tables, report.md, the
+figures and the results page (report.html). Finished pieces are skipped on a re-run (store
+shards, SAEs, per-layer results)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from interp.studies.sae.data import (SeqInfo, build_batches, iter_batches, layer
 from interp.studies.sae.evaluate import encode_chunks, quality, splice_losses
 from interp.studies.sae.export import export_saelens, from_sparse_coder, load_saelens
 from interp.studies.sae.latents import latent_firing, latent_rows, sharing_summary, top_examples
+from interp.studies.sae.page import write_report_page
 from interp.studies.sae.report import write_outputs
 from interp.studies.sae.train import train_key, train_sae
 from interp.studies.taxonomy.config import load_config as load_study_config
@@ -80,7 +82,8 @@ def record_run(cfg: SaeConfig, out: Path, source: str) -> None:
 
 
 def run(cfg: SaeConfig, *, progress: bool = True, source: str = "", setting: Setting | None = None) -> dict[str, Any]:
-    """Run (or resume) the study; returns the summary rows, the output folder and the time."""
+    """Run (or resume) the study; returns the summary and sharing rows, the output folder, the
+    paths of report.md and of the results page (report.html) and the time."""
     start = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,9 +110,10 @@ def run(cfg: SaeConfig, *, progress: bool = True, source: str = "", setting: Set
     tables = {t: [r for res in results for r in res[t]] for t in TABLES}
     for t, rows in tables.items():
         write_csv(out / f"{t}.csv", rows)
-    page = write_outputs(out, cfg)
-    return {"summary": tables["summary"], "sharing": tables["sharing"], "out": str(out), "report": page,
-            "seconds": time.perf_counter() - start}
+    report = write_outputs(out, cfg)
+    page = write_report_page(out, progress=progress)  # from the tables just written
+    return {"summary": tables["summary"], "sharing": tables["sharing"], "out": str(out), "report": str(report),
+            "page": str(page), "seconds": time.perf_counter() - start}
 
 
 def layer_results(cfg: SaeConfig, out: Path, st: Setting, store: ActivationStore, layer: int, seqs: list[SeqInfo],
