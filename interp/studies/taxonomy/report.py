@@ -47,16 +47,17 @@ def learning_markdown(table: list[dict], rows: list[dict], vision: dict | None) 
     md = ["## Did the models learn? (leaf task, image tokens)", "",
           "Train and held-out (val split) leaf F1 from the in-training monitor at the last step, test leaf F1 "
           "from the evaluation (at init: the classifier warm start, before the readout stage); image-token "
-          "collapse = mean pairwise cosine of the projected tokens of images of different concepts (1 = one token for every image), the same for the image-dependent parts alone "
-          "(centred), the size of that part relative to the shared token, and the token norm over the "
-          "text-token norm. "
-          "Learning curves: `runs/<run>/learning_curve.html`.", "",
-          "| run | readout steps | fine-tune steps | held-out leaf F1 at init | train leaf F1 | held-out leaf F1 | test leaf F1 | token cosine | "
-          "centred cosine | image part | norm ratio | warnings |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "collapse = mean pairwise cosine of the projected tokens of images of different concepts (1 = one "
+          "token for every image), the same for the image-dependent parts alone (centred), the size of that "
+          "part relative to the shared token, and the token norm over the text-token norm. "
+          "Learning curves (readout stage, then fine-tuning): `runs/<run>/learning_curve.html`.", "",
+          "| run | readout steps | fine-tune steps | held-out leaf F1 at init | train leaf F1 | held-out leaf F1 | "
+          "test leaf F1 | token cosine | centred cosine | image part | norm ratio | warnings |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
-        md.append(f"| {t['run_id']} | {t.get('readout_steps', 0)} | {t['steps']} | {_num(t['init_heldout_leaf_f1'])} | {_num(t['train_leaf_f1'])} | "
-                  f"{_num(t['heldout_leaf_f1'])} | {_num(test_leaf.get(t['run_id']))} | {_num(t['token_cosine'], '.3f')} | "
-                  f"{_num(t['centred_cosine'], '.3f')} | {_num(t['image_part'], '.2f')} | "
+        md.append(f"| {t['run_id']} | {t.get('readout_steps', 0)} | {t['steps']} | {_num(t['init_heldout_leaf_f1'])} | "
+                  f"{_num(t['train_leaf_f1'])} | {_num(t['heldout_leaf_f1'])} | {_num(test_leaf.get(t['run_id']))} | "
+                  f"{_num(t['token_cosine'], '.3f')} | {_num(t['centred_cosine'], '.3f')} | {_num(t['image_part'], '.2f')} | "
                   f"{_num(t['norm_ratio'], '.2f')} | {t['warnings'] or 'none'} |")
     protos = {}
     for t in table:
