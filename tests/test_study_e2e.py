@@ -26,7 +26,7 @@ def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
     cfg = load_config(Path(__file__).resolve().parents[1] / "experiments" / "quick.toml", {
         "out_dir": str(out), "data.max_concepts": 16, "model.lm": "smollm2-135m", "model.pool_to": 4,
-        "train.epochs": 1.0, "grid.worlds": ("original", "across", "within"), "grid.ablations": ("random:0.5",),
+        "train.epochs": 1.0, "train.max_steps": 6, "grid.worlds": ("original", "across", "within"), "grid.ablations": ("random:0.5",),
         "grid.control_ablations": ("random:1.0",), "eval.lm_only_things": False,
         "prototypes.refine_steps": 100})  # the preset's 400 is for 456 concepts; 16 need fewer
     result = run_study(cfg, progress=False)
@@ -58,6 +58,15 @@ def test_provenance_and_conditions(study):
     assert all(k != v for k, v in cond["mapping"].items())  # across: no concept keeps its own questions
     assert sorted(cond["mapping"]) == sorted(cond["mapping"].values())
     assert (run / "projector.safetensors").exists() and not (run / "checkpoint.pt").exists()
+    # the run's learning history: the readout stage (monitored), then a few fine-tuning steps
+    diag = list(csv.DictReader(open(run / "diagnostics.csv")))
+    assert [d["stage"] for d in diag][0] == "readout" and diag[-1]["stage"] == "fine-tune"
+    steps = [int(d["step"]) for d in diag]
+    readout = train["meta"]["readout"]
+    assert steps == sorted(set(steps)) and steps[-1] == readout["steps"] + 6
+    assert len(readout["losses"]) == readout["steps"] and readout["diagnostics"][0]["step"] == 0
+    learning = {r["run_id"]: r for r in csv.DictReader(open(out / "learning.csv"))}
+    assert int(learning[run.name]["readout_steps"]) == readout["steps"] and int(learning[run.name]["steps"]) == 6
 
 
 def test_rerun_skips_finished_runs(study):
