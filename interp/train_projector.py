@@ -196,6 +196,7 @@ def train_projector(
     stop_after: int | None = None,
     precision: str | None = None,
     monitor: Monitor | None = None,
+    measured: dict | None = None,
 ) -> dict:
     """Train ``vlm.projector`` on ``examples`` (rows of ``features [n_images, tokens, d_img]``).
 
@@ -203,6 +204,8 @@ def train_projector(
     fresh distractors per epoch). ``monitor``: called every ``cfg.eval_every`` steps and at the
     end (and at step 0); returns held-out diagnostics (see :mod:`interp.diagnostics`), shown
     in the progress bar and recorded in ``train.json`` and ``diagnostics.csv``.
+    ``measured``: the monitor's record for the projector as it is at step 0, when the caller
+    has just measured it (the readout stage's last record): used instead of a second call.
 
     Writes to ``run_dir``: ``checkpoint.pt`` while running, then ``projector.safetensors``,
     ``train.json`` (config, losses, diagnostics, timing, versions, ``meta``),
@@ -267,6 +270,9 @@ def train_projector(
         said.update(w.split(":")[0] for w in now)
 
     projector = vlm.projector  # the unwrapped module: what checkpoints hold
+    if step == 0 and measured is not None and every and not diagnostics:
+        keep = {k: v for k, v in measured.items() if k not in ("step", "train_seconds", "loss", "stage")}
+        diagnostics.append({"step": 0, "train_seconds": 0.0, "loss": None, **keep})
     if step == 0:
         diagnose(0)
     projector.train()

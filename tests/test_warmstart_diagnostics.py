@@ -284,6 +284,22 @@ def test_monitor_is_recorded_shown_and_survives_resume(tiny_llama, tmp_path):
         assert torch.allclose(pa, pc, atol=1e-6)
 
 
+def test_a_measured_step_zero_is_not_measured_again(tiny_llama, tmp_path):
+    calls = []
+
+    def monitor():
+        calls.append(1)
+        return {"heldout_leaf_f1": 70.0, "token_cosine": 0.2}
+
+    cfg = TrainConfig(epochs=1, batch_size=4, eval_every=4, seed=3)
+    measured = {"step": 59, "stage": "readout", "loss": 0.3, "heldout_leaf_f1": 83.0, "token_cosine": 0.5}
+    out = train_projector(make_vlm(tiny_llama, seed=1), _features(), _examples(), cfg, tmp_path, progress=False,
+                          monitor=monitor, measured=measured)
+    first = out["diagnostics"][0]
+    assert first["step"] == 0 and first["heldout_leaf_f1"] == 83.0 and "stage" not in first
+    assert len(calls) == len(out["diagnostics"]) - 1  # every later record is measured
+
+
 def test_fresh_examples_per_epoch(tiny_llama, tmp_path):
     seen = []
 

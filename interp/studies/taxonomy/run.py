@@ -255,8 +255,9 @@ def train_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, 
                                              run_dir / "readout", progress=progress, monitor=monitor)
             meta["readout"]["seconds"] = time.perf_counter() - t0
     tcfg = replace(cfg.train, seed=spec.seed)
+    last = (meta.get("readout") or {}).get("diagnostics") or [None]  # the projector as the fine-tuning gets it
     summary = train_projector(vlm, data.features, epoch_examples, tcfg, run_dir, progress=progress, meta=meta,
-                              monitor=monitor)
+                              monitor=monitor, measured=last[-1])
     history, losses = stage_history(summary)
     if not finished and any(h["stage"] == "readout" for h in history):  # the run's curve: both stages
         write_csv(run_dir / "diagnostics.csv", history)
