@@ -41,6 +41,24 @@ def _num(v, fmt: str = ".1f") -> str:
     return "-" if v is None or v != v else format(v, fmt)
 
 
+def recipe_line(cfg) -> str:
+    """How the projectors were trained, in a few words: warm start, readout stage, fine-tuning."""
+    ws, tr = cfg.warm_start, cfg.train
+    parts = []
+    if ws.kind != "none":
+        parts.append(f"warm start `{ws.kind}`")
+        if ws.mixture_epochs > 0:
+            parts.append(f"readout stage {ws.mixture_epochs:g} epoch{'' if ws.mixture_epochs == 1 else 's'} "
+                         f"(batch {ws.mixture_batch})")
+    if tr.max_steps == 0:
+        parts.append("no fine-tuning")
+    else:
+        steps = f", at most {tr.max_steps} steps" if tr.max_steps else ""
+        parts.append(f"fine-tuning {tr.epochs:g} epoch{'' if tr.epochs == 1 else 's'} (batch {tr.batch_size}, "
+                     f"lr {tr.lr:g}{steps})")
+    return "; ".join(parts)
+
+
 def learning_markdown(table: list[dict], rows: list[dict], vision: dict | None) -> list[str]:
     """The report's section on whether each model learned its task, with the ceilings."""
     test_leaf = {r["run_id"]: r["f1"] for r in rows if r["hypernym"] == "<leaf>"}
@@ -136,7 +154,7 @@ def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source:
     md = [f"# Taxonomic generalization: `{cfg.name}`", "",
           f"LM `{cfg.model.lm}`, encoder `{cfg.model.encoder}`, projector `{cfg.model.projector}`"
           f" (image tokens pooled to {cfg.model.pool_to or 'all'}), images `{cfg.data.images}`, taxonomy "
-          f"`{cfg.data.taxonomy}`; seeds {list(cfg.grid.seeds)}; {cfg.train.epochs} epochs, batch {cfg.train.batch_size}.",
+          f"`{cfg.data.taxonomy}`; seeds {list(cfg.grid.seeds)}; {recipe_line(cfg)}.",
           "", "Macro F1 x100 on **unseen** hypernym pairs (mean over hypernyms x seeds, 95% t-interval):", "",
           grid_markdown(agg, "unseen"), "", "Chance line (the run's own predictions permuted within each hypernym):",
           "", grid_markdown(agg, "chance_unseen"), "", "Leaf F1 (sanity):", "", grid_markdown(agg, "leaf"), ""]
