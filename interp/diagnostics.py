@@ -114,6 +114,8 @@ def learning_curve_figure(history: Sequence[dict], losses: Sequence[float], *, t
     if staged and len(staged) < len(history):  # where the readout stage ends and the fine-tuning starts
         for col in (1, 2, 3):
             fig.add_vline(x=staged[-1]["step"], line_dash="dot", line_color="gray", row=1, col=col)
-    fig.update_xaxes(title_text="step (readout stage, then fine-tuning)" if staged else "step")
-    fig.update_layout(title=title)
+    fig.update_xaxes(title_text="step")
+    tuned = len(staged) < len(history)
+    fig.update_layout(title=f"{title} (readout stage{', then fine-tuning after the dotted line' if tuned else ''})"
+                      if staged else title)
     return fig
