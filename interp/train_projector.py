@@ -40,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from interp import distributed as D
-from interp.diagnostics import learning_curve_figure, verdict
+from interp.diagnostics import learning_curve_figure, stage_history, verdict
 from interp.examples import Example, QuestionTokens, example_batch
 from interp.io import atomic_path, environment, read_json, write_csv, write_json
 from interp.plots import save_figure
@@ -351,9 +351,11 @@ def train_projector(
     if info.is_main:
         vlm.projector.save(final, extra={"train_config": asdict(cfg),
                                          "meta": json.loads(json.dumps(meta or {}, default=str))})
-        if diagnostics:
-            write_csv(run_dir / "diagnostics.csv", diagnostics)
-            save_figure(learning_curve_figure(diagnostics, losses, title=f"learning curve: {run_dir.name}"),
+        # the whole history: a warm start's readout stage (meta["readout"], interp.warmstart), then these steps
+        history, all_losses = stage_history(summary) if (meta or {}).get("readout") else (diagnostics, losses)
+        if history:
+            write_csv(run_dir / "diagnostics.csv", history)
+            save_figure(learning_curve_figure(history, all_losses, title=f"learning curve: {run_dir.name}"),
                         run_dir / "learning_curve")
         write_json(summary_path, summary)
         ckpt.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ import torch
 from interp.data import images as img, taxonomy as tx
 from interp.data.taxonomy import THINGS_TSV, load_things_taxonomy
 from interp.data.things import load_things_images
-from interp.diagnostics import learning_curve_figure, stage_history, token_stats
+from interp.diagnostics import token_stats
 from interp.examples import Example
 from interp.features import UndecodableImages, encode_cached
 from interp.io import environment, read_json, stable_hash, write_csv, write_json
@@ -30,7 +30,6 @@ from interp.metrics import coherence, macro_f1
 from interp.models.encoders import load_encoder
 from interp.models.hooked import HookedLM
 from interp.models.lm import load_lm
-from interp.plots import save_figure
 from interp.projector import Projector, pool_tokens
 from interp.runlock import run_lock
 from interp.scoring import continuation_logprob, score_examples, text_yes_no
@@ -256,14 +255,8 @@ def train_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, 
             meta["readout"]["seconds"] = time.perf_counter() - t0
     tcfg = replace(cfg.train, seed=spec.seed)
     last = (meta.get("readout") or {}).get("diagnostics") or [None]  # the projector as the fine-tuning gets it
-    summary = train_projector(vlm, data.features, epoch_examples, tcfg, run_dir, progress=progress, meta=meta,
-                              monitor=monitor, measured=last[-1])
-    history, losses = stage_history(summary)
-    if not finished and any(h["stage"] == "readout" for h in history):  # the run's curve: both stages
-        write_csv(run_dir / "diagnostics.csv", history)
-        save_figure(learning_curve_figure(history, losses, title=f"learning curve: {spec.run_id}"),
-                    run_dir / "learning_curve")
-    return summary
+    return train_projector(vlm, data.features, epoch_examples, tcfg, run_dir, progress=progress, meta=meta,
+                           monitor=monitor, measured=last[-1])
 
 
 def evaluate_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True,
