@@ -7,14 +7,15 @@ scores leaf questions on a fixed subset of the val split and measures image-toke
 - old: the brief's recipe as the quick preset had it (``mlp2x_gelu`` on mean-pooled features,
   random init, AdamW lr 1e-3, fixed distractors);
 - new: the quick preset's recipe (LM concept prototypes, classifier warm start of an
-  ``mlp2x_softmax`` projector on max-pooled features onto them, LM-loss fine-tuning at lr 1e-4
-  with fresh distractors). Its clock starts with the prototypes and the warm start (and the
-  readout stage, when on), so all curves are on one time axis;
+  ``mlp2x_softmax`` projector on max-pooled features onto them, then the readout stage; the
+  preset's LM-loss fine-tuning is off, ``train.max_steps = 0``). Its clock starts with the
+  prototypes and the warm start, so all curves are on one time axis;
 - without --quick also the single levers: old at lr 1e-4 with fresh distractors (is it the
-  learning rate?), new at the brief's lr 1e-3 (does fine-tuning keep the warm start?), new
-  with fixed distractors, new with the previous preset's ``mlp2x_gelu`` on mean-pooled
-  features (same table), both recipes with 4 image tokens instead of 1 (same steps); and the
-  prototype table scored after each of its stages.
+  learning rate?), new followed by the LM-loss fine-tuning (lr 1e-4, fresh distractors; at the
+  brief's lr 1e-3: does fine-tuning keep the warm start?; with fixed distractors; with the
+  previous preset's ``mlp2x_gelu`` on mean-pooled features), new with a 1.5-epoch readout
+  stage, both recipes with 4 image tokens instead of 1; and the prototype table scored after
+  each of its stages.
 
 Times are the wall seconds of training steps on this machine (the monitor excluded); quote
 the ratio, not the seconds. Results: ``benchmarks/results/learning[_quick].json`` and a plotly
@@ -77,18 +78,22 @@ def main() -> None:
                      "train.eval_every": 10, "prototypes.format_steps": 10, "prototypes.refine_steps": 20,
                      "prototypes.batch_size": 32})
     new = load_config(ROOT / "experiments" / "quick.toml", over)
+    # the old recipe trains by steps (the preset's fine-tuning is off: train.max_steps = 0)
     old = replace(new, warm_start=replace(new.warm_start, kind="none"),
                   model=replace(new.model, projector="mlp2x_gelu", pool="mean"),
-                  train=replace(new.train, lr=1e-3, fresh_negatives=False))
+                  train=replace(new.train, lr=1e-3, fresh_negatives=False, max_steps=None))
+    tuned = replace(new, train=replace(new.train, max_steps=None))  # the new recipe with its fine-tuning on
     recipes = {"old": old, "new": new}
     if not args.quick:
         recipes.update({
             "old, lr 1e-4, fresh distractors": replace(old, train=replace(old.train, lr=1e-4, fresh_negatives=True)),
-            "new, lr 1e-3": replace(new, train=replace(new.train, lr=1e-3)),
-            "new, mlp2x_gelu, mean pooling": replace(new, model=replace(new.model, projector="mlp2x_gelu", pool="mean"),
-                                                    warm_start=replace(new.warm_start, l2=1e-3, mixture_epochs=0.0)),
-            "new, fixed distractors": replace(new, train=replace(new.train, fresh_negatives=False)),
-            "new, readout stage": replace(new, warm_start=replace(new.warm_start, mixture_epochs=1.5)),
+            "new + fine-tuning": tuned,
+            "new + fine-tuning, lr 1e-3": replace(tuned, train=replace(tuned.train, lr=1e-3)),
+            "new + fine-tuning, mlp2x_gelu, mean pooling": replace(
+                tuned, model=replace(new.model, projector="mlp2x_gelu", pool="mean"),
+                warm_start=replace(new.warm_start, l2=1e-3, mixture_epochs=0.0)),
+            "new + fine-tuning, fixed distractors": replace(tuned, train=replace(tuned.train, fresh_negatives=False)),
+            "new, readout stage 1.5 epochs": replace(new, warm_start=replace(new.warm_start, mixture_epochs=1.5)),
             "old, 4 image tokens": replace(old, model=replace(old.model, pool_to=4)),
             "new, 4 image tokens": replace(new, model=replace(new.model, pool_to=4)),
         })
