@@ -75,16 +75,19 @@ def verdict(history: Sequence[dict], *, f1_key: str = "heldout_leaf_f1") -> list
 def stage_history(summary: dict) -> tuple[list[dict], list[float]]:
     """The whole learning history of a trained projector from its ``train.json`` summary: the
     readout stage's diagnostics and losses (``meta.readout``, when it ran with the monitor),
-    then the fine-tuning's, its steps counted on from the end of the stage. Every record gets
-    a ``stage`` ("readout" or "fine-tune")."""
+    then the fine-tuning's, its steps counted on from the end of the stage, then the record
+    after the answer calibration (``calibration``, when it ran with the monitor). Every record
+    gets a ``stage`` ("readout", "fine-tune" or "calibrated")."""
     readout = (summary.get("meta") or {}).get("readout") or {}
     first = [{**d, "stage": "readout"} for d in readout.get("diagnostics") or []]
     offset = int(readout.get("steps", 0)) if first else 0
     tail = [{**d, "step": d["step"] + offset, "stage": "fine-tune"} for d in summary.get("diagnostics") or []]
     if first and tail and tail[0]["step"] == first[-1]["step"]:
         tail = tail[1:]  # the fine-tuning's step 0 is the stage's last record
+    cal = [{**d, "step": d["step"] + offset, "stage": "calibrated"}
+           for d in (summary.get("calibration") or {}).get("diagnostics") or []]
     losses = list(readout.get("losses") or []) if first else []
-    return first + tail, losses + list(summary.get("losses") or [])
+    return first + tail + cal, losses + list(summary.get("losses") or [])
 
 
 def learning_curve_figure(history: Sequence[dict], losses: Sequence[float], *, title: str):
@@ -98,11 +101,17 @@ def learning_curve_figure(history: Sequence[dict], losses: Sequence[float], *, t
         w = 20
         run = [sum(losses[max(0, i - w + 1):i + 1]) / len(losses[max(0, i - w + 1):i + 1]) for i in range(len(losses))]
         fig.add_trace(go.Scatter(x=list(range(1, len(losses) + 1)), y=run, name="loss (mean of 20)"), row=1, col=1)
+    cal = [h for h in history if h.get("stage") == "calibrated"]  # after the answer calibration: markers
+    history = [h for h in history if h.get("stage") != "calibrated"]
     steps = [h["step"] for h in history]
     for key, name in (("heldout_leaf_f1", "leaf F1"), ("heldout_leaf_pairwise", "leaf pairwise %"),
                       ("train_leaf_f1", "train leaf F1")):
         if any(key in h for h in history):
             fig.add_trace(go.Scatter(x=steps, y=[h.get(key) for h in history], name=name, mode="lines+markers"),
+                          row=1, col=2)
+        if any(key in h for h in cal):
+            fig.add_trace(go.Scatter(x=[h["step"] for h in cal], y=[h.get(key) for h in cal], mode="markers",
+                                     marker={"symbol": "star", "size": 12}, name=f"{name}, answers calibrated"),
                           row=1, col=2)
     fig.add_hline(y=50, line_dash="dash", line_color="gray", row=1, col=2)
     for key, name in (("token_cosine", "mean pairwise cosine"), ("centred_cosine", "centred cosine"),
@@ -111,11 +120,11 @@ def learning_curve_figure(history: Sequence[dict], losses: Sequence[float], *, t
             fig.add_trace(go.Scatter(x=steps, y=[h.get(key) for h in history], name=name, mode="lines+markers"),
                           row=1, col=3)
     staged = [h for h in history if h.get("stage") == "readout"]
-    if staged and len(staged) < len(history):  # where the readout stage ends and the fine-tuning starts
+    tuned = any(h.get("stage") == "fine-tune" for h in history)
+    if staged and tuned:  # where the readout stage ends and the fine-tuning starts
         for col in (1, 2, 3):
             fig.add_vline(x=staged[-1]["step"], line_dash="dot", line_color="gray", row=1, col=col)
     fig.update_xaxes(title_text="step")
-    tuned = len(staged) < len(history)
     fig.update_layout(title=f"{title} (readout stage{', then fine-tuning after the dotted line' if tuned else ''})"
                       if staged else title)
     return fig

@@ -40,6 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from interp import distributed as D
+from interp.calibration import calibrate_answer_bias
 from interp.diagnostics import learning_curve_figure, stage_history, verdict
 from interp.examples import Example, QuestionTokens, example_batch
 from interp.io import atomic_path, environment, read_json, write_csv, write_json
@@ -53,7 +54,9 @@ PRECISIONS = ("float32", "bfloat16")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings of one projector run."""
+    """Optimisation settings of one projector run. ``calibrate_images``: the number of
+    training images whose leaf questions calibrate the answers at the end (the caller passes
+    them to :func:`train_projector`; 0 = off)."""
 
     epochs: float = 5.0
     batch_size: int = 16
@@ -66,12 +69,15 @@ class TrainConfig:
     max_steps: int | None = None
     eval_every: int = 0
     fresh_negatives: bool = False
+    calibrate_images: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.epochs <= 0 or self.lr <= 0:
             raise ValueError(f"invalid TrainConfig: batch_size={self.batch_size} (>=1), epochs={self.epochs} (>0), lr={self.lr} (>0)")
         if self.eval_every < 0:
             raise ValueError(f"invalid TrainConfig: eval_every={self.eval_every} (0 = off, else >= 1)")
+        if self.calibrate_images < 0:
+            raise ValueError(f"invalid TrainConfig: calibrate_images={self.calibrate_images} (0 = off, else >= 1)")
 
 
 def lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
@@ -197,6 +203,7 @@ def train_projector(
     precision: str | None = None,
     monitor: Monitor | None = None,
     measured: dict | None = None,
+    calibrate: Sequence[Example] | None = None,
 ) -> dict:
     """Train ``vlm.projector`` on ``examples`` (rows of ``features [n_images, tokens, d_img]``).
 
@@ -206,6 +213,9 @@ def train_projector(
     in the progress bar and recorded in ``train.json`` and ``diagnostics.csv``.
     ``measured``: the monitor's record for the projector as it is at step 0, when the caller
     has just measured it (the readout stage's last record): used instead of a second call.
+    ``calibrate``: questions with balanced answers (training questions) on which the trained
+    projector's output bias is calibrated at the end (:mod:`interp.calibration`); the
+    result, with the monitor's record after it, is the summary's ``calibration``.
 
     Writes to ``run_dir``: ``checkpoint.pt`` while running, then ``projector.safetensors``,
     ``train.json`` (config, losses, diagnostics, timing, versions, ``meta``),
@@ -328,6 +338,17 @@ def train_projector(
     bar.close()
     vlm.projector.eval()
     elapsed = time.perf_counter() - t0
+    calibration = None
+    if calibrate:
+        t_cal = time.perf_counter()
+        calibration = calibrate_answer_bias(vlm, features, calibrate)
+        calibration["seconds"] = time.perf_counter() - t_cal
+        if every and calibration["applied"]:
+            calibration["diagnostics"] = [{"step": total, "train_seconds": t_train, "loss": None, **monitor()}]
+        if info.is_main and calibration["applied"]:
+            tqdm.write(f"[train] {run_dir.name}: answer mass {calibration['answer_mass']:.3f} (< "
+                       f"{calibration['mass_floor']}): answers calibrated on {len(calibrate)} training questions, "
+                       f"Yes rate {calibration['yes_rate_before']:.0f}% -> {calibration['yes_rate_after']:.0f}%")
     summary = {
         "train_config": asdict(cfg),
         "projector": asdict(vlm.projector.config),
@@ -347,12 +368,13 @@ def train_projector(
         "lm_dtype": str(vlm.lm.dtype).removeprefix("torch."),
         "environment": environment(),
         "meta": meta or {},
+        "calibration": calibration,
     }
     if info.is_main:
         vlm.projector.save(final, extra={"train_config": asdict(cfg),
                                          "meta": json.loads(json.dumps(meta or {}, default=str))})
         # the whole history: a warm start's readout stage (meta["readout"], interp.warmstart), then these steps
-        history, all_losses = stage_history(summary) if (meta or {}).get("readout") else (diagnostics, losses)
+        history, all_losses = stage_history(summary)
         if history:
             write_csv(run_dir / "diagnostics.csv", history)
             save_figure(learning_curve_figure(history, all_losses, title=f"learning curve: {run_dir.name}"),

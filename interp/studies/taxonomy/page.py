@@ -20,12 +20,13 @@ HEADLINE_COLUMNS = [
     Column("unseen", "unseen F1", ".1f", interval=True), Column("chance", "chance line", ".1f", interval=True),
     Column("vs_chance", "F1 - chance", ".1f", interval=True), Column("vs_original", "F1 - original", ".1f", interval=True),
     Column("seen", "seen F1", ".1f", interval=True), Column("leaf", "leaf F1", ".1f", interval=True),
-    Column("n"), Column("published", "published (Qwen3-0.6B)", ".1f"),
+    Column("pairwise", "unseen pairwise % (chance 50)", ".1f", interval=True), Column("n"), Column("published", "published (Qwen3-0.6B)", ".1f"),
 ]
 RESULT_TABLE_COLUMNS = [
     Column("run_id", "run"), Column("condition"), Column("ablation"), Column("seed"), Column("hypernym"),
     Column("split"), Column("depth"), Column("n"), Column("f1", "F1", ".1f"), Column("chance_f1", "chance F1", ".1f"),
-    Column("yes_rate", "yes rate", ".2f"), Column("coherence", "coherence", ".3f"),
+    Column("yes_rate", "yes rate", ".2f"), Column("pairwise", "pairwise %", ".1f"),
+    Column("coherence", "coherence", ".3f"),
 ]
 LEARNING_COLUMNS = [
     Column("run_id", "run"), Column("readout_steps", "readout steps"), Column("steps", "fine-tune steps"),
@@ -33,7 +34,7 @@ LEARNING_COLUMNS = [
     Column("train_leaf_f1", "train leaf F1", ".1f"), Column("heldout_leaf_f1", "held-out leaf F1", ".1f"),
     Column("token_cosine", "token cosine", ".3f"), Column("centred_cosine", "centred cosine", ".3f"),
     Column("image_part", "image part", ".2f"), Column("norm_ratio", "norm ratio", ".2f"),
-    Column("train_seconds", "train s", ".0f"), Column("warnings"),
+    Column("train_seconds", "train s", ".0f"), Column("calibrated", "answers calibrated"), Column("warnings"),
 ]
 LM_ONLY_COLUMNS = [
     Column("lm", "LM"), Column("taxonomy"), Column("n_pairs", "pairs"), Column("macro_f1", "macro F1", ".1f"),

@@ -69,14 +69,17 @@ def learning_markdown(table: list[dict], rows: list[dict], vision: dict | None) 
           "token for every image), the same for the image-dependent parts alone (centred), the size of that "
           "part relative to the shared token, and the token norm over the text-token norm. "
           "Learning curves (readout stage, then fine-tuning): `runs/<run>/learning_curve.html`.", "",
+          "Answers calibrated: whether the Yes/No threshold was set on training leaf questions after training "
+          "(only when the LM puts less than half its mass on \" Yes\"/\" No\", so the loss cannot set it: "
+          "`interp/calibration.py`), with the LM's answer mass and the training Yes rate before and after.", "",
           "| run | readout steps | fine-tune steps | held-out leaf F1 at init | train leaf F1 | held-out leaf F1 | "
-          "test leaf F1 | token cosine | centred cosine | image part | norm ratio | warnings |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "test leaf F1 | token cosine | centred cosine | image part | norm ratio | answers calibrated | warnings |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
         md.append(f"| {t['run_id']} | {t.get('readout_steps', 0)} | {t['steps']} | {_num(t['init_heldout_leaf_f1'])} | "
                   f"{_num(t['train_leaf_f1'])} | {_num(t['heldout_leaf_f1'])} | {_num(test_leaf.get(t['run_id']))} | "
                   f"{_num(t['token_cosine'], '.3f')} | {_num(t['centred_cosine'], '.3f')} | {_num(t['image_part'], '.2f')} | "
-                  f"{_num(t['norm_ratio'], '.2f')} | {t['warnings'] or 'none'} |")
+                  f"{_num(t['norm_ratio'], '.2f')} | {t.get('calibrated') or '-'} | {t['warnings'] or 'none'} |")
     protos = {}
     for t in table:
         if t["prototype_leaf_f1"] is not None:
@@ -157,7 +160,9 @@ def write_outputs(cfg, rows: list[dict], lm_only: list[dict], out: Path, source:
           f"`{cfg.data.taxonomy}`; seeds {list(cfg.grid.seeds)}; {recipe_line(cfg)}.",
           "", "Macro F1 x100 on **unseen** hypernym pairs (mean over hypernyms x seeds, 95% t-interval):", "",
           grid_markdown(agg, "unseen"), "", "Chance line (the run's own predictions permuted within each hypernym):",
-          "", grid_markdown(agg, "chance_unseen"), "", "Leaf F1 (sanity):", "", grid_markdown(agg, "leaf"), ""]
+          "", grid_markdown(agg, "chance_unseen"), "", "Leaf F1 (sanity):", "", grid_markdown(agg, "leaf"), "",
+          "Unseen hypernym pairs, pairwise % (threshold-free: the true hypernym's Yes-No margin above its "
+          "distractor's for the same image; chance 50):", "", grid_markdown(agg, "pairwise_unseen"), ""]
     if any("seen" in v for v in agg["cells"].values()):
         md += ["Seen hypernym pairs:", "", grid_markdown(agg, "seen"), ""]
     md += findings_markdown(rows, coh) + learning_markdown(learning, rows, vision)

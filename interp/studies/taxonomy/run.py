@@ -127,7 +127,9 @@ def load_data(cfg: StudyConfig, encoder, progress: bool = True, strict_images: b
 def per_hypernym_rows(examples: list[Example], scores: torch.Tensor, spec: RunSpec, coh: dict[str, float],
                       chance_seed: int = 0, n_perm: int = 20) -> list[dict]:
     """Tidy rows: one per (hypernym, seen/unseen) with F1, plus leaf rows, plus a chance line
-    (the run's own predictions permuted within each group)."""
+    (the run's own predictions permuted within each group), plus ``pairwise``: the % of images
+    whose Yes-minus-No margin is higher for the true question than for its distractor (a
+    threshold-free score, chance 50)."""
     pred = np.where(scores.numpy() > 0, "Yes", "No")
     rng = np.random.default_rng(chance_seed)
     groups: dict[tuple[str, str, int], list[int]] = {}
@@ -141,10 +143,14 @@ def per_hypernym_rows(examples: list[Example], scores: torch.Tensor, spec: RunSp
         truth = [examples[i].answer for i in idx]
         p = pred[idx]
         chance = float(np.mean([macro_f1(truth, rng.permutation(p)) for _ in range(n_perm)]))
+        pos = {examples[i].image: float(scores[i]) for i in idx if examples[i].answer == "Yes"}
+        wins = [pos[examples[i].image] > float(scores[i]) for i in idx
+                if examples[i].answer == "No" and examples[i].image in pos]
         rows.append({"run_id": spec.run_id, "world": spec.world, "ablation": parse_ablation(spec.ablation).label,
                      "rate": parse_ablation(spec.ablation).rate, "lm_init": "random" if spec.random_init else "pretrained",
                      "seed": spec.seed, "hypernym": h, "split": split, "depth": depth, "n": len(idx),
                      "f1": macro_f1(truth, p), "chance_f1": chance, "yes_rate": float(np.mean(p == "Yes")),
+                     "pairwise": 100.0 * float(np.mean(wins)) if wins else float("nan"),
                      "coherence": coh.get(h, float("nan"))})
     return rows
 
@@ -256,7 +262,21 @@ def train_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, 
     tcfg = replace(cfg.train, seed=spec.seed)
     last = (meta.get("readout") or {}).get("diagnostics") or [None]  # the projector as the fine-tuning gets it
     return train_projector(vlm, data.features, epoch_examples, tcfg, run_dir, progress=progress, meta=meta,
-                           monitor=monitor, measured=last[-1])
+                           monitor=monitor, measured=last[-1],
+                           calibrate=calibration_questions(train_imgs, data, mapping, cfg, spec.seed))
+
+
+def calibration_questions(train_imgs: list[tuple[int, str]], data: StudyData, mapping: dict[str, str],
+                          cfg: StudyConfig, seed: int) -> list[Example]:
+    """The leaf questions (own leaf Yes, a distractor leaf No) of ``cfg.train.calibrate_images``
+    training images drawn with the run's seed, in the run's world: what the answer calibration
+    balances (:mod:`interp.calibration`). Never a hypernym question."""
+    n = cfg.train.calibrate_images
+    if not n:
+        return []
+    pick = random.Random(f"calibrate-{seed}").sample(train_imgs, min(n, len(train_imgs)))
+    return [e for e in examples_for_images(sorted(pick), data.taxonomy, mapping, {}, train=True, seed=seed)
+            if e.kind == "leaf"]
 
 
 def evaluate_run(vlm, data: StudyData, spec: RunSpec, cfg: StudyConfig, out: Path, progress: bool = True,

@@ -15,10 +15,10 @@ from interp.metrics import mean_ci, pearson
 
 
 RESULT_COLUMNS = ("run_id", "world", "ablation", "rate", "lm_init", "seed", "hypernym", "split", "depth", "n", "f1",
-                  "chance_f1", "yes_rate", "coherence")
+                  "chance_f1", "yes_rate", "pairwise", "coherence")
 # the numeric columns of results.csv, as read back (the others stay text)
 RESULT_TYPES = {"rate": float, "seed": int, "depth": int, "n": int, "f1": float, "chance_f1": float, "yes_rate": float,
-                "coherence": float}
+                "pairwise": float, "coherence": float}
 CONDITIONS = ("original", "within", "across", "random-init")
 
 # Published macro F1 x100 on unseen hypernym pairs (brief, section A; DINOv2, 3 seeds).
@@ -51,6 +51,9 @@ def aggregate(rows: list[dict]) -> dict[str, Any]:
         else:
             cells[key][r["split"]].append(r["f1"])
             cells[key][f"chance_{r['split']}"].append(r["chance_f1"])
+            pw = r.get("pairwise")
+            if isinstance(pw, float) and pw == pw:  # absent (older runs) or undefined (no pair): left out
+                cells[key][f"pairwise_{r['split']}"].append(r["pairwise"])
     table = {}
     for key, parts in cells.items():
         table[key] = {name: mean_ci(vals) for name, vals in parts.items()}
@@ -106,8 +109,19 @@ def learning_rows(out: Path, run_ids: list[str]) -> list[dict]:
                       "warm_start": "prototypes" if t.get("meta", {}).get("warm_start") else "none",
                       "prototype_leaf_f1": proto.get("leaf_f1"), "prototype_hypernym_f1": proto.get("hypernym_macro_f1"),
                       "prototype_hypernym_pairwise": proto.get("hypernym_pairwise"),
+                      "calibrated": calibration_text(t.get("calibration")),
                       "warnings": " | ".join(verdict(t.get("diagnostics") or []))})
     return table
+
+
+def calibration_text(cal: dict | None) -> str:
+    """One cell on a run's answer calibration (``train.json``'s ``calibration``; empty if it did not run)."""
+    if not cal:
+        return ""
+    if not cal["applied"]:
+        return f"no (answer mass {cal['answer_mass']:.2f})"
+    return (f"yes (answer mass {cal['answer_mass']:.3f}; train Yes rate {cal['yes_rate_before']:.0f}% -> "
+            f"{cal['yes_rate_after']:.0f}%)")
 
 
 def paired_differences(rows: list[dict]) -> dict[str, dict[tuple[str, str], tuple[float, float, int]]]:
@@ -131,7 +145,7 @@ def paired_differences(rows: list[dict]) -> dict[str, dict[tuple[str, str], tupl
 def headline_rows(rows: list[dict]) -> list[dict]:
     """The headline table, one row per (condition, ablation): unseen-hypernym macro F1, the chance
     line, the paired difference from chance and from the original world (each ``(mean, half, n)``),
-    seen and leaf F1, and the published number for the same condition and ablation (None if none)."""
+    seen and leaf F1, the unseen pairs' threshold-free pairwise % (chance 50), and the published number for the same condition and ablation (None if none)."""
     agg, diffs = aggregate(rows), paired_differences(rows)
     rates = agg["rates"]
     order = {c: i for i, c in enumerate(CONDITIONS)}
@@ -144,5 +158,6 @@ def headline_rows(rows: list[dict]) -> list[dict]:
                     "chance": cell.get("chance_unseen", nan), "vs_chance": diffs["vs_chance"].get((c, a), nan),
                     "vs_original": diffs["vs_original"].get((c, a), nan), "seen": cell.get("seen", nan),
                     "leaf": cell.get("leaf", nan), "n": cell.get("unseen", nan)[2],
+                    "pairwise": cell.get("pairwise_unseen", nan),
                     "published": PUBLISHED.get(f"Qwen3-0.6B {c}", {}).get(a)})
     return out
