@@ -358,7 +358,7 @@ def train_projector(
         "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
         "losses": losses,
         "diagnostics": diagnostics,
-        "warnings": verdict(diagnostics),
+        "warnings": verdict(diagnostics + ((calibration or {}).get("diagnostics") or [])),
         "seconds_this_session": elapsed,
         "train_seconds": t_train,
         "examples_per_second_this_session": n_seen / elapsed if elapsed > 0 else None,

@@ -110,7 +110,7 @@ def learning_rows(out: Path, run_ids: list[str]) -> list[dict]:
                       "prototype_leaf_f1": proto.get("leaf_f1"), "prototype_hypernym_f1": proto.get("hypernym_macro_f1"),
                       "prototype_hypernym_pairwise": proto.get("hypernym_pairwise"),
                       "calibrated": calibration_text(t.get("calibration")),
-                      "warnings": " | ".join(verdict(t.get("diagnostics") or []))})
+                      "warnings": " | ".join(verdict(stage_history(t)[0]))})
     return table
 
 
