@@ -20,7 +20,8 @@ HEADLINE_COLUMNS = [
     Column("unseen", "unseen F1", ".1f", interval=True), Column("chance", "chance line", ".1f", interval=True),
     Column("vs_chance", "F1 - chance", ".1f", interval=True), Column("vs_original", "F1 - original", ".1f", interval=True),
     Column("seen", "seen F1", ".1f", interval=True), Column("leaf", "leaf F1", ".1f", interval=True),
-    Column("pairwise", "unseen pairwise % (chance 50)", ".1f", interval=True), Column("n"), Column("published", "published (Qwen3-0.6B)", ".1f"),
+    Column("pairwise", "unseen pairwise % (chance 50)", ".1f", interval=True), Column("n"),
+    Column("published", "published (Qwen3-0.6B)", ".1f"),
 ]
 RESULT_TABLE_COLUMNS = [
     Column("run_id", "run"), Column("condition"), Column("ablation"), Column("seed"), Column("hypernym"),

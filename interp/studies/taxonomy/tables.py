@@ -145,7 +145,8 @@ def paired_differences(rows: list[dict]) -> dict[str, dict[tuple[str, str], tupl
 def headline_rows(rows: list[dict]) -> list[dict]:
     """The headline table, one row per (condition, ablation): unseen-hypernym macro F1, the chance
     line, the paired difference from chance and from the original world (each ``(mean, half, n)``),
-    seen and leaf F1, the unseen pairs' threshold-free pairwise % (chance 50), and the published number for the same condition and ablation (None if none)."""
+    seen and leaf F1, the unseen pairs' threshold-free pairwise % (chance 50), and the published
+    number for the same condition and ablation (None if none)."""
     agg, diffs = aggregate(rows), paired_differences(rows)
     rates = agg["rates"]
     order = {c: i for i, c in enumerate(CONDITIONS)}
