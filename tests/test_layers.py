@@ -13,7 +13,8 @@ PACKAGE = ROOT / "interp"
 # the core: models, the VLM and its pieces, the trainer and the scorer; they may not import
 # a study, an analysis or a command-line module
 CORE = ("interp.models", "interp.vlm", "interp.sequence", "interp.projector", "interp.features",
-        "interp.train_projector", "interp.scoring", "interp.examples", "interp.io", "interp.paths")
+        "interp.train_projector", "interp.calibration", "interp.scoring", "interp.examples", "interp.io",
+        "interp.paths")
 HIGHER = ("interp.studies", "interp.analysis", "interp.binding", "interp.train", "interp.evaluate", "interp.run",
           "interp.sweep", "interp.patch", "interp.analyze", "interp.alignment", "interp.sae", "interp.task_vectors", "interp.report")
 
@@ -189,7 +190,7 @@ LAYERS = [
      "interp.distributed", "interp.pages"),
     ("interp.models",),
     ("interp.sequence", "interp.projector", "interp.vlm", "interp.features", "interp.examples", "interp.train_projector",
-     "interp.scoring", "interp.diagnostics", "interp.warmstart", "interp.remote"),
+     "interp.scoring", "interp.calibration", "interp.diagnostics", "interp.warmstart", "interp.remote"),
     ("interp.data",),
     ("interp.analysis",),
     ("interp.studies",),

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "experiments" / "quick.toml"
 # one run of the embedded study, tiny LM, 6 concepts
 TINY = ["data.max_concepts=6", "model.lm='tiny-llama'", "model.pool_to=1", "train.epochs=2.0", "train.batch_size=8",
+        "train.max_steps=1000",  # the preset's fine-tuning is off (max_steps = 0); here it must run
         "grid.worlds=('original',)", "grid.control_ablations=()", "eval.lm_only=False", "eval.batch_size=32",
         "prototypes.refine_steps=100"]
 WORDS = ["bird", "fish", "musical instrument", "vegetable", "item of clothing", "tool", "vehicle", "fruit"]
