@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import shlex
 import tomllib
 import types
 import typing
@@ -251,6 +252,29 @@ def dry_run_exit(ap: argparse.ArgumentParser, what: str, cfg: Any = None) -> Non
     """End a ``--dry-run``: one line saying the input is valid and what would run; exit code 0."""
     where = f"; results in {cfg.out_dir}" if getattr(cfg, "out_dir", None) else ""
     ap.exit(0, f"{ap.prog}: dry run: {what} is valid{where}; nothing was loaded or run\n")
+
+
+def load_study_config(ap: argparse.ArgumentParser, args: argparse.Namespace, loader: Callable[..., Any],
+                      what: Callable[[Any], str] | None = None) -> Any:
+    """The study CLIs' common path (arguments of :func:`add_study_args`): check ``--threads``,
+    apply ``--set``/``--out``, load the config with :func:`load_or_exit`, end a ``--dry-run``
+    (saying ``what(cfg)``, default the config path), then set torch's threads (``--threads``,
+    else the config's ``threads`` field when it has one, else the default of
+    :func:`set_threads`). Every bad input exits with one line and code 2 before any model loads."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        ap.error(f"--threads {threads}: must be >= 1")
+    cfg = load_or_exit(ap, loader, args.config, cli_overrides(ap, args))
+    if args.dry_run:
+        dry_run_exit(ap, what(cfg) if what else args.config, cfg)
+    set_threads(threads or getattr(cfg, "threads", None) or None)
+    return cfg
+
+
+def run_source(args: argparse.Namespace) -> str:
+    """What reproduces a study run, as typed: the config path, every ``--set`` and ``--out``
+    (recorded with the results)."""
+    return shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
 
 
 def set_threads(n: int | None = None) -> int:

@@ -56,6 +56,27 @@ def test_bad_run_arguments_are_one_line_and_exit_2(module, argv, words, capsys, 
     assert not list(tmp_path.rglob("*")), "nothing is written for a bad argument"
 
 
+EXP = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.mark.parametrize("module,config", [("interp.run", "quick.toml"), ("interp.task_vectors", "task_vectors_quick.toml"),
+                                           ("interp.alignment", "alignment_quick.toml"), ("interp.sae", "sae_quick.toml")])
+def test_bad_threads_are_one_line_and_exit_2(module, config, capsys):
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main([str(EXP / config), "--threads", "0", "--dry-run"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--threads 0: must be >= 1" in err and "Traceback" not in err, err
+
+
+def test_binding_image_pools_beyond_the_task_pools_are_one_line_and_exit_2(capsys):
+    from interp.binding import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(EXP / "binding_cpu.toml"), "--set", "image.shapes=36", "--dry-run"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "image.shapes=36" in err and "task.n_shapes=32" in err and "Traceback" not in err, err
+
+
 def test_dry_run_checks_and_loads_nothing(capsys):
     from interp.run import main
 

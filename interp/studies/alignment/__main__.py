@@ -19,9 +19,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import shlex
 
-from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.configfile import add_study_args, load_study_config, run_source
 from interp.pages import open_hint
 from interp.studies.alignment.config import load_config
 from interp.studies.alignment.report import headline_text
@@ -34,18 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     add_study_args(ap, "alignment TOML (experiments/alignment_quick.toml, alignment_full.toml)",
                    "--set split.seeds=[0,1] --set models.layers='every:4'")
     args = ap.parse_args(argv)
-
-    overrides = cli_overrides(ap, args)
-    try:
-        set_threads(args.threads)
-    except ValueError as e:
-        ap.error(str(e))
-    cfg = load_or_exit(ap, load_config, args.config, overrides)
-    if args.dry_run:
-        dry_run_exit(ap, args.config, cfg)
-    # what reproduces the run: the config and every override, as typed
-    source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
-    result = run(cfg, progress=not args.no_progress, source=source)
+    cfg = load_study_config(ap, args, load_config)
+    result = run(cfg, progress=not args.no_progress, source=run_source(args))
     print(f"[alignment] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
     print(headline_text(result["scores"]))
     print("\n".join(open_hint(result["page"], cfg.out_dir)))

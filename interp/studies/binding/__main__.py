@@ -16,10 +16,9 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
-from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.configfile import add_study_args, load_study_config, run_source
 from interp.pages import open_hint
 from interp.studies.binding.config import load_config
 from interp.studies.binding.report import headline_text
@@ -32,13 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     add_study_args(ap, "study TOML (experiments/binding_quick.toml, binding_full.toml)",
                    "--set train.text_steps=500 --set seeds=[0,1] (threads: --set threads=N)", threads=False)
     args = ap.parse_args(argv)
-    cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
-    if args.dry_run:
-        dry_run_exit(ap, args.config, cfg)
-    set_threads(cfg.threads or None)
-    # what reproduces the run: the config and every override, as typed
-    source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
-    summary = run_study(cfg, progress=not args.no_progress, source=source)
+    cfg = load_study_config(ap, args, load_config)  # threads: the config's
+    summary = run_study(cfg, progress=not args.no_progress, source=run_source(args))
     print(f"[binding] done in {summary['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
     print(headline_text(summary, cfg.to_dict()))
     print(f"report: {Path(cfg.out_dir) / 'report.md'}")

@@ -57,6 +57,11 @@ class BindingConfig(Hashed):
             raise ValueError(f"unknown regimes {bad}: valid regimes are {list(REGIMES)}")
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one seed, e.g. seeds = [0]")
+        if self.needs_images and (self.image.colours > self.task.n_colours or self.image.shapes > self.task.n_shapes):
+            raise ValueError(f"image.colours={self.image.colours}, image.shapes={self.image.shapes} exceed the task pools "
+                             f"(task.n_colours={self.task.n_colours}, task.n_shapes={self.task.n_shapes}): the image "
+                             f"pools are subsets of the task pools, valid 2..{self.task.n_colours} colours and "
+                             f"2..{self.task.n_shapes} shapes")
         if self.train.mid_layer >= self.model.n_layers:
             raise ValueError(f"train.mid_layer={self.train.mid_layer} is out of range: valid 1..{self.model.n_layers - 1} "
                              f"(a block below the last of model.n_layers={self.model.n_layers}), or 0 for off")

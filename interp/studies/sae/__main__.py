@@ -16,9 +16,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import shlex
 
-from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.configfile import add_study_args, load_study_config, run_source
 from interp.pages import open_hint
 from interp.studies.sae.config import load_config
 from interp.studies.sae.report import headline_text
@@ -30,16 +29,9 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_study_args(ap, "SAE TOML (experiments/sae_quick.toml)", "--set model.layers=[2,3] --set train.k=8")
     args = ap.parse_args(argv)
-    overrides = cli_overrides(ap, args)
-    try:
-        set_threads(args.threads)
-    except ValueError as e:
-        ap.error(str(e))
-    cfg = load_or_exit(ap, load_config, args.config, overrides)
-    if args.dry_run:
-        dry_run_exit(ap, f"{args.config} (layers {cfg.model.layers}, k={cfg.train.k})", cfg)
-    source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
-    result = run(cfg, progress=not args.no_progress, source=source)
+    cfg = load_study_config(ap, args, load_config,
+                            what=lambda c: f"{args.config} (layers {c.model.layers}, k={c.train.k})")
+    result = run(cfg, progress=not args.no_progress, source=run_source(args))
     print(f"[sae] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
     print(headline_text(result["summary"], result["sharing"]))
     print(f"report: {result['report']}")

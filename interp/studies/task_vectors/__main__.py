@@ -15,9 +15,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import shlex
 
-from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.configfile import add_study_args, load_study_config, run_source
 from interp.pages import open_hint
 from interp.studies.task_vectors.config import load_config
 from interp.studies.task_vectors.run import run_study
@@ -31,13 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--figures", choices=("png", "html", "none"), default="png",
                     help="png: HTML and PNG (needs Chromium); html: HTML only; none")
     args = ap.parse_args(argv)
-    set_threads(args.threads)
-    cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
-    if args.dry_run:
-        dry_run_exit(ap, args.config, cfg)
-    # what reproduces the run: the config and every override, as typed
-    source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
-    summary = run_study(cfg, progress=not args.no_progress, source=source, figures=args.figures)
+    cfg = load_study_config(ap, args, load_config)
+    summary = run_study(cfg, progress=not args.no_progress, source=run_source(args), figures=args.figures)
     print(f"[task vectors] done in {summary['seconds'] / 60:.1f} min; results in {cfg.out_dir}")
     print(summary["table"])
     print("\n".join(open_hint(summary["page"], cfg.out_dir)))

@@ -12,10 +12,9 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
-from interp.configfile import add_study_args, cli_overrides, dry_run_exit, load_or_exit, set_threads
+from interp.configfile import add_study_args, load_study_config, run_source
 from interp.features import UndecodableImages
 from interp.pages import open_hint
 from interp.runlock import RunLocked, run_lock
@@ -32,12 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--strict-images", action="store_true",
                     help="stop (naming them) when image files do not decode; default: skip them with a warning")
     args = ap.parse_args(argv)
-    set_threads(args.threads)
-    cfg = load_or_exit(ap, load_config, args.config, cli_overrides(ap, args))
-    if args.dry_run:
-        dry_run_exit(ap, args.config, cfg)
-    # what reproduces the run: the config and every override, as typed
-    source = shlex.join([args.config, *(f"--set={s}" for s in args.set), *(["--out", args.out] if args.out else [])])
+    cfg = load_study_config(ap, args, load_config)
+    source = run_source(args)
     try:  # one writer per study folder, checked before anything loads
         with run_lock(cfg.out_dir):
             result = run_study(cfg, progress=not args.no_progress, source=source, strict_images=args.strict_images)
