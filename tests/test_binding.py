@@ -611,3 +611,47 @@ def test_main_query_sees_no_later_token():
         ctx[:, 2] = v.shape(0) if int(ctx[0, 2]) != v.shape(0) else v.shape(1)
         changed = m(type(one)(ctx, one.mask, one.answer, one.last, one.role, one.ext_code))
         assert not torch.allclose(changed, base, atol=1e-5)
+
+
+# ---------------------------------------------------------------- the brief's claims
+def _claim_tables(ood: dict[str, list[float]], id_acc: float = 1.0, share: dict[str, list[float]] | None = None):
+    """Tidy tables of a 4-object study (OOD at 6 and 8) with per-seed OOD accuracies ``ood[regime]``."""
+    acc, inter = [], []
+    for regime, values in ood.items():
+        for seed, v in enumerate(values):
+            acc += [{"regime": regime, "seed": seed, "set": "text@4", "acc": id_acc},
+                    {"regime": regime, "seed": seed, "set": "text@6", "acc": v + 0.05},
+                    {"regime": regime, "seed": seed, "set": "text@8", "acc": v - 0.05}]
+            for layer in range(5):  # layers 0 and 4 are sanity ends and must not count
+                s = (share or {}).get(regime, [0.5] * len(values))[seed]
+                inter.append({"regime": regime, "seed": seed, "layer": layer, "symbolic": 0.5, "positional": 0.5,
+                              "sym_share": s if 0 < layer < 4 else 9.0})
+    return {"accuracy": acc, "interchange": inter, "knockout": [], "probes": [], "training": []}
+
+
+def test_claims_read_paired_intervals_and_refuse_unlearned_models():
+    from interp.studies.binding.tables import claims, summarise
+
+    cfg = {"task": {"n_objects": 4, "ood_objects": [6, 8]}, "model": {"n_layers": 4}}
+    # image-text above text at every seed by 0.10 +- small: holds; noise-text mixed: no detectable difference
+    t = _claim_tables({"text": [0.50, 0.60, 0.70], "image-text": [0.61, 0.69, 0.81], "noise-text": [0.55, 0.55, 0.75]},
+                      share={"text": [0.4, 0.5, 0.6], "image-text": [0.3, 0.41, 0.49]})
+    rows = {r["claim"].split(" (")[0]: r for r in summarise(t, cfg)["claims"]}
+    assert rows["text-only training learns the task in distribution"]["verdict"] == "holds"
+    lift = rows["image-text continuation lifts text-only OOD accuracy"]
+    assert lift["verdict"] == "holds" and lift["seeds"] == 3 and abs(lift["here"] - 0.1033) < 1e-3
+    assert rows["control: noise-text continuation, text OOD accuracy vs the text continuation"]["verdict"] == \
+        "no detectable difference"
+    shift = rows["image training shifts binding toward symbolic"]
+    assert shift["verdict"] == "reversed" and abs(shift["here"] + 0.1) < 1e-9  # the sanity ends (9.0) are left out
+    assert rows["text-only OOD accuracy falls below in distribution"]["verdict"] == "holds"
+
+    # one seed: no interval, no verdict
+    one = {r["claim"].split(" (")[0]: r for r in summarise(_claim_tables({"text": [0.5], "image-text": [0.9]}), cfg)["claims"]}
+    assert one["image-text continuation lifts text-only OOD accuracy"]["verdict"].startswith("undetermined")
+
+    # a text model at chance: nothing about generalisation or mechanism is claimed
+    chance = summarise(_claim_tables({"text": [0.2, 0.2, 0.21], "image-text": [0.5, 0.6, 0.55]}, id_acc=0.25), cfg)
+    assert [r["verdict"] for r in chance["claims"]][0].startswith("does not hold")
+    assert all(r["verdict"].startswith("not comparable") for r in chance["claims"][1:]), chance["claims"]
+    assert claims(_claim_tables({"phase1": [0.5]}), summarise(_claim_tables({"phase1": [0.5]}), cfg), cfg) == []

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from interp.io import read_json
 from interp.pages import Code, Column, Page, Plot, Provenance, Section, Table, Text, write_page
 from interp.studies.binding.figures import COLOURS, build_figures
+from interp.studies.binding.report import claim_value
 from interp.studies.binding.tables import (BRIEF, group, learned_threshold, not_learned, ordered, ratio, read_tables,
                                            summarise)
 
@@ -40,6 +41,8 @@ KNOCKOUT_COLUMNS = [Column("regime"), Column("route"), Column("layer"), Column("
 PROBE_COLUMNS = [Column("regime"), Column("target"), Column("layer"), Column("acc", "held-out accuracy (%)", ".1f",
                                                                              interval=True),
                  Column("chance", "chance (%)", ".1f"), Column("seeds")]
+CLAIM_COLUMNS = [Column("claim"), Column("brief"), Column("here", "here (mean ± 95% t-interval)"), Column("seeds"),
+                 Column("verdict")]
 TRAINING_COLUMNS = [Column("regime"), Column("seed"), Column("step", "last step"), Column("loss", "last loss", ".3f"),
                     Column("acc", "last batch accuracy (%)", ".1f"), Column("logged", "points logged")]
 
@@ -209,6 +212,11 @@ def build_page(out: Path, *, progress: bool = False) -> Page:
                           f"{100 / task['n_objects']:.1f}%). These models have not learned the binding, so their OOD "
                           "accuracies, interchange ratios, knockout and probe results describe an untrained retrieval "
                           "mechanism and cannot be compared with the brief."]))
+    if summary.get("claims"):
+        head += [Text(["The brief's claims checked here. Differences are paired by seed (the same text-only segment "
+                       "continued two ways), mean ± 95% t-interval; a verdict reads only whether that interval "
+                       "excludes 0, and says nothing about a model that did not learn."]),
+                 Table("claims", CLAIM_COLUMNS, [{**r, "here": claim_value(r)} for r in summary["claims"]])]
     head.append(Text(["The brief's OOD numbers come from its own OOD object counts and full training; compare the "
                       "direction (image-text above text) rather than the values when the training budget differs. "
                       "phase1 is the shared text-only segment before the curriculum; text continues on text for the "

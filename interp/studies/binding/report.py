@@ -63,6 +63,7 @@ def report_markdown(tables: dict[str, list[dict]], summary: dict, cfg_dict: dict
                      f"{_fmt(s['image-text']['ood_mean'], s['image-text']['ood_ci'])} |")
     lines += ["", "The brief's OOD numbers come from its own OOD object counts and full training; compare the "
               "direction (image-text above text) rather than the values when the training budget differs.", ""]
+    lines += claims_markdown(summary.get("claims", []))
     chance = 1.0 / t["n_objects"]
     unlearned = not_learned(summary, t["n_objects"])
     if unlearned:
@@ -127,6 +128,25 @@ def report_markdown(tables: dict[str, list[dict]], summary: dict, cfg_dict: dict
             lines.append(f"| {regime} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def claim_value(row: dict) -> str:
+    """A claim's value as the report prints it: % and points scaled by 100, shares as is."""
+    if row["unit"] == "share":
+        return _fmt(row["here"], row["ci"], scale=1.0, digits=3)
+    return _fmt(row["here"], row["ci"]) + (" points" if row["unit"] == "points" else "")
+
+
+def claims_markdown(rows: list[dict]) -> list[str]:
+    """The "brief's claims, here" section (rows of :func:`~interp.studies.binding.tables.claims`)."""
+    if not rows:
+        return []
+    lines = ["## The brief's claims, here", "",
+             "Differences are paired by seed (the same text-only segment continued two ways), mean ± 95% "
+             "t-interval; a verdict reads only whether that interval excludes 0.", "",
+             "| claim | brief | here | seeds | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {r['claim']} | {r['brief']} | {claim_value(r)} | {r['seeds']} | {r['verdict']} |" for r in rows]
+    return lines + [""]
 
 
 def headline_text(summary: dict, cfg_dict: dict) -> str:

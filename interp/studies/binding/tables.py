@@ -85,6 +85,7 @@ def summarise(tables: dict[str, list[dict]], cfg_dict: dict) -> dict[str, Any]:
         layers = sorted(k[1] for k in sym if k[0] == regime)
         out["ratio"][regime] = {int(l): ratio(sym[(regime, l)][0], pos[(regime, l)][0]) for l in layers}
     out["brief"] = BRIEF
+    out["claims"] = claims(tables, out, cfg_dict)
     return out
 
 
@@ -105,3 +106,103 @@ def ratio(s: float, p: float) -> float:
     if p > 0:
         return s / p
     return float("inf") if s > 0 else float("nan")
+
+
+# ------------------------------------------------------------ the brief's claims
+def seed_values(tables: dict[str, list[dict]], cfg_dict: dict) -> dict[tuple[str, int], dict[str, float]]:
+    """Per (regime, seed): text accuracy in distribution (``id``), the mean over the OOD object
+    counts (``ood``) and the symbolic share of the interchange test averaged over the inner
+    patch points (``share``: layers 1..n_layers-1; the embedding is a query swap and the
+    output copies the source answer, so both ends are sanity checks, not readouts)."""
+    id_set = f"text@{cfg_dict['task']['n_objects']}"
+    ood_sets = {f"text@{n}" for n in cfg_dict["task"]["ood_objects"]}
+    inner = set(range(1, int(cfg_dict["model"]["n_layers"])))
+    acc: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in tables["accuracy"]:
+        key = (r["regime"], int(r["seed"]))
+        if r["set"] == id_set:
+            acc[key]["id"].append(float(r["acc"]))
+        elif r["set"] in ood_sets:
+            acc[key]["ood"].append(float(r["acc"]))
+    for r in tables["interchange"]:
+        share = r.get("sym_share")
+        if int(r["layer"]) in inner and isinstance(share, (int, float)) and share == share:
+            acc[(r["regime"], int(r["seed"]))]["share"].append(float(share))
+    return {k: {q: sum(v) / len(v) for q, v in d.items() if v} for k, d in acc.items()}
+
+
+def paired_difference(values: dict[tuple[str, int], dict[str, float]], regime: str, base: str,
+                      quantity: str) -> tuple[float, float, int]:
+    """``quantity`` of ``regime`` minus that of ``base``, paired by seed: mean, 95% t half-width, seeds."""
+    seeds = sorted(s for (r, s) in values if r == regime and (base, s) in values)
+    diffs = [values[(regime, s)][quantity] - values[(base, s)][quantity] for s in seeds
+             if quantity in values[(regime, s)] and quantity in values[(base, s)]]
+    return mean_ci(diffs)
+
+
+def direction(stat: tuple[float, float, int]) -> str:
+    """``up`` / ``down`` when the 95% interval excludes 0, ``no detectable difference`` when it
+    holds 0, ``one seed: no interval`` with a single seed, ``-`` with none."""
+    m, h, n = stat
+    if n == 0 or m != m:
+        return "-"
+    if n < 2 or h != h:
+        return "one seed: no interval"
+    return "up" if m - h > 0 else "down" if m + h < 0 else "no detectable difference"
+
+
+def verdict(stat: tuple[float, float, int], expected: str) -> str:
+    """A claim's verdict from its interval: ``holds`` when :func:`direction` is ``expected``
+    (``up`` or ``down``), ``reversed`` for the other direction, ``does not hold`` when the
+    interval holds 0, else ``undetermined (why)``."""
+    d = direction(stat)
+    if d in ("up", "down"):
+        return "holds" if d == expected else "reversed"
+    return "does not hold" if d == "no detectable difference" else f"undetermined ({d})"
+
+
+def claims(tables: dict[str, list[dict]], summary: dict, cfg_dict: dict) -> list[dict[str, Any]]:
+    """The brief's claims (section C) checked on this run: per claim the brief's number, the
+    value here (mean, 95% half-width, seeds; differences paired by seed) and a verdict that
+    reads only the interval (``holds``, ``does not hold``, ``reversed``, ``undetermined``)."""
+    vals = seed_values(tables, cfg_dict)
+    acc = summary["accuracy"]
+    unlearned = set(not_learned(summary, int(cfg_dict["task"]["n_objects"])))
+    rows: list[dict[str, Any]] = []
+    bar = 0.95
+
+    def row(claim: str, brief: str, stat: tuple[float, float, int], says: str, unit: str = "%",
+            regimes: tuple[str, ...] = ()) -> None:
+        bad = [r for r in regimes if r in unlearned]
+        if bad:  # a mechanism or a generalisation claim about a model that did not learn says nothing
+            says = f"not comparable ({', '.join(bad)} not learned)"
+        rows.append({"claim": claim, "brief": brief, "here": stat[0], "ci": stat[1], "seeds": stat[2],
+                     "unit": unit, "verdict": says})
+
+    if "text" in acc:
+        t = acc["text"]
+        row("text-only training learns the task in distribution", f"~{BRIEF['text_id']:.0f}",
+            (t["id"], t["id_ci"], t["seeds"]),
+            "-" if t["id"] != t["id"] else "holds" if t["id"] >= bar else f"does not hold (below {100 * bar:.0f}%)")
+        seeds = sorted(s for (r, s) in vals if r == "text")
+        gap = mean_ci([vals[("text", s)]["ood"] - vals[("text", s)]["id"] for s in seeds
+                       if {"ood", "id"} <= set(vals[("text", s)])])
+        row(f"text-only OOD accuracy falls below in distribution (brief: {BRIEF['text_ood']}% OOD)",
+            f"{BRIEF['text_ood'] - BRIEF['text_id']:+.1f} points", gap, verdict(gap, "down"), unit="points",
+            regimes=("text",))
+    lift = BRIEF["image_text_ood"] - BRIEF["text_ood"]
+    if "image-text" in acc and "text" in acc:
+        d_stat = paired_difference(vals, "image-text", "text", "ood")
+        row("image-text continuation lifts text-only OOD accuracy (vs the text continuation)",
+            f"{lift:+.1f} points ({BRIEF['text_ood']} -> {BRIEF['image_text_ood']})", d_stat, verdict(d_stat, "up"),
+            unit="points", regimes=("text", "image-text"))
+    for control in ("noise-text", "noise-image-text"):
+        if control in acc and "text" in acc:
+            d_stat = paired_difference(vals, control, "text", "ood")
+            row(f"control: {control} continuation, text OOD accuracy vs the text continuation", "-", d_stat,
+                direction(d_stat), unit="points", regimes=("text", control))
+    if "image-text" in acc and "text" in acc and any("share" in v for v in vals.values()):
+        d_stat = paired_difference(vals, "image-text", "text", "share")
+        row("image training shifts binding toward symbolic (interchange symbolic share, inner layers, "
+            "image-text vs text)", "up", d_stat, verdict(d_stat, "up"), unit="share", regimes=("text", "image-text"))
+    return rows
