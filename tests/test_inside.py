@@ -17,6 +17,7 @@ from interp.studies.inside.analyses import READOUTS, Context, image_lens, lens_t
 from interp.studies.inside.figures import build_figures
 from interp.studies.inside.page import build_page, is_run_dir, write_report_page
 from interp.studies.inside.report import findings
+from page_helpers import parse_page
 
 
 @pytest.fixture(scope="module")
@@ -201,5 +202,7 @@ def test_image_lens_report_figures_and_page(tiny_run):
     page = build_page(out)
     names = {getattr(b, "name", None) for s in page.sections for b in s.blocks}
     assert {"image_lens_summary", "image_lens_first_naming", "image_lens_first", "image_lens_ranks_robin"} <= names
-    html = write_report_page(out).read_text()  # renders: block names unique
-    assert "image_lens_first_naming" in html
+    parsed = parse_page(write_report_page(out).read_text())  # renders: block names unique
+    assert {"image_lens_first", "image_lens_ranks_robin"} <= set(parsed.figures)
+    assert len(parsed.tables["image_lens_first_naming"]) == len(first)
+    assert len(parsed.tables["image_lens_summary"]) == len(READOUTS) * 2
