@@ -15,7 +15,8 @@ import torch
 from interp.analysis.attribution import attribution_grid, compare_to_exact
 from interp.analysis.collect import ConceptActs, concept_activations, one_image_per_concept
 from interp.analysis.directions import cosine_per_layer, mean_difference
-from interp.analysis.image_lenses import concept_readout, first_naming_rows, nearest_embeddings, patchscope, readout_rows
+from interp.analysis.image_lenses import (concept_readout, first_naming_rows, nearest_embeddings, patchscope,
+                                         readout_rows)
 from interp.analysis.lens import logit_lens
 from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid
 from interp.analysis.probes import probe_layers, transfer_layers
@@ -222,12 +223,12 @@ def run_readouts(ctx: Context, cfg: InsideConfig, states: torch.Tensor, targets:
                                      targets=targets, batch_size=cfg.patchscope_batch)}
 
 
-def modality_rows(results: dict[str, dict[str, torch.Tensor]], targets: list[int], lens: list[LensTarget],
+def modality_rows(results: dict[str, dict[str, torch.Tensor]], targets: list[int], wanted: list[LensTarget],
                   modality: str) -> list[dict]:
-    """:func:`readout_rows` of every (target concept, readout), with the concept's hypernym, the
+    """:func:`readout_rows` of every (concept, readout), with the concept's hypernym, the
     modality and the word each row ranks."""
     rows = []
-    for t in lens:
+    for t in wanted:
         words = {"concept": t.word, "hypernym": t.hypernym_word}
         for name in READOUTS:
             r = concept_readout(t.concept, name, results[name], targets=targets, concept_id=t.concept_id,
@@ -242,17 +243,19 @@ def image_lens(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], list[dict]]
     nearest input embedding and a Patchscope, each ranking the concept word and the word of its
     most specific hypernym, per layer, on the image states (``ctx.acts.image``, resid_post
     averaged over the image positions) and, as a positive control, on the concept word's text
-    states (``ctx.acts.text``): a readout that does not name the word from its text cannot be
+    states (``ctx.acts.text``), both ``[layers, n_concepts, d_model]``: a readout that does not
+    name the word from its text cannot be
     expected to from the image. Rows: concept, hypernym, modality, readout, layer, target
     (concept|hypernym), rank, score (log-prob or cosine), word; first-naming rows (per concept,
     modality, readout, target): the first layer whose rank is below ``cfg.image_lens_top_k``.
     Concepts without a hypernym are left out."""
-    lens = lens_targets(ctx)
-    targets = sorted({t.concept_id for t in lens} | {t.hypernym_id for t in lens})
-    by_concept = {t.concept: t for t in lens}
+    wanted = lens_targets(ctx)
+    targets = sorted({t.concept_id for t in wanted} | {t.hypernym_id for t in wanted})
+    by_concept = {t.concept: t for t in wanted}
     rows, first = [], []
     for modality in MODALITIES:
-        mod_rows = modality_rows(run_readouts(ctx, cfg, getattr(ctx.acts, modality), targets), targets, lens, modality)
+        results = run_readouts(ctx, cfg, getattr(ctx.acts, modality), targets)
+        mod_rows = modality_rows(results, targets, wanted, modality)
         rows += mod_rows
         for f in first_naming_rows(mod_rows, top_k=cfg.image_lens_top_k):
             t = by_concept[f["concept"]]

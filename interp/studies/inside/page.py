@@ -31,7 +31,8 @@ IMAGE_LENS_SUMMARY_COLUMNS = [
 ]
 IMAGE_LENS_FIRST_COLUMNS = [
     Column("concept"), Column("hypernym"), Column("modality", "states"), Column("readout"), Column("target"),
-    Column("word"), Column("first_layer", "first layer named"), Column("best_rank", "best rank"), Column("top_k", "top-k"),
+    Column("word"), Column("first_layer", "first layer named"), Column("best_rank", "best rank"),
+    Column("top_k", "top-k"),
 ]
 
 

@@ -77,7 +77,8 @@ def image_lens_summary(rows: list[dict], first: list[dict]) -> list[dict]:
     readouts = list(dict.fromkeys(r["readout"] for r in first))
     modalities = sorted({r["modality"] for r in first}, key=lambda m: (m != "text", m))
     return [{"readout": ro, "modality": m, "n": len(counts[(ro, m)]), "top_k": top_k,
-             "concept_named": len(named[(ro, m)]["concept"]), "concept_median": median_or_none(named[(ro, m)]["concept"]),
+             "concept_named": len(named[(ro, m)]["concept"]),
+             "concept_median": median_or_none(named[(ro, m)]["concept"]),
              "hypernym_named": len(named[(ro, m)]["hypernym"]),
              "hypernym_median": median_or_none(named[(ro, m)]["hypernym"]), "hypernym_only": len(only[(ro, m)])}
             for ro in readouts for m in modalities if (ro, m) in counts]
