@@ -1,13 +1,23 @@
-"""`python -m interp.analyze` end to end on the small embedded LM (fresh projector, few concepts)."""
+"""`python -m interp.analyze` end to end on the small embedded LM (fresh projector, few concepts),
+and the image-token readouts (``image_lens``) on a tiny random LM (unit lane)."""
 
 import csv
 import json
+import statistics
 
 import pytest
+import torch
 
-from conftest import fresh_smollm_checkpoint
-
-pytestmark = pytest.mark.integration
+from conftest import fresh_smollm_checkpoint, make_vlm
+from interp.analysis.collect import ConceptActs, concept_activations
+from interp.data.taxonomy import Taxonomy
+from interp.io import write_csv, write_json
+from interp.studies.inside import InsideConfig
+from interp.studies.inside.analyses import READOUTS, Context, image_lens, lens_targets, most_specific_hypernym
+from interp.studies.inside.figures import build_figures
+from interp.studies.inside.page import build_page, is_run_dir, write_report_page
+from interp.studies.inside.report import findings
+from page_helpers import parse_page
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +25,7 @@ def checkpoint(tmp_path_factory, smollm):
     return fresh_smollm_checkpoint(tmp_path_factory, smollm, pool_to=1)
 
 
+@pytest.mark.integration
 def test_analyze_writes_every_table_figure_and_report(checkpoint, tmp_path, capsys):
     from interp.analyze import main
 
@@ -22,10 +33,11 @@ def test_analyze_writes_every_table_figure_and_report(checkpoint, tmp_path, caps
     main([str(checkpoint), "--out", str(out), "--set", "max_concepts=80", "--set", "min_members=5",
           "--set", "folds=3", "--set", "steering_scales=0,2", "--set", "steering_hypernyms=2",
           "--set", "patch_clean=flamingo", "--set", "patch_corrupt=dolphin", "--set", "split=train"])
-    for name in ("probes", "directions", "steering", "lens_ranks", "lens_top", "similarity", "umap", "patching"):
+    for name in ("probes", "directions", "steering", "lens_ranks", "lens_top", "image_lens", "image_lens_first",
+                 "similarity", "umap", "patching"):
         assert (out / f"{name}.csv").exists(), name
-    for fig in ("probes", "directions", "steering", "lens_ranks", "similarity", "umap", "patching_exact",
-                "patching_attribution", "patching_agreement"):
+    for fig in ("probes", "directions", "steering", "lens_ranks", "image_lens_first", "similarity", "umap",
+                "patching_exact", "patching_attribution", "patching_agreement"):
         assert (out / f"{fig}.html").exists() and (out / f"{fig}.png").exists(), fig
     probes = list(csv.DictReader(open(out / "probes.csv")))
     hyps = {r["hypernym"] for r in probes}
@@ -34,7 +46,8 @@ def test_analyze_writes_every_table_figure_and_report(checkpoint, tmp_path, caps
     steer = list(csv.DictReader(open(out / "steering.csv")))
     assert {r["condition"] for r in steer} >= {"target", "random-direction"}
     report = (out / "report.md").read_text()
-    for section in ("## Probes", "## Hypernym directions", "## Steering", "## Logit lens", "## Similarity", "## Patching"):
+    for section in ("## Probes", "## Hypernym directions", "## Steering", "## Logit lens", "## Readouts of the image token",
+                    "## Similarity", "## Patching"):
         assert section in report
     assert "attribution vs exact" in report
     # the figures redraw from the tables alone
@@ -49,6 +62,7 @@ def test_analyze_writes_every_table_figure_and_report(checkpoint, tmp_path, caps
     assert "## Patching" in (out / "report.md").read_text()
 
 
+@pytest.mark.integration
 def test_analyze_bad_inputs(checkpoint, tmp_path, capsys):
     from interp.analyze import main
     from interp.studies.inside import InsideConfig
@@ -65,3 +79,130 @@ def test_analyze_bad_inputs(checkpoint, tmp_path, capsys):
         assert e.value.code == 2 and message in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(checkpoint), "--set", "nonsense=1"])
+
+
+# ------------------------------------------------------------------ image_lens on a tiny random LM
+HYPERNYMS = {"robin": ["bird", "animal"], "sparrow": ["bird", "animal"], "trout": ["fish", "animal"],
+             "high heel": ["footwear", "clothing"], "sandal": ["footwear", "clothing"]}
+DEPTHS = {"animal": 1, "bird": 2, "fish": 2, "clothing": 1, "footwear": 2}
+
+
+def tiny_taxonomy() -> Taxonomy:
+    pairs = [(c, h) for c, hs in HYPERNYMS.items() for h in hs]
+    other = {"animal": "clothing", "bird": "footwear", "fish": "footwear", "clothing": "animal", "footwear": "bird"}
+    return Taxonomy(list(HYPERNYMS), list(DEPTHS), pairs, {"bird": "animal", "fish": "animal", "footwear": "clothing",
+                    "animal": None, "clothing": None}, DEPTHS, {p: other[p[1]] for p in pairs})
+
+
+@pytest.fixture(scope="module")
+def tiny_context(tiny_llama) -> Context:
+    vlm = make_vlm(tiny_llama, n_tokens=4)
+    tax = tiny_taxonomy()
+    concepts = sorted(HYPERNYMS)
+    feats = torch.randn(len(concepts), 4, 32, generator=torch.Generator().manual_seed(0))
+    acts = concept_activations(vlm, concepts, [tax.phrase(c) for c in concepts], feats, batch_size=2)
+    members = {h: set(tax.leaves_of(h)) for h in tax.hypernyms}
+    return Context(vlm, tax, concepts, feats, acts, ["animal", "clothing"], members)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_context, tmp_path_factory):
+    """A look-inside folder holding only the image_lens tables (and summary.json) of the tiny context."""
+    cfg = InsideConfig(checkpoint="tiny.safetensors", analyses=("image_lens",), image_lens_top_k=50,
+                       image_lens_concepts=2, patchscope_batch=7)
+    rows, first = image_lens(tiny_context, cfg)
+    out = tmp_path_factory.mktemp("inside")
+    write_csv(out / "image_lens.csv", rows)
+    write_csv(out / "image_lens_first.csv", first)
+    write_json(out / "summary.json", {"config": {"checkpoint": cfg.checkpoint, "analyses": ["image_lens"],
+                                                 "image_lens_concepts": 2, "study_config": "x.toml"},
+                                      "lm": "tiny-llama", "n_concepts": len(tiny_context.concepts),
+                                      "hypernyms": tiny_context.hypernyms})
+    return out, rows, first
+
+
+def test_image_lens_targets_are_the_head_words_of_the_most_specific_hypernym(tiny_context):
+    tax = tiny_context.taxonomy
+    assert most_specific_hypernym(tax, "robin") == "bird" and most_specific_hypernym(tax, "high heel") == "footwear"
+    heel = next(t for t in lens_targets(tiny_context) if t.concept == "high heel")
+    assert (heel.word, heel.hypernym, heel.hypernym_word) == ("heel", "footwear", "footwear")
+    tok = tiny_context.vlm.tokenizer
+    assert heel.concept_id == tok(" heel", add_special_tokens=False)["input_ids"][0]
+
+
+def test_image_lens_tables_have_one_row_per_concept_readout_modality_layer_target(tiny_run, tiny_context):
+    out, rows, first = tiny_run
+    n_layers, vocab = tiny_context.vlm.lm.n_layers, tiny_context.vlm.lm.vocab_size
+    table = list(csv.DictReader(open(out / "image_lens.csv")))
+    assert list(table[0]) == ["concept", "hypernym", "modality", "readout", "layer", "target", "rank", "score", "word"]
+    keys = [(r["concept"], r["readout"], r["modality"], r["layer"], r["target"]) for r in table]
+    assert len(keys) == len(set(keys)) == len(HYPERNYMS) * len(READOUTS) * 2 * n_layers * 2
+    assert {r["readout"] for r in table} == set(READOUTS) and {r["modality"] for r in table} == {"image", "text"}
+    assert all(0 <= int(r["rank"]) < vocab for r in table)
+    assert {(r["concept"], r["hypernym"]) for r in table} == {(c, max(h, key=DEPTHS.get)) for c, h in HYPERNYMS.items()}
+    head = list(csv.DictReader(open(out / "image_lens_first.csv")))
+    assert list(head[0]) == ["concept", "hypernym", "modality", "readout", "target", "first_layer", "best_rank",
+                             "top_k", "word"]
+    assert len(head) == len(HYPERNYMS) * len(READOUTS) * 2 * 2
+    for f in first:  # the first layer and best rank agree with the per-layer rows
+        ranks = {r["layer"]: r["rank"] for r in rows if all(r[k] == f[k] for k in ("concept", "readout", "modality",
+                                                                                    "target"))}
+        assert len(ranks) == n_layers and f["best_rank"] == min(ranks.values())
+        named = [layer for layer, rank in ranks.items() if rank < 50]
+        assert f["first_layer"] == (min(named) if named else None)
+
+
+def test_image_lens_wires_concept_and_hypernym_columns_and_positions(tiny_context):
+    """States that ARE the words' input embeddings: the nearest-embedding readout must put the
+    concept word (text states) and the hypernym word (image states) at rank 0 on every layer."""
+    lm = tiny_context.vlm.lm
+    lens = lens_targets(tiny_context)
+    emb = lm.hf.get_input_embeddings().weight.detach()
+    text = torch.stack([emb[t.concept_id] for t in lens]).expand(lm.n_layers, -1, -1)
+    image = torch.stack([emb[t.hypernym_id] for t in lens]).expand(lm.n_layers, -1, -1)
+    ctx = Context(tiny_context.vlm, tiny_context.taxonomy, tiny_context.concepts, tiny_context.features,
+                  ConceptActs(tiny_context.concepts, 2.5 * text, 2.5 * image, image),
+                  tiny_context.hypernyms, tiny_context.members)
+    rows, first = image_lens(ctx, InsideConfig(checkpoint="x", image_lens_top_k=1))
+    near = {(r["concept"], r["modality"], r["target"]): r for r in first if r["readout"] == "nearest embedding"}
+    for c in HYPERNYMS:
+        assert near[(c, "text", "concept")]["first_layer"] == 0 and near[(c, "text", "concept")]["best_rank"] == 0
+        assert near[(c, "image", "hypernym")]["first_layer"] == 0
+    assert all(r["rank"] == 0 for r in rows if r["readout"] == "nearest embedding"
+               and (r["modality"], r["target"]) in (("text", "concept"), ("image", "hypernym")))
+
+
+def test_image_lens_report_figures_and_page(tiny_run):
+    out, rows, first = tiny_run
+    report = findings(out)
+    assert "## Readouts of the image token (logit lens, nearest embedding, Patchscope)" in report
+    for readout in READOUTS:  # every number recomputed from the CSVs
+        for modality in ("image", "text"):
+            sel = [r for r in first if r["readout"] == readout and r["modality"] == modality]
+            concepts = {r["concept"] for r in sel}
+            cells = []
+            for target in ("concept", "hypernym"):
+                layers = [r["first_layer"] for r in sel if r["target"] == target and r["first_layer"] is not None]
+                cells += [f"{100 * len(layers) / len(concepts):.0f}% ({len(layers)}/{len(concepts)})",
+                          f"{statistics.median(layers):g}" if layers else "-"]
+            by_layer = {}
+            for r in rows:
+                if r["readout"] == readout and r["modality"] == modality:
+                    by_layer.setdefault((r["concept"], r["layer"]), {})[r["target"]] = r["rank"]
+            only = {c for (c, _), rk in by_layer.items() if rk["hypernym"] < 50 <= rk["concept"]}
+            cells.append(f"{100 * len(only) / len(concepts):.0f}% ({len(only)}/{len(concepts)})")
+            states = "text (control)" if modality == "text" else "image"
+            assert f"| {readout} | {states} | " + " | ".join(cells) + " |" in report, (readout, modality)
+    assert "- positive control" in report
+    figs = build_figures(out)
+    assert {"image_lens_first", "image_lens_ranks_high_heel", "image_lens_ranks_robin"} <= set(figs)
+    assert not any(name.startswith("image_lens_ranks_") for name in set(figs) - {"image_lens_ranks_high_heel",
+                                                                                  "image_lens_ranks_robin"})
+    assert is_run_dir(out)
+    page = build_page(out)
+    names = {getattr(b, "name", None) for s in page.sections for b in s.blocks}
+    assert {"image_lens_summary", "image_lens_first_naming", "image_lens_first", "image_lens_ranks_robin"} <= names
+    parsed = parse_page(write_report_page(out).read_text())  # renders: block names unique
+    assert {"image_lens_first", "image_lens_ranks_robin"} <= set(parsed.figures)
+    assert len(parsed.tables["image_lens_first_naming"]) == len(first)
+    assert len(parsed.tables["image_lens_summary"]) == len(READOUTS) * 2

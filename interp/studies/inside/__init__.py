@@ -12,6 +12,10 @@ tables, plotly figures (HTML + PNG) and ``report.md`` into ``out_dir``:
                  for that hypernym's question vs other hypernyms' questions and a random direction;
 - ``lens``       logit lens at the image positions: top tokens per layer and the rank of each
                  concept's hypernym words per layer;
+- ``image_lens`` readouts made for image tokens (logit lens, nearest input embedding, Patchscope
+                 on an identity prompt) of the image states and, as a positive control, the
+                 concept word's text states: per layer the rank of the concept word and of its
+                 most specific hypernym's word, and the first layer each readout names them;
 - ``similarity`` linear CKA and RSA between modalities per layer; UMAP of both modalities;
 - ``patching``   exact resid_pre patching grid (clean image vs corrupted image), attribution
                  patching of the same grid, and their agreement.

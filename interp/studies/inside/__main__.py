@@ -1,9 +1,11 @@
 """`python -m interp.analyze CHECKPOINT`: look inside a trained VLM (probes, directions,
-steering, logit lens, similarity, patching + attribution), tables + figures + report.md.
+steering, logit lens, image-token readouts, similarity, patching + attribution), tables +
+figures + report.md.
 
 Examples:
     python -m interp.analyze runs/quick/runs/lm-original-100pct-s42/projector.safetensors
     python -m interp.analyze CKPT --only probes,lens --out runs/inside-smollm
+    python -m interp.analyze CKPT --only image_lens --set image_lens_top_k=10
     python -m interp.analyze CKPT --set steering_layer=9 --set patch_clean=robin
 """
 

@@ -15,6 +15,8 @@ import torch
 from interp.analysis.attribution import attribution_grid, compare_to_exact
 from interp.analysis.collect import ConceptActs, concept_activations, one_image_per_concept
 from interp.analysis.directions import cosine_per_layer, mean_difference
+from interp.analysis.image_lenses import (concept_readout, first_naming_rows, nearest_embeddings, patchscope,
+                                         readout_rows)
 from interp.analysis.lens import logit_lens
 from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid
 from interp.analysis.probes import probe_layers, transfer_layers
@@ -153,6 +155,113 @@ def lens(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], list[dict]]:
         top += [{"concept": c, "layer": l, "top_tokens": " | ".join(tok.decode(int(i)) for i in res["top_ids"][l, j])}
                 for l in range(n_layers)]
     return ranks, top
+
+
+READOUTS = ("logit lens", "nearest embedding", "patchscope")  # the image_lens analysis's readouts, in order
+MODALITIES = ("image", "text")  # the image tokens, and the concept word's text tokens as a positive control
+
+
+@dataclass(frozen=True)
+class LensTarget:
+    """One concept's targets for the image-token readouts: the concept word and the word of its
+    most specific hypernym, with the first token id of each (``" " + word``)."""
+
+    index: int          # the concept's position on the concept axis of ``ctx.acts``
+    concept: str
+    word: str
+    hypernym: str
+    hypernym_word: str
+    concept_id: int
+    hypernym_id: int
+
+
+def last_word(phrase: str) -> str:
+    """The head word of a phrase without its article: "a high heel" -> "heel"."""
+    return phrase.split()[-1]
+
+
+def most_specific_hypernym(taxonomy: Any, concept: str) -> str | None:
+    """The deepest of the concept's hypernyms (ties: the first by name); None without any."""
+    hyps = taxonomy.hypernyms_of(concept)
+    return min(hyps, key=lambda h: (-taxonomy.depth(h), h)) if hyps else None
+
+
+def first_token(tokenizer: Any, word: str) -> int:
+    """The first token id of ``" " + word`` (the convention of :func:`lens`)."""
+    return int(tokenizer(" " + word, add_special_tokens=False)["input_ids"][0])
+
+
+def lens_targets(ctx: Context) -> list[LensTarget]:
+    """The targets of every concept that has a hypernym (in ``ctx.concepts`` order)."""
+    tax, tok = ctx.taxonomy, ctx.vlm.tokenizer
+    out = []
+    for i, c in enumerate(ctx.concepts):
+        h = most_specific_hypernym(tax, c)
+        if h is None:
+            continue
+        word, hword = last_word(tax.phrase(c)), last_word(tax.phrase(h))
+        out.append(LensTarget(i, c, word, h, hword, first_token(tok, word), first_token(tok, hword)))
+    return out
+
+
+def patchscope_layers(n_layers: int) -> list[int]:
+    """The layer each layer's state is written at in the Patchscope: its own, except the last
+    block's ``hook_resid_post``, where a written state changes nothing (no block follows to carry
+    it to the read position after ``->``; see :func:`interp.analysis.image_lenses.patchscope`):
+    that state is written one block lower."""
+    return [max(0, min(layer, n_layers - 2)) for layer in range(n_layers)]
+
+
+def run_readouts(ctx: Context, cfg: InsideConfig, states: torch.Tensor, targets: list[int]
+                 ) -> dict[str, dict[str, torch.Tensor]]:
+    """The three readouts of ``states [layers, n_concepts, d_model]`` (resid_post per block), each
+    with the ranks and scores of ``targets`` ``[layers, n_concepts, len(targets)]``."""
+    k = cfg.image_lens_top_k
+    return {"logit lens": logit_lens(ctx.vlm.lm, states, top_k=k, targets=targets),
+            "nearest embedding": nearest_embeddings(ctx.vlm.lm, states, top_k=k, targets=targets),
+            "patchscope": patchscope(ctx.vlm, states, target_layers=patchscope_layers(states.shape[0]), top_k=k,
+                                     targets=targets, batch_size=cfg.patchscope_batch)}
+
+
+def modality_rows(results: dict[str, dict[str, torch.Tensor]], targets: list[int], wanted: list[LensTarget],
+                  modality: str) -> list[dict]:
+    """:func:`readout_rows` of every (concept, readout), with the concept's hypernym, the
+    modality and the word each row ranks."""
+    rows = []
+    for t in wanted:
+        words = {"concept": t.word, "hypernym": t.hypernym_word}
+        for name in READOUTS:
+            r = concept_readout(t.concept, name, results[name], targets=targets, concept_id=t.concept_id,
+                                hypernym_id=t.hypernym_id, positions=[t.index])
+            rows += [{"concept": t.concept, "hypernym": t.hypernym, "modality": modality, **row,
+                      "word": words[row["target"]]} for row in readout_rows([r])]
+    return rows
+
+
+def image_lens(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], list[dict]]:
+    """(rows, first-naming rows) of the readouts made for image tokens: the logit lens, the
+    nearest input embedding and a Patchscope, each ranking the concept word and the word of its
+    most specific hypernym, per layer, on the image states (``ctx.acts.image``, resid_post
+    averaged over the image positions) and, as a positive control, on the concept word's text
+    states (``ctx.acts.text``), both ``[layers, n_concepts, d_model]``: a readout that does not
+    name the word from its text cannot be
+    expected to from the image. Rows: concept, hypernym, modality, readout, layer, target
+    (concept|hypernym), rank, score (log-prob or cosine), word; first-naming rows (per concept,
+    modality, readout, target): the first layer whose rank is below ``cfg.image_lens_top_k``.
+    Concepts without a hypernym are left out."""
+    wanted = lens_targets(ctx)
+    targets = sorted({t.concept_id for t in wanted} | {t.hypernym_id for t in wanted})
+    by_concept = {t.concept: t for t in wanted}
+    rows, first = [], []
+    for modality in MODALITIES:
+        results = run_readouts(ctx, cfg, getattr(ctx.acts, modality), targets)
+        mod_rows = modality_rows(results, targets, wanted, modality)
+        rows += mod_rows
+        for f in first_naming_rows(mod_rows, top_k=cfg.image_lens_top_k):
+            t = by_concept[f["concept"]]
+            first.append({"concept": t.concept, "hypernym": t.hypernym, "modality": modality, **f,
+                          "word": t.word if f["target"] == "concept" else t.hypernym_word})
+    return rows, first
 
 
 def similarity(ctx: Context, cfg: InsideConfig) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ANALYSES = ("probes", "directions", "steering", "lens", "similarity", "patching")
+ANALYSES = ("probes", "directions", "steering", "lens", "image_lens", "similarity", "patching")
 
 
 @dataclass
@@ -22,6 +22,9 @@ class InsideConfig:
     steering_layer: int | None = None             # default: the layer of best text->image transfer
     steering_hypernyms: int = 8
     lens_top_k: int = 5
+    image_lens_top_k: int = 5                     # a readout names a word at a layer when its rank is below this
+    image_lens_concepts: int = 6                  # concepts drawn as a per-concept rank heatmap (first by name)
+    patchscope_batch: int = 64                    # patched identity prompts per forward
     patch_clean: str = "eagle"
     patch_corrupt: str = "shark"
     patch_question: str = "Is there a bird in the image?"

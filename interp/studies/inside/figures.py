@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
+from interp.analysis.image_lens_figures import figure_stem, first_naming_figure, in_order, rank_heatmap_figure
 from interp.io import read_json
 from interp.plots import heatmap, line_with_ci, save_figure
+from interp.studies.inside.config import InsideConfig
 from interp.studies.inside.tables import read_rows, series_by
 
 
@@ -62,6 +64,10 @@ def build_figures(out: Path) -> dict[str, go.Figure]:
         fig.update_layout(title=f"Logit lens at the image position: rank of the hypernym word ({lm})",
                           xaxis_title="layer", yaxis_title="rank (0 = top token)", yaxis_type="log")
         figs["lens_ranks"] = fig
+    if (rows := read_rows(out, "image_lens")) is not None and (first := read_rows(out, "image_lens_first")) is not None:
+        config = read_json(out / "summary.json").get("config", {}) if (out / "summary.json").exists() else {}
+        figs.update(image_lens_figures(rows, first, lm, int(config.get("image_lens_concepts",
+                                                                       InsideConfig.image_lens_concepts))))
     if (rows := read_rows(out, "similarity")) is not None:
         nan = [float("nan")] * len(rows)
         ks = [int(r["layer"]) for r in rows]
@@ -100,4 +106,26 @@ def build_figures(out: Path) -> dict[str, go.Figure]:
         fig.update_layout(title="Attribution vs exact patching, every cell", xaxis_title="exact effect",
                           yaxis_title="attribution estimate")
         figs["patching_agreement"] = fig
+    return figs
+
+
+def image_lens_figures(rows: list[dict], first: list[dict], lm: str, n_concepts: int) -> dict[str, go.Figure]:
+    """``image_lens_first``: per readout, the first layer naming each concept's word and its
+    hypernym's, from the image states beside the text states (the positive control); and
+    ``image_lens_ranks_<concept>``: the rank heatmap of the image states of the first
+    ``n_concepts`` concepts (:mod:`interp.analysis.image_lens_figures`)."""
+    readouts = in_order([r["readout"] for r in first])
+    modalities = ("image", "text")
+    ordered = sorted(first, key=lambda r: (readouts.index(r["readout"]), modalities.index(r["modality"])))
+    labelled = [dict(r, readout=f"{r['readout']} ({'text control' if r['modality'] == 'text' else r['modality']})")
+                for r in ordered]
+    n_layers = max(int(r["layer"]) for r in rows) + 1
+    k = first[0]["top_k"] if first else "?"
+    figs = {"image_lens_first": first_naming_figure(
+        labelled, n_layers=n_layers, title=f"First layer whose readout names the concept / its hypernym (top-{k}; "
+        f"{lm}): image tokens, and the concept word's text tokens as a control")}
+    image = [r for r in rows if r["modality"] == "image"]
+    for concept in in_order([r["concept"] for r in image])[:n_concepts]:
+        figs[f"image_lens_{figure_stem(concept)}"] = rank_heatmap_figure(
+            image, concept, title=f"{concept} (image tokens, {lm}): rank of the concept and hypernym words by layer")
     return figs

@@ -1,6 +1,6 @@
 """The look-inside study's results page, ``report.html``, from the run folder's tables alone
-(probes.csv, directions.csv, steering.csv, lens_*.csv, similarity.csv, umap.csv, patching.csv,
-summary.json): no model is loaded."""
+(probes.csv, directions.csv, steering.csv, lens_*.csv, image_lens*.csv, similarity.csv, umap.csv,
+patching.csv, summary.json): no model is loaded."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from interp.io import read_json
 from interp.pages import Code, Column, Page, Plot, Provenance, Section, Table, Text, write_page
 from interp.studies.inside.config import ANALYSES, InsideConfig
 from interp.studies.inside.figures import build_figures
-from interp.studies.inside.tables import PROBES, probe_rows, read_rows
+from interp.studies.inside.tables import PROBES, image_lens_summary, probe_rows, read_rows
 
 PAGE = "report.html"
 
@@ -21,6 +21,18 @@ PROBE_COLUMNS = [
     Column("probe"), Column("best_layer", "best layer"), Column("best", "best balanced accuracy", ".3f", interval=True),
     Column("layer0", "layer 0", ".3f", interval=True), Column("last", "last layer", ".3f", interval=True),
     Column("chance", "chance", ".2f"), Column("n", "hypernyms"),
+]
+
+IMAGE_LENS_SUMMARY_COLUMNS = [
+    Column("readout"), Column("modality", "states"), Column("n", "concepts"),
+    Column("concept_share", "concept word named", ".0%"), Column("concept_median", "median first layer", "g"),
+    Column("hypernym_share", "hypernym word named", ".0%"), Column("hypernym_median", "median first layer", "g"),
+    Column("hypernym_only_share", "hypernym named where the concept is not", ".0%"),
+]
+IMAGE_LENS_FIRST_COLUMNS = [
+    Column("concept"), Column("hypernym"), Column("modality", "states"), Column("readout"), Column("target"),
+    Column("word"), Column("first_layer", "first layer named"), Column("best_rank", "best rank"),
+    Column("top_k", "top-k"),
 ]
 
 
@@ -34,7 +46,7 @@ def is_run_dir(out: Path) -> bool:
     config = summary.get("config", {}) if isinstance(summary, dict) else {}
     return ("checkpoint" in config and "analyses" in config and "hypernyms" in summary
             and any((out / f"{name}.csv").exists() for name in ("probes", "directions", "steering", "lens_ranks",
-                                                                 "similarity", "patching")))
+                                                                 "image_lens", "similarity", "patching")))
 
 
 def hypernym_rows(out: Path) -> tuple[list[dict], list[Column]]:
@@ -70,6 +82,26 @@ def hypernym_rows(out: Path) -> tuple[list[dict], list[Column]]:
                 rows[r["hypernym"]]["steering"] = float(r["delta_p_yes"])
         cols.append(Column("steering", f"steering delta P(Yes), scale {top:g}", "+.3f"))
     return [{"hypernym": h, **v} for h, v in sorted(rows.items())], cols
+
+
+def image_lens_blocks(out: Path) -> list:
+    """The image_lens analysis: per readout and states, the share of concepts named (from
+    :func:`image_lens_summary`), and the first-naming table (one row per concept, states,
+    readout and target word; "-" where no layer names it)."""
+    rows, first = read_rows(out, "image_lens"), read_rows(out, "image_lens_first")
+    if rows is None or first is None:
+        return []
+    summary = [dict(s, concept_share=s["concept_named"] / s["n"], hypernym_share=s["hypernym_named"] / s["n"],
+                    hypernym_only_share=s["hypernym_only"] / s["n"]) for s in image_lens_summary(rows, first) if s["n"]]
+    k = summary[0]["top_k"] if summary else "?"
+    return [Text([f"Each readout (logit lens, nearest input embedding, Patchscope on \"cat -> cat; key -> key; ? ->\") "
+                  f"ranks the concept word and its most specific hypernym's word per layer; a rank below {k} names it. "
+                  "The text states (the concept word in a sentence) are the positive control. Click a header to sort; "
+                  "type to filter."]),
+            Table("image_lens_summary", IMAGE_LENS_SUMMARY_COLUMNS, summary),
+            Table("image_lens_first_naming", IMAGE_LENS_FIRST_COLUMNS,
+                  [dict(r, first_layer=None if r["first_layer"] == "" else r["first_layer"]) for r in first],
+                  filterable=True)]
 
 
 def learning_blocks(summary: dict) -> list:
@@ -138,6 +170,8 @@ def build_page(out: Path, *, progress: bool = False) -> Page:
             Text(["One row per hypernym: the best layer of each probe, of the text/image direction cosine, and the "
                   "steering effect on the hypernym's own question. Click a header to sort; type to filter."]),
             Table("per_hypernym", cols, rows, filterable=True)]))
+    if blocks := image_lens_blocks(out):
+        sections.append(Section("Readouts of the image token", blocks))
     sections.append(Section("Learning curve of the checkpoint", learning_blocks(summary)))
     if (out / "report.md").exists():
         sections.append(Section("report.md", [Code((out / "report.md").read_text(), "the markdown findings")]))

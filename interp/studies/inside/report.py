@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from interp.io import read_json
-from interp.studies.inside.tables import probe_rows, read_rows, series_by
+from interp.studies.inside.tables import image_lens_summary, probe_rows, read_rows, series_by
 
 
 def findings(out: Path) -> str:
@@ -64,6 +64,8 @@ def findings(out: Path) -> str:
                   f"- median rank of the hypernym word is lowest at layer {best} ({np.median(by_layer[best]):.0f}); "
                   f"in the top 100 for {100 * top100[best]:.0f}% of (concept, hypernym) pairs there; "
                   f"last layer median {np.median(by_layer[max(by_layer)]):.0f}", ""]
+    if (rows := read_rows(out, "image_lens")) is not None and (first := read_rows(out, "image_lens_first")) is not None:
+        lines += image_lens_lines(image_lens_summary(rows, first))
     if (rows := read_rows(out, "similarity")) is not None:
         best = max(rows, key=lambda r: float(r["cka"]))
         lines += ["## Similarity of text and image representations",
@@ -84,6 +86,44 @@ def findings(out: Path) -> str:
                   f"attribution {p['seconds_attribution']:.1f} s (one run)", ""]
     lines.append("Figures: " + ", ".join(sorted(p.name for p in out.glob("*.html"))))
     return "\n".join(lines) + "\n"
+
+
+def share(k: int, n: int) -> str:
+    """``"40% (2/5)"``; ``"- (0/0)"`` without any."""
+    return f"{100 * k / n:.0f}% ({k}/{n})" if n else "- (0/0)"
+
+
+def layer_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def image_lens_lines(summary: list[dict]) -> list[str]:
+    """The report section of the ``image_lens`` analysis from :func:`image_lens_summary`: a table
+    per readout and states, text (the positive control) first, and which readouts pass it."""
+    if not summary:
+        return []
+    k = summary[0]["top_k"]
+    lines = ["## Readouts of the image token (logit lens, nearest embedding, Patchscope)",
+             f"Each readout ranks the concept word (\"heel\" for a high heel) and the word of its most specific "
+             f"hypernym, per layer; it names a word when the rank is below {k}. The text states (the concept word in "
+             "\"This is a picture of ...\") are the positive control: a readout that does not name the word from its "
+             "own text cannot be expected to from the image.", "",
+             "| readout | states | concept word named | median first layer | hypernym word named | median first layer "
+             "| hypernym named where the concept is not |", "|---|---|---|---|---|---|---|"]
+    for s in summary:
+        states = "text (control)" if s["modality"] == "text" else s["modality"]
+        lines.append(f"| {s['readout']} | {states} | {share(s['concept_named'], s['n'])} | "
+                     f"{layer_text(s['concept_median'])} | {share(s['hypernym_named'], s['n'])} | "
+                     f"{layer_text(s['hypernym_median'])} | {share(s['hypernym_only'], s['n'])} |")
+    text = [s for s in summary if s["modality"] == "text"]
+    passing = [s["readout"] for s in text if s["n"] and 2 * s["concept_named"] >= s["n"]]
+    failing = [s["readout"] for s in text if s["readout"] not in passing]
+    lines.append("")
+    if text:
+        lines.append(f"- positive control (names the concept word from the text states for at least half the "
+                     f"concepts): passed by {', '.join(passing) or 'none'}; failed by {', '.join(failing) or 'none'}")
+    lines.append("")
+    return lines
 
 
 def headline_text(out: Path) -> str:

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from interp.io import environment, read_json, write_csv, write_json, write_text
-from interp.studies.inside.analyses import (Context, best_transfer_layer, build_context, directions, lens, patching,
-                                            probes, similarity, steering)
+from interp.studies.inside.analyses import (Context, best_transfer_layer, build_context, directions, image_lens, lens,
+                                            patching, probes, similarity, steering)
 from interp.studies.inside.config import InsideConfig
 from interp.studies.inside.figures import figures
 from interp.studies.inside.page import write_report_page
@@ -56,6 +56,12 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
         write_csv(out / "lens_ranks.csv", ranks)
         write_csv(out / "lens_top.csv", top)
         timed("lens", t)
+    if "image_lens" in cfg.analyses:
+        t = time.perf_counter()
+        rows, first = image_lens(ctx, cfg)
+        write_csv(out / "image_lens.csv", rows)
+        write_csv(out / "image_lens_first.csv", first)
+        timed("image_lens", t)
     if "similarity" in cfg.analyses:
         t = time.perf_counter()
         write_csv(out / "similarity.csv", similarity(ctx, cfg))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from statistics import median
 
 from interp.io import read_csv
 from interp.metrics import mean_ci
@@ -44,3 +45,40 @@ def probe_rows(rows: list[dict]) -> list[dict]:
         out.append({"probe": probe, "best_layer": best, "best": by_layer[best], "layer0": by_layer[min(by_layer)],
                     "last": by_layer[max(by_layer)], "chance": 0.5, "n": by_layer[best][2]})
     return out
+
+
+def median_or_none(values: list[int]) -> float | None:
+    return float(median(values)) if values else None
+
+
+def image_lens_summary(rows: list[dict], first: list[dict]) -> list[dict]:
+    """Per (readout, modality) of the ``image_lens`` tables (``rows``: image_lens.csv, ``first``:
+    image_lens_first.csv), in first-seen readout order, text (the positive control) before image:
+    ``n`` concepts; for the concept word and the hypernym word, how many concepts the readout names
+    (rank < top_k) at some layer (``*_named``) and the median of their first layers (``*_median``,
+    None if none); ``hypernym_only``: concepts whose hypernym word is named at a layer where the
+    concept word is not; ``top_k``."""
+    named: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    counts: dict[tuple[str, str], set[str]] = defaultdict(set)
+    top_k = 0
+    for r in first:
+        key = (r["readout"], r["modality"])
+        counts[key].add(r["concept"])
+        top_k = int(r["top_k"])
+        if r["first_layer"] not in (None, ""):
+            named[key][r["target"]].append(int(r["first_layer"]))
+    ranks: dict[tuple[str, str, str, int], dict[str, int]] = defaultdict(dict)
+    for r in rows:
+        ranks[(r["readout"], r["modality"], r["concept"], int(r["layer"]))][r["target"]] = int(r["rank"])
+    only: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for (readout, modality, concept, _), rk in ranks.items():
+        if rk.get("hypernym", top_k) < top_k <= rk.get("concept", top_k):
+            only[(readout, modality)].add(concept)
+    readouts = list(dict.fromkeys(r["readout"] for r in first))
+    modalities = sorted({r["modality"] for r in first}, key=lambda m: (m != "text", m))
+    return [{"readout": ro, "modality": m, "n": len(counts[(ro, m)]), "top_k": top_k,
+             "concept_named": len(named[(ro, m)]["concept"]),
+             "concept_median": median_or_none(named[(ro, m)]["concept"]),
+             "hypernym_named": len(named[(ro, m)]["hypernym"]),
+             "hypernym_median": median_or_none(named[(ro, m)]["hypernym"]), "hypernym_only": len(only[(ro, m)])}
+            for ro in readouts for m in modalities if (ro, m) in counts]
