@@ -655,3 +655,14 @@ def test_claims_read_paired_intervals_and_refuse_unlearned_models():
     assert [r["verdict"] for r in chance["claims"]][0].startswith("does not hold")
     assert all(r["verdict"].startswith("not comparable") for r in chance["claims"][1:]), chance["claims"]
     assert claims(_claim_tables({"phase1": [0.5]}), summarise(_claim_tables({"phase1": [0.5]}), cfg), cfg) == []
+
+    # an image-text model that answers its held-out image episodes at chance has not read the images
+    blind = t.copy()
+    blind["accuracy"] = t["accuracy"] + [{"regime": "image-text", "seed": s, "set": "image@4", "kind": "image", "acc": 0.22}
+                                         for s in range(3)]
+    rows = {r["claim"].split(" (")[0]: r for r in summarise(blind, cfg)["claims"]}
+    lift = rows["image-text continuation lifts text-only OOD accuracy"]
+    assert lift["verdict"] == "not comparable (image-text did not learn its image@4 version: 22.0% held out)", lift
+    assert rows["image training shifts binding toward symbolic"]["verdict"].startswith("not comparable")
+    assert rows["control: noise-text continuation, text OOD accuracy vs the text continuation"]["verdict"] == \
+        "no detectable difference"  # the other regimes keep their verdicts

@@ -14,7 +14,7 @@ from interp.pages import Code, Column, Page, Plot, Provenance, Section, Table, T
 from interp.studies.binding.figures import COLOURS, build_figures
 from interp.studies.binding.report import claim_value
 from interp.studies.binding.tables import (BRIEF, group, learned_threshold, not_learned, ordered, ratio, read_tables,
-                                           summarise)
+                                           slot_not_learned, summarise)
 
 PAGE = "report.html"
 ACCURACY_HEADER = {"regime", "seed", "set", "kind", "n", "acc"}
@@ -75,6 +75,7 @@ def headline_rows(tables: dict[str, list[dict]], summary: dict, task: dict) -> l
     acc = group(tables["accuracy"], ("regime", "set"), "acc")
     id_set = f"text@{task['n_objects']}"
     unlearned = set(not_learned(summary, task["n_objects"]))
+    slot = slot_not_learned(summary, task["n_objects"])
     brief = {"text": (f"~{BRIEF['text_id']:.0f}", BRIEF["text_ood"]), "image-text": ("", BRIEF["image_text_ood"])}
     rows = []
     for regime in ordered(summary["accuracy"]):
@@ -83,7 +84,9 @@ def headline_rows(tables: dict[str, list[dict]], summary: dict, task: dict) -> l
         rows.append({"regime": regime, "id": _pct(acc.get((regime, id_set), (math.nan,) * 3)),
                      "ood": (100 * a["ood_mean"], 100 * a["ood_ci"], a["seeds"]), "brief_id": b[0],
                      "brief_ood": b[1], "chance": 100 / task["n_objects"],
-                     "learned": "not learned" if regime in unlearned else "yes", "seeds": a["seeds"]})
+                     "learned": "not learned" if regime in unlearned else
+                     f"{slot[regime][0]} not learned ({100 * slot[regime][1]:.1f}%)" if regime in slot else "yes",
+                     "seeds": a["seeds"]})
     return rows
 
 

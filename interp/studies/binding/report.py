@@ -12,8 +12,8 @@ from typing import Any
 
 from interp.io import write_csv, write_text
 from interp.studies.binding.figures import write_figures
-from interp.studies.binding.tables import (BRIEF, group, learned_threshold, not_learned, ordered, ratio, summarise,
-                                           tidy)
+from interp.studies.binding.tables import (BRIEF, group, learned_threshold, not_learned, ordered, ratio,
+                                           slot_not_learned, summarise, tidy)
 
 
 def _fmt(m: float, h: float, scale: float = 100.0, digits: int = 1) -> str:
@@ -72,6 +72,13 @@ def report_markdown(tables: dict[str, list[dict]], summary: dict, cfg_dict: dict
                   f"{100 * chance:.1f}%). These models have not learned the binding, so their OOD accuracies, "
                   "interchange ratios, knockout and probe results describe an untrained retrieval mechanism and "
                   "cannot be compared with the brief.", ""]
+    slot = slot_not_learned(summary, t["n_objects"])
+    if slot:
+        lines += ["**Slot version not learned:** " + "; ".join(
+            f"{r} answers its held-out {name} episodes at {100 * v:.1f}%" for r, (name, v) in slot.items()) +
+            f" (below {100 * learned_threshold(t['n_objects']):.0f}%; chance among the episode's items "
+            f"{100 * chance:.1f}%). Such a model has not read the images (or the noise version) it was trained on, "
+            "so its text accuracies are not an effect of visual data.", ""]
     # interchange
     if tables["interchange"]:
         sym = group(tables["interchange"], ("regime", "layer"), "symbolic")
@@ -167,6 +174,8 @@ def headline_text(summary: dict, cfg_dict: dict) -> str:
     if unlearned:
         lines.append(f"Not learned (in distribution below {100 * learned_threshold(t['n_objects']):.0f}%): "
                      f"{', '.join(unlearned)}")
+    for regime, (name, v) in slot_not_learned(summary, t["n_objects"]).items():
+        lines.append(f"Slot version not learned: {regime} answers its held-out {name} episodes at {100 * v:.1f}%")
     return "\n".join(lines)
 
 

@@ -102,6 +102,21 @@ def not_learned(summary: dict, n_objects: int) -> list[str]:
     return [r for r in ordered(acc) if acc[r].get("id", float("nan")) < learned_threshold(n_objects)]
 
 
+def slot_not_learned(summary: dict, n_objects: int) -> dict[str, tuple[str, float]]:
+    """The regimes that did not learn their own slot version (``image@n``, ``noise-image@n``,
+    ``noise-text@n`` in distribution, held out): regime -> (set, mean accuracy), below
+    :func:`learned_threshold`. An image-text model that answers its held-out image episodes at
+    chance has not read the images, so nothing it shows is an effect of visual data."""
+    out = {}
+    for regime, a in summary["accuracy"].items():
+        for name, value in a.items():
+            kind, _, n = name.partition("@")
+            if (n == str(n_objects) and kind not in ("text", "") and isinstance(value, (int, float))
+                    and value < learned_threshold(n_objects)):
+                out[regime] = (name, float(value))
+    return out
+
+
 def ratio(s: float, p: float) -> float:
     if p > 0:
         return s / p
@@ -167,15 +182,18 @@ def claims(tables: dict[str, list[dict]], summary: dict, cfg_dict: dict) -> list
     reads only the interval (``holds``, ``does not hold``, ``reversed``, ``undetermined``)."""
     vals = seed_values(tables, cfg_dict)
     acc = summary["accuracy"]
-    unlearned = set(not_learned(summary, int(cfg_dict["task"]["n_objects"])))
+    n_objects = int(cfg_dict["task"]["n_objects"])
+    unlearned = {r: "not learned" for r in not_learned(summary, n_objects)}
+    unlearned.update({r: f"did not learn its {name} version: {100 * v:.1f}% held out"
+                      for r, (name, v) in slot_not_learned(summary, n_objects).items() if r not in unlearned})
     rows: list[dict[str, Any]] = []
     bar = 0.95
 
     def row(claim: str, brief: str, stat: tuple[float, float, int], says: str, unit: str = "%",
             regimes: tuple[str, ...] = ()) -> None:
-        bad = [r for r in regimes if r in unlearned]
+        bad = [f"{r} {unlearned[r]}" for r in regimes if r in unlearned]
         if bad:  # a mechanism or a generalisation claim about a model that did not learn says nothing
-            says = f"not comparable ({', '.join(bad)} not learned)"
+            says = f"not comparable ({'; '.join(bad)})"
         rows.append({"claim": claim, "brief": brief, "here": stat[0], "ci": stat[1], "seeds": stat[2],
                      "unit": unit, "verdict": says})
 
