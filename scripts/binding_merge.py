@@ -1,0 +1,40 @@
+"""Merge finished per-seed binding runs into one study folder, without training or loading the
+encoder: the tables, report, figures and results page of ``run_study``'s last step, rebuilt
+from each unit's eval.json, mech.json and train.json.
+
+One process per seed is how the comparison runs on two cores (a study folder has one writer):
+
+    OMP_NUM_THREADS=1 python -m interp.binding experiments/binding_cpu.toml --set seeds=[0] --out runs/binding-cpu-b-s0
+    OMP_NUM_THREADS=1 python -m interp.binding experiments/binding_cpu.toml --set seeds=[1] --out runs/binding-cpu-b-s1
+    python scripts/binding_merge.py runs/binding-cpu 0,1 text,noise-text,image-text,noise-image-text runs/binding-cpu-b-s0 runs/binding-cpu-b-s1
+
+Arguments: OUT SEEDS REGIMES SRC... (one source folder per seed, in the order of SEEDS). The
+merged config is experiments/binding_cpu.toml with those seeds and regimes; the report carries
+no wall time (the seeds ran side by side), summary.json the summed training seconds.
+"""
+import sys
+from pathlib import Path
+from interp.io import environment, read_json, write_json
+from interp.studies.binding.config import load_config
+from interp.studies.binding.report import write_outputs, headline_text
+from interp.studies.binding.page import write_report_page
+
+out = Path(sys.argv[1]); seeds = [int(s) for s in sys.argv[2].split(",")]; regimes = sys.argv[3].split(",")
+srcs = sys.argv[4:]  # per-seed source folders (runs/binding-cpu-b-s0 ...)
+cfg = load_config(Path(__file__).resolve().parents[1] / "experiments" / "binding_cpu.toml", {"seeds": tuple(seeds), "regimes": tuple(regimes), "out_dir": str(out)})
+out.mkdir(parents=True, exist_ok=True)
+results = []
+for seed, src in zip(seeds, srcs):
+    for unit in ["phase1"] + regimes:
+        d = Path(src) / f"seed{seed}" / unit
+        ev, mech, log = read_json(d / "eval.json"), read_json(d / "mech.json"), read_json(d / "train.json")
+        results.append({"eval": ev, "mech": mech, "train_seconds": log.get("seconds", 0.0), "history": log.get("history", [])})
+write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "result_hash": cfg.result_hash,
+                                 "source": "merged from " + ", ".join(srcs) + " (python -m interp.binding experiments/binding_cpu.toml --set seeds=[k] --out SRC, one process per seed)",
+                                 "environment": environment()})
+secs = sum(r["train_seconds"] for r in results)
+summary = write_outputs(cfg, results, out, seconds=None, figures=True)
+summary["training_core_seconds"] = secs
+write_json(out / "summary.json", summary)
+print(headline_text(summary, cfg.to_dict()))
+print(write_report_page(out, progress=False))
