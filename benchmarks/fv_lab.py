@@ -37,9 +37,8 @@ from interp.analysis import task_vectors as tvs  # noqa: E402
 from interp.data.tasks import load_task  # noqa: E402
 from interp.studies.task_vectors.config import load_config  # noqa: E402
 from interp.studies.task_vectors.context import load_context  # noqa: E402
-from interp.studies.task_vectors.prompts import (draw_specs, prompting_prompts, query_prompts,  # noqa: E402
-                                                 shuffled_prompts, source_vectors)
-from interp.studies.task_vectors.run import Scorer, choose_layer  # noqa: E402
+from interp.studies.task_vectors.prompts import prompting_prompts, query_prompts, source_vectors  # noqa: E402
+from interp.studies.task_vectors.run import Scorer, choose_layer, rank_heads  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALES = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -61,7 +60,7 @@ def best_on_val(val_em: np.ndarray, layers: list[int]) -> tuple[int, int]:
 
 
 def diagnose(task, cfg, ctx, quick: bool) -> dict:
-    vlm, m, f = ctx.vlm, cfg.method, cfg.fv
+    vlm, m = ctx.vlm, cfg.method
     L = vlm.lm.n_layers
     layers = list(range(L))
     train = task.split("train")
@@ -86,13 +85,7 @@ def diagnose(task, cfg, ctx, quick: bool) -> dict:
             "task_vector": float(em_of(test_s, pt)[0, 0]), "task_vector_layer": tv_layer, "best_constant": constant}
 
     # the heads, as the study ranks them
-    k_fv = min(f.n_examples, len(train) - 1)
-    icl = [tvs.icl_prompt([(d.input, d.answer) for d in demos], qy.input)
-           for demos, qy in draw_specs(train, k_fv, f.n_prompts, ["fv", seed])]
-    mean_z, mean_out = fvs.mean_head_outputs(vlm, icl, None, batch_size=max(1, m.batch_size // 4))
-    sh, answers_sh = shuffled_prompts(train, k_fv, f.n_shuffled, ["fv", seed])
-    ans_ids = [tvs.answer_token_ids(vlm.tokenizer, [a])[0] for a in answers_sh]
-    aie, corrupted = fvs.head_indirect_effects(vlm, sh, None, ans_ids, mean_z, batch_size=m.batch_size)
+    _, mean_out, aie, corrupted = rank_heads(vlm, train, cfg, seed)
     order = aie.flatten().sort(descending=True).values
     heads_info = {"corrupted_p": float(corrupted.mean()), "aie_top": [float(x) for x in order[:10]],
                   "aie_median": float(order.median()), "aie_min": float(order[-1]),

@@ -10,14 +10,14 @@ One process per seed is how the comparison runs on two cores (a study folder has
 
 Arguments: OUT SEEDS REGIMES SRC... (one source folder per seed, in the order of SEEDS). The
 merged config is experiments/binding_cpu.toml with those seeds and regimes; the report carries
-no wall time (the seeds ran side by side), summary.json the summed training seconds.
+no wall time (the seeds ran side by side).
 """
 import sys
 from pathlib import Path
 from interp.io import environment, read_json, write_json
 from interp.studies.binding.config import load_config
-from interp.studies.binding.report import write_outputs, headline_text
-from interp.studies.binding.page import write_report_page
+from interp.studies.binding.report import headline_text
+from interp.studies.binding.run import finish_study
 
 out = Path(sys.argv[1]); seeds = [int(s) for s in sys.argv[2].split(",")]; regimes = sys.argv[3].split(",")
 srcs = sys.argv[4:]  # per-seed source folders (runs/binding-cpu-b-s0 ...)
@@ -28,13 +28,10 @@ for seed, src in zip(seeds, srcs):
     for unit in ["phase1"] + regimes:
         d = Path(src) / f"seed{seed}" / unit
         ev, mech, log = read_json(d / "eval.json"), read_json(d / "mech.json"), read_json(d / "train.json")
-        results.append({"eval": ev, "mech": mech, "train_seconds": log.get("seconds", 0.0), "history": log.get("history", [])})
+        results.append({"eval": ev, "mech": mech, "history": log.get("history", [])})
 write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "result_hash": cfg.result_hash,
                                  "source": "merged from " + ", ".join(srcs) + " (python -m interp.binding experiments/binding_cpu.toml --set seeds=[k] --out SRC, one process per seed)",
                                  "environment": environment()})
-secs = sum(r["train_seconds"] for r in results)
-summary = write_outputs(cfg, results, out, seconds=None, figures=True)
-summary["training_core_seconds"] = secs
-write_json(out / "summary.json", summary)
+summary = finish_study(cfg, results, out, seconds=None, progress=False)
 print(headline_text(summary, cfg.to_dict()))
-print(write_report_page(out, progress=False))
+print(summary["page"])

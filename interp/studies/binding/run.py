@@ -128,8 +128,16 @@ def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFI
         results.append(res)
         for regime in cfg.regimes:
             results.append(run_regime(cfg, seed, regime, phase1, sources, eval_bank, sdir / regime, progress))
-    summary = write_outputs(cfg, results, out, seconds=time.perf_counter() - t0, figures=cfg.figures)
-    summary["seconds"] = time.perf_counter() - t0
+    return finish_study(cfg, results, out, seconds=time.perf_counter() - t0, progress=progress)
+
+
+def finish_study(cfg: BindingConfig, results: list[dict], out: Path, *, seconds: float | None,
+                 progress: bool = True) -> dict[str, Any]:
+    """The study's last step from its per-unit results: tables, report, figures, ``summary.json``
+    and the results page. ``seconds``: the wall time (None when the units ran in separate
+    processes, e.g. one per seed, merged by ``scripts/binding_merge.py``)."""
+    summary = write_outputs(cfg, results, out, seconds=seconds, figures=cfg.figures)
+    summary["seconds"] = seconds
     write_json(out / "summary.json", summary)
     summary["page"] = str(write_report_page(out, progress=progress))  # from the tables just written
     return summary

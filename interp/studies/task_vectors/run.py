@@ -53,6 +53,22 @@ def _row(kind: str, task: str, target: str, method: str, layer, sc: dict[str, to
 
 
 # -------------------------------------------------------------------- task
+def rank_heads(vlm, train: list, cfg: TaskVectorConfig, seed: Any) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The function vector's heads as the study ranks them: ``(k, mean_out [layers, heads, d_model],
+    aie [layers, heads], corrupted answer probabilities [n_shuffled])`` from ``cfg.fv.n_prompts``
+    ICL prompts of ``k`` train demonstrations (mean head outputs) and ``cfg.fv.n_shuffled``
+    label-shuffled ones (average indirect effects)."""
+    f, m = cfg.fv, cfg.method
+    k = min(f.n_examples, len(train) - 1)
+    icl = [tvs.icl_prompt([(d.input, d.answer) for d in demos], qy.input)
+           for demos, qy in draw_specs(train, k, f.n_prompts, ["fv", seed])]
+    mean_z, mean_out = fvs.mean_head_outputs(vlm, icl, None, batch_size=max(1, m.batch_size // 4))
+    sh, answers = shuffled_prompts(train, k, f.n_shuffled, ["fv", seed])
+    ans_ids = [tvs.answer_token_ids(vlm.tokenizer, [a])[0] for a in answers]
+    aie, corrupted = fvs.head_indirect_effects(vlm, sh, None, ans_ids, mean_z, batch_size=m.batch_size)
+    return k, mean_out, aie, corrupted
+
+
 def run_task(task, cfg: TaskVectorConfig, ctx: Context, progress: bool = True) -> dict[str, Any]:
     """All measurements of one task (see module doc): tidy rows, chosen layers, vectors."""
     m, vlm = cfg.method, ctx.vlm
@@ -117,13 +133,7 @@ def run_task(task, cfg: TaskVectorConfig, ctx: Context, progress: bool = True) -
     fv_info: dict[str, Any] = {}
     if cfg.fv.enabled:
         f = cfg.fv
-        k_fv = min(f.n_examples, len(train) - 1)
-        icl = [tvs.icl_prompt([(d.input, d.answer) for d in demos], qy.input)
-               for demos, qy in draw_specs(train, k_fv, f.n_prompts, ["fv", seed])]
-        mean_z, mean_out = fvs.mean_head_outputs(vlm, icl, None, batch_size=max(1, m.batch_size // 4))
-        sh, answers = shuffled_prompts(train, k_fv, f.n_shuffled, ["fv", seed])
-        ans_ids = [tvs.answer_token_ids(vlm.tokenizer, [a])[0] for a in answers]
-        aie, base = fvs.head_indirect_effects(vlm, sh, None, ans_ids, mean_z, batch_size=m.batch_size)
+        k_fv, mean_out, aie, base = rank_heads(vlm, train, cfg, seed)
         n_heads = aie.shape[1]
         heads = fvs.top_heads(aie, min(f.top_k, aie.numel()))
         fv = fvs.function_vector(mean_out, heads)
