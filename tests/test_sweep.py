@@ -99,6 +99,7 @@ def swept(tmp_path_factory):
     return out, first, statuses, second
 
 
+@pytest.mark.integration  # the fixture runs the embedded image encoder over real images
 def test_one_job_per_index_then_skip(swept, capsys):
     out, first, statuses, second = swept
     assert [r["status"] for r in first] == ["ran"] and statuses == ["done", "pending"]
@@ -113,6 +114,7 @@ def test_one_job_per_index_then_skip(swept, capsys):
     assert [r["status"] for r in listed] == ["done", "done"] and listed[0]["key"] == list_runs(cfg)[0].key
 
 
+@pytest.mark.integration  # the fixture runs the embedded image encoder over real images
 def test_other_config_in_same_folder_is_refused(swept):
     out = swept[0]
     with pytest.raises(SweepConflictError, match="another configuration"):
