@@ -13,7 +13,8 @@ from interp.analysis.collect import ConceptActs, concept_activations
 from interp.data.taxonomy import Taxonomy
 from interp.io import write_csv, write_json
 from interp.studies.inside import InsideConfig
-from interp.studies.inside.analyses import READOUTS, Context, image_lens, lens_targets, most_specific_hypernym
+from interp.studies.inside.analyses import (READOUTS, Context, answer_margins, causal, image_lens, lens_targets,
+                                            most_specific_hypernym)
 from interp.studies.inside.figures import build_figures
 from interp.studies.inside.page import build_page, is_run_dir, write_report_page
 from interp.studies.inside.report import findings
@@ -32,12 +33,13 @@ def test_analyze_writes_every_table_figure_and_report(checkpoint, tmp_path, caps
     out = tmp_path / "inside"
     main([str(checkpoint), "--out", str(out), "--set", "max_concepts=80", "--set", "min_members=5",
           "--set", "folds=3", "--set", "steering_scales=0,2", "--set", "steering_hypernyms=2",
-          "--set", "patch_clean=flamingo", "--set", "patch_corrupt=dolphin", "--set", "split=train"])
+          "--set", "patch_clean=flamingo", "--set", "patch_corrupt=dolphin", "--set", "split=train",
+          "--set", "causal_hypernyms=2", "--set", "causal_pairs=2", "--set", "causal_min_gap=0"])
     for name in ("probes", "directions", "steering", "lens_ranks", "lens_top", "image_lens", "image_lens_first",
-                 "similarity", "umap", "patching"):
+                 "similarity", "umap", "patching", "causal"):
         assert (out / f"{name}.csv").exists(), name
     for fig in ("probes", "directions", "steering", "lens_ranks", "image_lens_first", "similarity", "umap",
-                "patching_exact", "patching_attribution", "patching_agreement"):
+                "patching_exact", "patching_attribution", "patching_agreement", "causal"):
         assert (out / f"{fig}.html").exists() and (out / f"{fig}.png").exists(), fig
     probes = list(csv.DictReader(open(out / "probes.csv")))
     hyps = {r["hypernym"] for r in probes}
@@ -45,9 +47,10 @@ def test_analyze_writes_every_table_figure_and_report(checkpoint, tmp_path, caps
     assert all(0.0 <= float(r["balanced_accuracy"]) <= 1.0 for r in probes)
     steer = list(csv.DictReader(open(out / "steering.csv")))
     assert {r["condition"] for r in steer} >= {"target", "random-direction"}
+    assert {r["direction"] for r in steer} == {"image", "text"}
     report = (out / "report.md").read_text()
-    for section in ("## Probes", "## Hypernym directions", "## Steering", "## Logit lens", "## Readouts of the image token",
-                    "## Similarity", "## Patching"):
+    for section in ("## The answer", "**Answer:**", "## Probes", "## Hypernym directions", "## Steering",
+                    "## Logit lens", "## Readouts of the image token", "## Similarity", "## Patching", "## Causal"):
         assert section in report
     assert "attribution vs exact" in report
     # the figures redraw from the tables alone
@@ -206,3 +209,43 @@ def test_image_lens_report_figures_and_page(tiny_run):
     assert {"image_lens_first", "image_lens_ranks_robin"} <= set(parsed.figures)
     assert len(parsed.tables["image_lens_first_naming"]) == len(first)
     assert len(parsed.tables["image_lens_summary"]) == len(READOUTS) * 2
+
+
+def test_causal_patches_restore_the_clean_answer_where_they_must(tiny_context, tmp_path):
+    """The causal analysis on the tiny LM: pairs are (member, non-member) images ordered by the
+    LM's own margins; writing the member image's states at layer 0 is the member's run itself
+    (restored exactly 1); the rows hold every (pair, source, layer); the report section and the
+    answer are computed from the table alone."""
+    ctx = tiny_context
+    cfg = InsideConfig(checkpoint="tiny.safetensors", causal_hypernyms=2, causal_pairs=2, causal_min_gap=0.0)
+    rows, summ = causal(ctx, cfg)
+    n_layers = ctx.vlm.lm.n_layers
+    assert summ["pairs"] and len(rows) == len(summ["pairs"]) * 3 * n_layers
+    for p in summ["pairs"]:
+        h = p["hypernym"]
+        assert p["clean"] in ctx.members[h] and p["corrupt"] not in ctx.members[h]
+        assert p["clean_margin"] > p["corrupt_margin"]
+        margins = answer_margins(ctx.vlm, ctx.features, summ["questions"][h])
+        assert p["clean_margin"] == pytest.approx(float(margins[ctx.concepts.index(p["clean"])]))
+    zero = [r for r in rows if r["source"] == "image" and r["layer"] == 0]
+    assert all(r["restored"] == pytest.approx(1.0, abs=1e-4) for r in zero)
+    assert {r["source"] for r in rows} == {"image", "word", "control word"}
+    # the word and control word write different states, so they give different answers
+    word = {(r["clean"], r["layer"]): r["margin"] for r in rows if r["source"] == "word"}
+    ctrl = {(r["clean"], r["layer"]): r["margin"] for r in rows if r["source"] == "control word"}
+    assert any(abs(word[k] - ctrl[k]) > 1e-4 for k in word)
+    out = tmp_path / "inside"
+    out.mkdir()
+    write_csv(out / "causal.csv", rows)
+    write_json(out / "summary.json", {"config": {"checkpoint": "tiny.safetensors"}, "lm": "tiny-llama",
+                                      "n_concepts": len(ctx.concepts), "hypernyms": ctx.hypernyms, "causal": summ})
+    report = findings(out)
+    assert "## Causal" in report and "**Answer:**" in report
+    assert sum(line.startswith("| ") and line[2].isdigit() for line in report.splitlines()) == n_layers
+    with pytest.raises(ValueError, match="as many source as destination"):
+        from interp.analysis.patching import PatchInput, cross_patch
+        from interp.sequence import vlm_item
+
+        inp = PatchInput(ctx.vlm.build([vlm_item(0, "Is it?")]), ctx.features[[0]])
+        cross_patch(ctx.vlm, inp, [1, 2], inp, [1], lambda r, b: r[:, 0, 0], hooks=["blocks.0.hook_resid_pre"],
+                    average=False)

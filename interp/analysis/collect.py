@@ -27,7 +27,8 @@ class ConceptActs:
     last: torch.Tensor
 
 
-def _word_span(tokenizer, prompt_ids: list[int], word: str) -> list[int]:
+def word_span(tokenizer, prompt_ids: list[int], word: str) -> list[int]:
+    """The positions of ``word``'s tokens (with or without a leading space) in ``prompt_ids``."""
     for variant in (" " + word, word):
         w = tokenizer(variant, add_special_tokens=False)["input_ids"]
         for i in range(len(prompt_ids) - len(w) + 1):
@@ -51,7 +52,7 @@ def concept_activations(vlm: HookedVLM, concepts: Sequence[str], phrases: Sequen
         stack = tc.stack()  # [layers, b, pos, d]
         for j, p in enumerate(ph):
             word = p.split(" ", 1)[1] if " " in p else p
-            span = _word_span(tok, tb.input_ids[j].tolist(), word)
+            span = word_span(tok, tb.input_ids[j].tolist(), word)
             text.append(stack[:, j, span].mean(1))
         ib = vlm.build([[Segment("bos"), Segment("image", image=j), Segment("text", question)] for j in range(len(ph))])
         _, ic = vlm.run_with_cache(ib, features[s:s + batch_size], names=names, logits_at=None, device="cpu")

@@ -298,21 +298,28 @@ def cross_patch(
     metric: Metric,
     *,
     hooks: str | Sequence[str] | None = None,
+    average: bool = True,
 ) -> torch.Tensor:
     """Cross-modal patch: the mean activation at each of ``hooks`` (full per-block names,
     :func:`block_hooks`) over ``src_positions`` of ``source`` (e.g. the concept word's text
     tokens) is written at every ``dst_positions`` of ``target`` (e.g. its image tokens), one
-    hook at a time, each run starting at its own block. Returns ``[len(hooks)]`` metric values."""
+    hook at a time, each run starting at its own block. Returns ``[len(hooks)]`` metric values.
+    ``average=False`` writes position by position instead (``src_positions[i]`` ->
+    ``dst_positions[i]``; equal lengths): patching several image tokens into another image's."""
     rows = block_hooks(vlm, hooks)
     if not src_positions or not dst_positions:
         raise ValueError("cross_patch needs at least one source and one destination position")
+    if not average and len(src_positions) != len(dst_positions):
+        raise ValueError(f"position-wise patching needs as many source as destination positions; got "
+                         f"{len(src_positions)} and {len(dst_positions)}")
     names = sorted({n for _, n in rows} | {f"blocks.{l}.hook_resid_pre" for l, _ in rows})
     _, src_cache = vlm.run_with_cache(source.batch, source.features, names=names, logits_at=None)
     _, tgt_cache = vlm.run_with_cache(target.batch, target.features, names=names, logits_at=None)
     dst = torch.tensor(list(dst_positions))
     out = torch.empty(len(rows))
     for li, (layer, name) in enumerate(rows):
-        vec = src_cache[name][0, list(src_positions)].mean(0)
+        vec = src_cache[name][0, list(src_positions)]  # [n_src, d]
+        vec = vec.mean(0) if average else vec
 
         def write(t, hook, vec=vec):
             t = t.clone()

@@ -8,8 +8,9 @@ tables, plotly figures (HTML + PNG) and ``report.md`` into ``out_dir``:
                  question token; text -> image and image -> text transfer;
 - ``directions`` difference-of-means hypernym directions per modality and layer, cosine
                  between the text- and the image-derived direction;
-- ``steering``   the image-derived direction added at the image positions: change in P(Yes)
-                 for that hypernym's question vs other hypernyms' questions and a random direction;
+- ``steering``   the image-derived and the text-derived direction added at the image
+                 positions: change in P(Yes) for that hypernym's question vs other hypernyms'
+                 questions and a random direction;
 - ``lens``       logit lens at the image positions: top tokens per layer and the rank of each
                  concept's hypernym words per layer;
 - ``image_lens`` readouts made for image tokens (logit lens, nearest input embedding, Patchscope
@@ -18,7 +19,12 @@ tables, plotly figures (HTML + PNG) and ``report.md`` into ``out_dir``:
                  most specific hypernym's word, and the first layer each readout names them;
 - ``similarity`` linear CKA and RSA between modalities per layer; UMAP of both modalities;
 - ``patching``   exact resid_pre patching grid (clean image vs corrupted image), attribution
-                 patching of the same grid, and their agreement.
+                 patching of the same grid, and their agreement;
+- ``causal``     over (member, non-member) image pairs of the largest hypernyms: the member's
+                 image states, its word's text state, or the non-member's word (control) written
+                 at the non-member's image position per layer: share of the answer restored.
+
+``report.md`` opens with the study's answer, computed from whichever tables exist.
 
 Concept activations are computed once per (checkpoint, concept list) and cached as
 safetensors in ``out_dir``. Experiments write tables; ``figures.figures`` redraws from them.

@@ -13,17 +13,17 @@ import numpy as np
 import torch
 
 from interp.analysis.attribution import attribution_grid, compare_to_exact
-from interp.analysis.collect import ConceptActs, concept_activations, one_image_per_concept
+from interp.analysis.collect import ConceptActs, concept_activations, one_image_per_concept, word_span
 from interp.analysis.directions import cosine_per_layer, mean_difference
 from interp.analysis.image_lenses import (concept_readout, first_naming_rows, nearest_embeddings, patchscope,
                                          readout_rows)
 from interp.analysis.lens import logit_lens
-from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid
+from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, patch_grid
 from interp.analysis.probes import probe_layers, transfer_layers
 from interp.analysis.similarity import linear_cka, rsa
 from interp.analysis.steering import steering_table
 from interp.io import load_tensors, save_tensors, sha256_file
-from interp.sequence import single_token_id, vlm_item
+from interp.sequence import Segment, single_token_id, vlm_item
 from interp.studies.inside.config import InsideConfig
 from interp.studies.taxonomy.config import load_config
 from interp.studies.taxonomy.questions import image_question
@@ -128,13 +128,100 @@ def best_transfer_layer(probe_rows: list[dict]) -> int:
 
 
 def steering(ctx: Context, cfg: InsideConfig, layer: int) -> list[dict]:
+    """Steering rows (:func:`steering_table`) for the largest hypernyms, once with directions
+    derived from the concepts' image states and once from their text states (the word in
+    "This is a picture of a robin."), both added at the image positions; column ``direction``."""
     hyps = sorted(ctx.hypernyms, key=lambda h: -len(ctx.members[h]))[:cfg.steering_hypernyms]
-    img = ctx.acts.image[layer : layer + 1]
-    dirs = {h: mean_difference(img, torch.tensor(labels(ctx, h)))[0] for h in hyps}
     norm = float(ctx.acts.image[layer].norm(dim=-1).mean())
-    return steering_table(ctx.vlm, ctx.features, ctx.concepts, ctx.members, dirs, layer=layer,
-                          scales=cfg.steering_scales, resid_norm=norm, seed=cfg.seed,
-                          question=lambda h: image_question(ctx.taxonomy.phrase(h)))
+    rows: list[dict] = []
+    for source in ("image", "text"):
+        states = getattr(ctx.acts, source)[layer : layer + 1]
+        dirs = {h: mean_difference(states, torch.tensor(labels(ctx, h)))[0] for h in hyps}
+        rows += [dict(r, direction=source) for r in
+                 steering_table(ctx.vlm, ctx.features, ctx.concepts, ctx.members, dirs, layer=layer,
+                                scales=cfg.steering_scales, resid_norm=norm, seed=cfg.seed,
+                                question=lambda h: image_question(ctx.taxonomy.phrase(h)))]
+    return rows
+
+
+CAUSAL_SOURCES = ("image", "word", "control word")
+
+
+@torch.no_grad()
+def answer_margins(vlm, features: torch.Tensor, question: str, batch_size: int = 64) -> torch.Tensor:
+    """logit(" Yes") - logit(" No") at the last token of [BOS, image, question] for every image:
+    ``features [n, tokens, d_img]`` -> ``[n]``."""
+    ids = torch.tensor([single_token_id(vlm.tokenizer, " Yes"), single_token_id(vlm.tokenizer, " No")])
+    out = []
+    for s in range(0, features.shape[0], batch_size):
+        feats = features[s:s + batch_size]
+        batch = vlm.build([vlm_item(j, question) for j in range(feats.shape[0])])
+        logits = vlm.token_logits(batch, feats, ids).float().cpu()
+        out.append(logits[:, 0] - logits[:, 1])
+    return torch.cat(out)
+
+
+def word_input(vlm, phrase: str) -> tuple[PatchInput, list[int]]:
+    """The text prompt "This is a picture of a robin." (the states of ``concept_activations``'
+    text modality) and the positions of the concept word in it."""
+    batch = vlm.build([[Segment("bos"), Segment("text", f"This is a picture of {phrase}.")]])
+    word = phrase.split(" ", 1)[1] if " " in phrase else phrase
+    return PatchInput(batch, None), word_span(vlm.tokenizer, batch.input_ids[0].tolist(), word)
+
+
+def causal(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], dict]:
+    """Causal evidence, layer by layer: can a state written at the image position make the LM
+    answer "Is there a(n) H in the image?" as it does for an image of a member of H?
+
+    Per hypernym H (the ``causal_hypernyms`` largest) every concept's image is asked H's
+    question; the ``causal_pairs`` members with the largest margin logit(Yes) - logit(No) are
+    the clean runs, paired in order with the non-members of smallest margin (the corrupted runs;
+    pairs whose clean margin exceeds the corrupted one by less than ``causal_min_gap`` are
+    dropped: the share below divides by that gap). For each pair and
+    layer l, one state is written over the corrupted run's image positions at
+    ``blocks.{l}.hook_resid_pre`` (:func:`cross_patch`):
+
+    - ``image``: the clean image's own states there, token by token (image -> image patching;
+      at layer 0 it is the clean run itself, so 1 by construction);
+    - ``word``: the clean concept word's text state (its tokens' mean in "This is a picture of
+      a robin."): the cross-modal patch;
+    - ``control word``: the corrupted concept's own word, written the same way: the operation
+      with the wrong concept (what writing any text state does).
+
+    ``restored = (m_patched - m_corrupt) / (m_clean - m_corrupt)``: 1 is the clean answer, 0 no
+    change. Returns tidy rows and a summary (hypernyms, questions, pairs)."""
+    vlm, tax = ctx.vlm, ctx.taxonomy
+    metric = logit_diff_metric(vlm, single_token_id(vlm.tokenizer, " Yes"), single_token_id(vlm.tokenizer, " No"))
+    hooks = [f"blocks.{l}.hook_resid_pre" for l in range(vlm.lm.n_layers)]
+    hyps = sorted(ctx.hypernyms, key=lambda h: (-len(ctx.members[h]), h))[:cfg.causal_hypernyms]
+    rows: list[dict] = []
+    pairs: list[dict] = []
+    for h in hyps:
+        question = image_question(tax.phrase(h))
+        margin = answer_margins(vlm, ctx.features, question, batch_size=cfg.batch_size)
+        y = labels(ctx, h)
+        order = torch.argsort(margin, descending=True).tolist()
+        members = [i for i in order if y[i]][:cfg.causal_pairs]
+        others = [i for i in reversed(order) if not y[i]][:cfg.causal_pairs]
+        for ci, ki in zip(members, others):
+            m_clean, m_corr = float(margin[ci]), float(margin[ki])
+            if m_clean - m_corr < max(cfg.causal_min_gap, 1e-6):
+                continue
+            clean = PatchInput(vlm.build([vlm_item(0, question)]), ctx.features[[ci]])
+            corrupt = PatchInput(vlm.build([vlm_item(0, question)]), ctx.features[[ki]])
+            img_pos = corrupt.batch.mask("image")[0].nonzero().flatten().tolist()
+            word, word_pos = word_input(vlm, tax.phrase(ctx.concepts[ci]))
+            ctrl, ctrl_pos = word_input(vlm, tax.phrase(ctx.concepts[ki]))
+            values = {"image": cross_patch(vlm, clean, img_pos, corrupt, img_pos, metric, hooks=hooks, average=False),
+                      "word": cross_patch(vlm, word, word_pos, corrupt, img_pos, metric, hooks=hooks),
+                      "control word": cross_patch(vlm, ctrl, ctrl_pos, corrupt, img_pos, metric, hooks=hooks)}
+            pairs.append({"hypernym": h, "clean": ctx.concepts[ci], "corrupt": ctx.concepts[ki],
+                          "clean_margin": m_clean, "corrupt_margin": m_corr})
+            rows += [{**pairs[-1], "layer": l, "source": src, "margin": float(v[l]),
+                      "restored": (float(v[l]) - m_corr) / (m_clean - m_corr)}
+                     for src, v in values.items() for l in range(len(hooks))]
+    return rows, {"hypernyms": hyps, "questions": {h: image_question(tax.phrase(h)) for h in hyps},
+                  "pairs": pairs, "hook": "blocks.{l}.hook_resid_pre", "positions": "image"}
 
 
 def lens(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], list[dict]]:

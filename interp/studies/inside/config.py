@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ANALYSES = ("probes", "directions", "steering", "lens", "image_lens", "similarity", "patching")
+ANALYSES = ("probes", "directions", "steering", "lens", "image_lens", "similarity", "patching", "causal")
 
 
 @dataclass
@@ -29,6 +29,9 @@ class InsideConfig:
     patch_corrupt: str = "shark"
     patch_question: str = "Is there a bird in the image?"
     attribution_cells: int = 48
+    causal_hypernyms: int = 4                     # the largest hypernyms whose question the causal patches ask
+    causal_pairs: int = 6                         # (member, non-member) image pairs per hypernym
+    causal_min_gap: float = 1.0                   # pairs whose clean - corrupted margin is below this are dropped
     device: str = "cpu"
     batch_size: int = 32
 

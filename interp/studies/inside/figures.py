@@ -46,12 +46,20 @@ def build_figures(out: Path) -> dict[str, go.Figure]:
         figs["directions"] = fig
     if (rows := read_rows(out, "steering")) is not None:
         layer = int(rows[0]["layer"])
-        scaled = [dict(r, scale_x=int(round(100 * float(r["scale"])))) for r in rows]
-        series = series_by(scaled, "scale_x", "condition", "delta_p_yes")
-        series = {k: ([x / 100 for x in v[0]], v[1], v[2]) for k, v in series.items()}
+        scaled = [dict(r, scale_x=int(round(100 * float(r["scale"]))),
+                       series=f"{r.get('direction') or 'image'} direction: {r['condition']}") for r in rows]
+        series = series_by(scaled, "scale_x", "series", "delta_p_yes")
+        series = {k: ([x / 100 for x in v[0]], v[1], v[2]) for k, v in sorted(series.items())}
         fig = line_with_ci(series, title=f"Steering at image positions, layer {layer} ({lm}): change in P(Yes)",
                            xlabel="scale (x mean residual norm)", ylabel="delta P(Yes)")
         figs["steering"] = fig
+    if (rows := read_rows(out, "causal")) is not None and rows:
+        n = len({(r["hypernym"], r["clean"], r["corrupt"]) for r in rows})
+        fig = line_with_ci(series_by(rows, "layer", "source", "restored"),
+                           title=f"State written at the image position of a non-member's run ({lm}, {n} pairs): share "
+                                 "of the member's answer restored", xlabel="layer (blocks.{l}.hook_resid_pre)",
+                           ylabel="restored share (1 = member's answer)")
+        figs["causal"] = fig
     if (rows := read_rows(out, "lens_ranks")) is not None:
         by_layer: dict[int, list[float]] = defaultdict(list)
         for r in rows:

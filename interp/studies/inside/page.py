@@ -1,6 +1,6 @@
 """The look-inside study's results page, ``report.html``, from the run folder's tables alone
 (probes.csv, directions.csv, steering.csv, lens_*.csv, image_lens*.csv, similarity.csv, umap.csv,
-patching.csv, summary.json): no model is loaded."""
+patching.csv, causal.csv, summary.json): no model is loaded."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from interp.pages import Code, Column, Page, Plot, Provenance, Section, Table, T
 from interp.studies.inside.config import ANALYSES, InsideConfig
 from interp.studies.inside.figures import build_figures
 from interp.studies.inside.tables import PROBES, image_lens_summary, probe_rows, read_rows
+from interp.studies.inside.report import answer_lines
 
 PAGE = "report.html"
 
@@ -46,7 +47,7 @@ def is_run_dir(out: Path) -> bool:
     config = summary.get("config", {}) if isinstance(summary, dict) else {}
     return ("checkpoint" in config and "analyses" in config and "hypernyms" in summary
             and any((out / f"{name}.csv").exists() for name in ("probes", "directions", "steering", "lens_ranks",
-                                                                 "image_lens", "similarity", "patching")))
+                                                                 "image_lens", "similarity", "patching", "causal")))
 
 
 def hypernym_rows(out: Path) -> tuple[list[dict], list[Column]]:
@@ -77,10 +78,11 @@ def hypernym_rows(out: Path) -> tuple[list[dict], list[Column]]:
                  Column("direction_shuffled", "shuffled there", ".3f")]
     if (steer := read_rows(out, "steering")) is not None:
         top = max(float(r["scale"]) for r in steer)
+        sources = sorted({r.get("direction") or "image" for r in steer})
         for r in steer:
             if r["condition"] == "target" and float(r["scale"]) == top:
-                rows[r["hypernym"]]["steering"] = float(r["delta_p_yes"])
-        cols.append(Column("steering", f"steering delta P(Yes), scale {top:g}", "+.3f"))
+                rows[r["hypernym"]][f"steering_{r.get('direction') or 'image'}"] = float(r["delta_p_yes"])
+        cols += [Column(f"steering_{s}", f"steering delta P(Yes), {s} direction, scale {top:g}", "+.3f") for s in sources]
     return [{"hypernym": h, **v} for h, v in sorted(rows.items())], cols
 
 
@@ -149,7 +151,9 @@ def build_page(out: Path, *, progress: bool = False) -> Page:
     out = Path(out)
     summary = read_json(out / "summary.json")
     sections = []
-    head: list = [Text(["Where does an image of a robin start to look like 'bird' inside the LM? Linear probes "
+    answer = [line for line in answer_lines(out) if line.startswith("**Answer:**")]
+    head: list = [Text([a.replace("**", "") for a in answer])] if answer else []
+    head += [Text(["Where does an image of a robin start to look like 'bird' inside the LM? Linear probes "
                         "per layer for each hypernym (balanced accuracy, k-fold; chance 0.5) on the concept word's "
                         "text tokens, the image tokens and the last question token, and text-trained probes applied "
                         "to image tokens (and back). Means over hypernyms with 95% t-intervals."])]

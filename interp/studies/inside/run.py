@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from interp.io import environment, read_json, write_csv, write_json, write_text
-from interp.studies.inside.analyses import (Context, best_transfer_layer, build_context, directions, image_lens, lens,
-                                            patching, probes, similarity, steering)
+from interp.studies.inside.analyses import (Context, best_transfer_layer, build_context, causal, directions, image_lens,
+                                            lens, patching, probes, similarity, steering)
 from interp.studies.inside.config import InsideConfig
 from interp.studies.inside.figures import figures
 from interp.studies.inside.page import write_report_page
@@ -73,6 +73,12 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
         write_csv(out / "patching.csv", rows)
         summary["patching"] = psum
         timed("patching", t)
+    if "causal" in cfg.analyses:
+        t = time.perf_counter()
+        rows, csum = causal(ctx, cfg)
+        write_csv(out / "causal.csv", rows)
+        summary["causal"] = csum
+        timed("causal", t)
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", _merge_summary(out / "summary.json", summary))
     figures(out)

@@ -82,3 +82,21 @@ def image_lens_summary(rows: list[dict], first: list[dict]) -> list[dict]:
              "hypernym_named": len(named[(ro, m)]["hypernym"]),
              "hypernym_median": median_or_none(named[(ro, m)]["hypernym"]), "hypernym_only": len(only[(ro, m)])}
             for ro in readouts for m in modalities if (ro, m) in counts]
+
+
+def causal_summary(rows: list[dict]) -> list[dict]:
+    """Per layer: the mean restored share (95% t-interval over pairs) of each source of the
+    ``causal`` analysis, and the paired difference word - control word (same pair, same layer)."""
+    by: dict[tuple[str, int], dict[tuple[str, str, str], float]] = defaultdict(dict)
+    for r in rows:
+        by[(r["source"], int(r["layer"]))][(r["hypernym"], r["clean"], r["corrupt"])] = float(r["restored"])
+    layers = sorted({k for _, k in by})
+    out = []
+    for layer in layers:
+        row: dict = {"layer": layer}
+        for src in ("image", "word", "control word"):
+            row[src] = mean_ci(list(by[(src, layer)].values()))
+        word, ctrl = by[("word", layer)], by[("control word", layer)]
+        row["word - control"] = mean_ci([word[p] - ctrl[p] for p in word if p in ctrl])
+        out.append(row)
+    return out
