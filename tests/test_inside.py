@@ -14,7 +14,7 @@ from interp.data.taxonomy import Taxonomy
 from interp.io import write_csv, write_json
 from interp.studies.inside import InsideConfig
 from interp.studies.inside.analyses import (READOUTS, Context, answer_margins, causal, image_lens, lens_targets,
-                                            most_specific_hypernym)
+                                            most_specific_hypernym, patch_pair)
 from interp.studies.inside.figures import build_figures
 from interp.studies.inside.page import build_page, is_run_dir, write_report_page
 from interp.studies.inside.report import findings
@@ -249,3 +249,19 @@ def test_causal_patches_restore_the_clean_answer_where_they_must(tiny_context, t
         inp = PatchInput(ctx.vlm.build([vlm_item(0, "Is it?")]), ctx.features[[0]])
         cross_patch(ctx.vlm, inp, [1, 2], inp, [1], lambda r, b: r[:, 0, 0], hooks=["blocks.0.hook_resid_pre"],
                     average=False)
+
+
+def test_the_auto_patching_pair_is_the_models_firmest_right_answers(tiny_context):
+    ctx = tiny_context
+    cfg = InsideConfig(checkpoint="tiny.safetensors", patch_hypernym="animal")
+    clean, corrupt, question = patch_pair(ctx, cfg)
+    margins = answer_margins(ctx.vlm, ctx.features, question)
+    members = [i for i, c in enumerate(ctx.concepts) if c in ctx.members["animal"]]
+    others = [i for i in range(len(ctx.concepts)) if i not in members]
+    assert ctx.concepts.index(clean) == max(members, key=lambda i: float(margins[i]))
+    assert ctx.concepts.index(corrupt) == min(others, key=lambda i: float(margins[i]))
+    assert question == "Is there an animal in the image?"
+    by_hand = InsideConfig(checkpoint="x", patch_clean="robin", patch_corrupt="sandal", patch_question="Q?")
+    assert patch_pair(ctx, by_hand) == ("robin", "sandal", "Q?")
+    with pytest.raises(ValueError, match="patch_hypernym 'reptile'"):
+        patch_pair(ctx, InsideConfig(checkpoint="x", patch_hypernym="reptile"))

@@ -360,16 +360,38 @@ def similarity(ctx: Context, cfg: InsideConfig) -> list[dict]:
             for l in range(a.text.shape[0])]
 
 
+def patch_pair(ctx: Context, cfg: InsideConfig) -> tuple[str, str, str]:
+    """(clean concept, corrupted concept, question) of the patching example. A concept named
+    "auto" is chosen by the LM's own margins on ``patch_hypernym``'s question: the member it
+    most firmly answers Yes (clean), the non-member it most firmly answers No (corrupted), so
+    the grid explains an answer the model gets right."""
+    auto = "auto" in (cfg.patch_clean, cfg.patch_corrupt)
+    if auto and cfg.patch_hypernym not in ctx.members:
+        raise ValueError(f"patch_hypernym {cfg.patch_hypernym!r} is not a hypernym of the {len(ctx.concepts)} "
+                         f"{cfg.split} concepts; choose one of {sorted(ctx.members)[:8]}...")
+    for c in (cfg.patch_clean, cfg.patch_corrupt):
+        if c != "auto" and c not in ctx.concepts:
+            raise ValueError(f"patch concept {c!r} is not among the {len(ctx.concepts)} {cfg.split} concepts")
+    if not auto:
+        return cfg.patch_clean, cfg.patch_corrupt, cfg.patch_question
+    question = image_question(ctx.taxonomy.phrase(cfg.patch_hypernym))
+    margin = answer_margins(ctx.vlm, ctx.features, question, batch_size=cfg.batch_size)
+    y = labels(ctx, cfg.patch_hypernym)
+    order = torch.argsort(margin, descending=True).tolist()
+    clean = cfg.patch_clean if cfg.patch_clean != "auto" else ctx.concepts[next(i for i in order if y[i])]
+    corrupt = (cfg.patch_corrupt if cfg.patch_corrupt != "auto"
+               else ctx.concepts[next(i for i in reversed(order) if not y[i])])
+    return clean, corrupt, question
+
+
 def patching(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], dict]:
     """Exact and attribution resid_pre grids for clean vs corrupted image; their agreement."""
 
     vlm = ctx.vlm
-    for c in (cfg.patch_clean, cfg.patch_corrupt):
-        if c not in ctx.concepts:
-            raise ValueError(f"patch concept {c!r} is not among the {len(ctx.concepts)} {cfg.split} concepts")
-    batch = vlm.build([vlm_item(0, cfg.patch_question)])
-    clean = PatchInput(batch, ctx.features[[ctx.concepts.index(cfg.patch_clean)]])
-    corr = PatchInput(batch, ctx.features[[ctx.concepts.index(cfg.patch_corrupt)]])
+    clean_c, corrupt_c, question = patch_pair(ctx, cfg)
+    batch = vlm.build([vlm_item(0, question)])
+    clean = PatchInput(batch, ctx.features[[ctx.concepts.index(clean_c)]])
+    corr = PatchInput(batch, ctx.features[[ctx.concepts.index(corrupt_c)]])
     metric = logit_diff_metric(vlm, single_token_id(vlm.tokenizer, " Yes"), single_token_id(vlm.tokenizer, " No"))
     t = time.perf_counter()
     exact = patch_grid(vlm, clean, corr, metric)
@@ -383,7 +405,8 @@ def patching(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], dict]:
     rows = [{"layer": l, "position": p, "modality": labels[p], "token": toks[p] if labels[p] != "image" else "<img>",
              "exact_effect": float(exact[l, p] - att.corrupted), "attribution": float(att.grid[l, p])}
             for l in range(exact.shape[0]) for p in range(exact.shape[1])]
-    summary = {"clean": cfg.patch_clean, "corrupt": cfg.patch_corrupt, "question": cfg.patch_question,
+    summary = {"clean": clean_c, "corrupt": corrupt_c, "question": question,
+               "chosen": "auto" if "auto" in (cfg.patch_clean, cfg.patch_corrupt) else "by hand",
                "clean_metric": att.clean, "corrupted_metric": att.corrupted, "agreement": agree.as_dict(),
                "seconds_exact": t_exact, "seconds_attribution": t_att}
     return rows, summary

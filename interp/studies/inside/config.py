@@ -25,9 +25,10 @@ class InsideConfig:
     image_lens_top_k: int = 5                     # a readout names a word at a layer when its rank is below this
     image_lens_concepts: int = 6                  # concepts drawn as a per-concept rank heatmap (first by name)
     patchscope_batch: int = 64                    # patched identity prompts per forward
-    patch_clean: str = "eagle"
-    patch_corrupt: str = "shark"
-    patch_question: str = "Is there a bird in the image?"
+    patch_clean: str = "auto"                     # "auto": the member of patch_hypernym the LM most firmly answers Yes
+    patch_corrupt: str = "auto"                   # "auto": the non-member it most firmly answers No
+    patch_hypernym: str = "bird"                  # whose question an "auto" pair is asked
+    patch_question: str = "Is there a bird in the image?"  # the question of a pair named by hand
     attribution_cells: int = 48
     causal_hypernyms: int = 4                     # the largest hypernyms whose question the causal patches ask
     causal_pairs: int = 6                         # (member, non-member) image pairs per hypernym

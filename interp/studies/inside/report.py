@@ -81,7 +81,12 @@ def findings(out: Path) -> str:
         rows = read_rows(out, "patching") or []
         top = max(rows, key=lambda r: abs(float(r["exact_effect"]))) if rows else None
         lines += [f"## Patching {p['clean']} -> {p['corrupt']} (\"{p['question']}\")",
-                  f"- logit(Yes) - logit(No): clean {p['clean_metric']:+.3f}, corrupted {p['corrupted_metric']:+.3f}"]
+                  f"- logit(Yes) - logit(No): clean {p['clean_metric']:+.3f}, corrupted {p['corrupted_metric']:+.3f}"
+                  + ("; the pair is the member the LM most firmly answers Yes and the non-member it most firmly "
+                     "answers No" if p.get("chosen") == "auto" else "")]
+        if p["clean_metric"] <= p["corrupted_metric"]:
+            lines.append("- WARNING: the LM answers this pair the wrong way round (clean margin not above the "
+                         "corrupted one), so the grid explains no right answer; use patch_clean=auto")
         if top:
             lines.append(f"- largest exact effect: layer {int(top['layer'])}, position {int(top['position'])} "
                          f"({top['modality']}): {float(top['exact_effect']):+.3f}")
