@@ -9,6 +9,21 @@ import nbformat as nbf
 
 HERE = Path(__file__).resolve().parent
 
+FINDINGS = '''from pathlib import Path
+from IPython.display import Markdown, display
+from interp.studies.inside.figures import build_figures
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+# the look-inside study on the default VLM (gemma-3-270m + the quick study's seeing projector), as
+# committed: its tables, report.md and the command that regenerates them (first lines below)
+FINDINGS = ROOT / "figures" / "out" / "inside-gemma"
+report = (FINDINGS / "report.md").read_text()
+sections = {s.split("\\n", 1)[0]: "## " + s for s in report.split("\\n## ")[1:]}
+def section(start):
+    return Markdown(next(v for k, v in sections.items() if k.startswith(start)))
+figs = build_figures(FINDINGS)   # redrawn from the tables alone; no model is loaded
+display(Markdown(report.split("\\n## ")[0]))
+display(section("The answer"))'''
+
 SETUP = '''import os
 from pathlib import Path
 import torch
@@ -27,7 +42,19 @@ ckpt = OUT / "runs" / spec.run_id / "projector.safetensors"
 print(ckpt, ckpt.exists())'''
 
 PATCHING = [
-    nbf.v4.new_markdown_cell("# Activation patching: where does an image of an eagle become 'a bird'?\n\n"
+    nbf.v4.new_markdown_cell("# Activation patching: where does an image of a bird become 'a bird'?\n\n"
+                             "First the findings on the default VLM (read from the committed look-inside run), then "
+                             "the same machinery run live on a small VLM trained here."),
+    nbf.v4.new_code_cell(FINDINGS),
+    nbf.v4.new_markdown_cell("**Causal evidence.** At each layer, a state is written over the image position of a "
+                             "non-member's run: the member image's own states, the member's word's text state, or the "
+                             "non-member's own word (control). The curve is the share of the member's answer restored "
+                             "(mean and 95% CI over pairs)."),
+    nbf.v4.new_code_cell('''figs["causal"].show() if "causal" in figs else print("no causal table in", FINDINGS)
+display(section("Causal"))'''),
+    nbf.v4.new_code_cell('''figs["patching_exact"].show()
+display(section("Patching"))'''),
+    nbf.v4.new_markdown_cell("## The machinery, live on a small VLM\n\n"
                              "Clean = an eagle image, corrupted = a shark image, same question "
                              "\"Is there a bird in the image?\"; the metric is logit(Yes) - logit(No) at the last "
                              "question token, normalised to 0 (corrupted) .. 1 (clean)."),
@@ -81,6 +108,14 @@ acts.text.shape'''
 
 PROBES = [
     nbf.v4.new_markdown_cell("# Probes and hypernym directions across modalities\n\n"
+                             "First the findings on the default VLM (the committed look-inside run), then the same "
+                             "analyses live on a small VLM trained here."),
+    nbf.v4.new_code_cell(FINDINGS),
+    nbf.v4.new_code_cell('''for name in ("probes", "directions", "steering"):
+    figs[name].show()
+for start in ("Probes", "Hypernym directions", "Steering"):
+    display(section(start))'''),
+    nbf.v4.new_markdown_cell("## The analyses, live on a small VLM\n\n"
                              "Per layer: a linear probe for membership in the most frequent hypernym, trained on "
                              "each modality and transferred from text tokens to image tokens; the text- and "
                              "image-derived difference-of-means directions and their cosine."),
@@ -104,7 +139,16 @@ fig.show()'''),
 ]
 
 SIMILARITY = [
-    nbf.v4.new_markdown_cell("# Representation similarity of text and image tokens, layer by layer\n\n"
+    nbf.v4.new_markdown_cell("# Representation similarity and readouts of text and image tokens, layer by layer\n\n"
+                             "First the findings on the default VLM (the committed look-inside run), then the same "
+                             "analyses live on a small VLM trained here."),
+    nbf.v4.new_code_cell(FINDINGS),
+    nbf.v4.new_code_cell('''for name in ("similarity", "umap", "image_lens_first"):
+    if name in figs:
+        figs[name].show()
+for start in ("Similarity", "Readouts of the image token", "Logit lens"):
+    display(section(start))'''),
+    nbf.v4.new_markdown_cell("## The analyses, live on a small VLM\n\n"
                              "Linear CKA and RSA between the concept-word representations and the pooled "
                              "image-token representations, and a UMAP of both modalities at the last layer."),
     nbf.v4.new_code_cell(SETUP),

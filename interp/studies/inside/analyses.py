@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from interp.analysis.attribution import attribution_grid, compare_to_exact
 from interp.analysis.collect import ConceptActs, concept_activations, one_image_per_concept, word_span
@@ -169,7 +170,7 @@ def word_input(vlm, phrase: str) -> tuple[PatchInput, list[int]]:
     return PatchInput(batch, None), word_span(vlm.tokenizer, batch.input_ids[0].tolist(), word)
 
 
-def causal(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], dict]:
+def causal(ctx: Context, cfg: InsideConfig, progress: bool = False) -> tuple[list[dict], dict]:
     """Causal evidence, layer by layer: can a state written at the image position make the LM
     answer "Is there a(n) H in the image?" as it does for an image of a member of H?
 
@@ -196,6 +197,7 @@ def causal(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], dict]:
     hyps = sorted(ctx.hypernyms, key=lambda h: (-len(ctx.members[h]), h))[:cfg.causal_hypernyms]
     rows: list[dict] = []
     pairs: list[dict] = []
+    bar = tqdm(total=len(hyps) * cfg.causal_pairs, desc="causal patches (pairs)", disable=not progress)
     for h in hyps:
         question = image_question(tax.phrase(h))
         margin = answer_margins(vlm, ctx.features, question, batch_size=cfg.batch_size)
@@ -205,6 +207,7 @@ def causal(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], dict]:
         others = [i for i in reversed(order) if not y[i]][:cfg.causal_pairs]
         for ci, ki in zip(members, others):
             m_clean, m_corr = float(margin[ci]), float(margin[ki])
+            bar.update(1)
             if m_clean - m_corr < max(cfg.causal_min_gap, 1e-6):
                 continue
             clean = PatchInput(vlm.build([vlm_item(0, question)]), ctx.features[[ci]])
@@ -220,6 +223,7 @@ def causal(ctx: Context, cfg: InsideConfig) -> tuple[list[dict], dict]:
             rows += [{**pairs[-1], "layer": l, "source": src, "margin": float(v[l]),
                       "restored": (float(v[l]) - m_corr) / (m_clean - m_corr)}
                      for src, v in values.items() for l in range(len(hooks))]
+    bar.close()
     return rows, {"hypernyms": hyps, "questions": {h: image_question(tax.phrase(h)) for h in hyps},
                   "pairs": pairs, "hook": "blocks.{l}.hook_resid_pre", "positions": "image"}
 

@@ -233,6 +233,12 @@ def answer_lines(out: Path) -> list[str]:
                      f"{ci_text(bw['word'])} of the answer at layer {bw['layer']} (control word "
                      f"{ci_text(bw['control word'])}; difference {ci_text(bw['word - control'])}); the word beats its "
                      f"control with both CIs above 0 at layers {hits or 'none'}.")
+        first = table[0]
+        if first["control word"][0] - first["control word"][1] > 0.5:
+            lines.append(f"- Any word does it: the non-member's own word written at the image position restores "
+                         f"{ci_text(first['control word'])} at layer {first['layer']}, so a text state in the image slot "
+                         f"moves the answer toward Yes whichever concept it names; what the word adds beyond its "
+                         f"control is the concept.")
         lines.append(f"- Causal, within images: the member image's own states restore at least half of the answer at "
                      f"layers {carried or 'none'}"
                      + (f"; from layer {max(carried) + 1} on, the answer no longer reads the image position (it has "

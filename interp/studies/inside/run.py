@@ -75,7 +75,7 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
         timed("patching", t)
     if "causal" in cfg.analyses:
         t = time.perf_counter()
-        rows, csum = causal(ctx, cfg)
+        rows, csum = causal(ctx, cfg, progress)
         write_csv(out / "causal.csv", rows)
         summary["causal"] = csum
         timed("causal", t)
