@@ -56,9 +56,9 @@ def build_figures(out: Path) -> dict[str, go.Figure]:
     if (rows := read_rows(out, "causal")) is not None and rows:
         n = len({(r["hypernym"], r["clean"], r["corrupt"]) for r in rows})
         fig = line_with_ci(series_by(rows, "layer", "source", "restored"),
-                           title=f"State written at the image position of a non-member's run ({lm}, {n} pairs): share "
-                                 "of the member's answer restored", xlabel="layer (blocks.{l}.hook_resid_pre)",
-                           ylabel="restored share (1 = member's answer)")
+                           title=f"A state written at a non-member's image position ({lm}, {n} pairs)",
+                           xlabel="layer (blocks.{l}.hook_resid_pre)",
+                           ylabel="share of the member's answer restored")
         figs["causal"] = fig
     if (rows := read_rows(out, "lens_ranks")) is not None:
         by_layer: dict[int, list[float]] = defaultdict(list)
