@@ -145,9 +145,6 @@ def steering(ctx: Context, cfg: InsideConfig, layer: int) -> list[dict]:
     return rows
 
 
-CAUSAL_SOURCES = ("image", "word", "control word")
-
-
 @torch.no_grad()
 def answer_margins(vlm, features: torch.Tensor, question: str, batch_size: int = 64) -> torch.Tensor:
     """logit(" Yes") - logit(" No") at the last token of [BOS, image, question] for every image:
@@ -160,6 +157,17 @@ def answer_margins(vlm, features: torch.Tensor, question: str, batch_size: int =
         logits = vlm.token_logits(batch, feats, ids).float().cpu()
         out.append(logits[:, 0] - logits[:, 1])
     return torch.cat(out)
+
+
+def ranked_by_margin(ctx: Context, hypernym: str, batch_size: int) -> tuple[str, torch.Tensor, list[int], list[int]]:
+    """Every concept's image asked ``hypernym``'s question: (question, margins ``[n_concepts]``
+    of logit(Yes) - logit(No), member indices by decreasing margin, non-member indices by
+    increasing margin), so the LM's firmest right answers come first in both lists."""
+    question = image_question(ctx.taxonomy.phrase(hypernym))
+    margin = answer_margins(ctx.vlm, ctx.features, question, batch_size=batch_size)
+    y = labels(ctx, hypernym)
+    order = torch.argsort(margin, descending=True).tolist()
+    return question, margin, [i for i in order if y[i]], [i for i in reversed(order) if not y[i]]
 
 
 def word_input(vlm, phrase: str) -> tuple[PatchInput, list[int]]:
@@ -199,13 +207,8 @@ def causal(ctx: Context, cfg: InsideConfig, progress: bool = False) -> tuple[lis
     pairs: list[dict] = []
     bar = tqdm(total=len(hyps) * cfg.causal_pairs, desc="causal patches (pairs)", disable=not progress)
     for h in hyps:
-        question = image_question(tax.phrase(h))
-        margin = answer_margins(vlm, ctx.features, question, batch_size=cfg.batch_size)
-        y = labels(ctx, h)
-        order = torch.argsort(margin, descending=True).tolist()
-        members = [i for i in order if y[i]][:cfg.causal_pairs]
-        others = [i for i in reversed(order) if not y[i]][:cfg.causal_pairs]
-        for ci, ki in zip(members, others):
+        question, margin, members, others = ranked_by_margin(ctx, h, cfg.batch_size)
+        for ci, ki in zip(members[:cfg.causal_pairs], others[:cfg.causal_pairs]):
             m_clean, m_corr = float(margin[ci]), float(margin[ki])
             bar.update(1)
             if m_clean - m_corr < max(cfg.causal_min_gap, 1e-6):
@@ -378,13 +381,9 @@ def patch_pair(ctx: Context, cfg: InsideConfig) -> tuple[str, str, str]:
             raise ValueError(f"patch concept {c!r} is not among the {len(ctx.concepts)} {cfg.split} concepts")
     if not auto:
         return cfg.patch_clean, cfg.patch_corrupt, cfg.patch_question
-    question = image_question(ctx.taxonomy.phrase(cfg.patch_hypernym))
-    margin = answer_margins(ctx.vlm, ctx.features, question, batch_size=cfg.batch_size)
-    y = labels(ctx, cfg.patch_hypernym)
-    order = torch.argsort(margin, descending=True).tolist()
-    clean = cfg.patch_clean if cfg.patch_clean != "auto" else ctx.concepts[next(i for i in order if y[i])]
-    corrupt = (cfg.patch_corrupt if cfg.patch_corrupt != "auto"
-               else ctx.concepts[next(i for i in reversed(order) if not y[i])])
+    question, _, members, others = ranked_by_margin(ctx, cfg.patch_hypernym, cfg.batch_size)
+    clean = cfg.patch_clean if cfg.patch_clean != "auto" else ctx.concepts[members[0]]
+    corrupt = cfg.patch_corrupt if cfg.patch_corrupt != "auto" else ctx.concepts[others[0]]
     return clean, corrupt, question
 
 

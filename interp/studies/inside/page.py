@@ -82,7 +82,8 @@ def hypernym_rows(out: Path) -> tuple[list[dict], list[Column]]:
         for r in steer:
             if r["condition"] == "target" and float(r["scale"]) == top:
                 rows[r["hypernym"]][f"steering_{r.get('direction') or 'image'}"] = float(r["delta_p_yes"])
-        cols += [Column(f"steering_{s}", f"steering delta P(Yes), {s} direction, scale {top:g}", "+.3f") for s in sources]
+        cols += [Column(f"steering_{s}", f"steering delta P(Yes), {s} direction, scale {top:g}", "+.3f")
+                 for s in sources]
     return [{"hypernym": h, **v} for h, v in sorted(rows.items())], cols
 
 

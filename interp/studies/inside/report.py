@@ -212,11 +212,13 @@ def answer_lines(out: Path) -> list[str]:
         img = [s for s in summary if s["modality"] == "image"]
         txt = {s["readout"]: s for s in summary if s["modality"] == "text"}
         parts = [f"{s['readout']} {share(s['concept_named'], s['n'])} / {share(s['hypernym_named'], s['n'])}"
-                 f" (text control {share(txt[s['readout']]['concept_named'], s['n'])})" for s in img if s['readout'] in txt]
+                 f" (text control {share(txt[s['readout']]['concept_named'], s['n'])})"
+                 for s in img if s['readout'] in txt]
         # a readout counts when it names the hypernym word from the image for at least a tenth of the concepts
-        yes["readouts"] = sorted({int(s["hypernym_median"]) for s in img
-                                  if s["n"] and 10 * s["hypernym_named"] >= s["n"] and s["hypernym_median"] is not None})
-        lines.append("- Readouts of the image state (concept word / hypernym word named at some layer): " + "; ".join(parts)
+        yes["readouts"] = sorted({int(s["hypernym_median"]) for s in img if s["n"] and 10 * s["hypernym_named"] >= s["n"]
+                                  and s["hypernym_median"] is not None})
+        lines.append("- Readouts of the image state (concept word / hypernym word named at some layer): "
+                     + "; ".join(parts)
                      + ".")
     if (rows := read_rows(out, "similarity")) is not None:
         best = max(rows, key=lambda r: float(r["cka"]))
@@ -236,7 +238,8 @@ def answer_lines(out: Path) -> list[str]:
         first = table[0]
         if first["control word"][0] - first["control word"][1] > 0.5:
             lines.append(f"- Any word does it: the non-member's own word written at the image position restores "
-                         f"{ci_text(first['control word'])} at layer {first['layer']}, so a text state in the image slot "
+                         f"{ci_text(first['control word'])} at layer {first['layer']}, so a text state in the image "
+                         f"slot "
                          f"moves the answer toward Yes whichever concept it names; what the word adds beyond its "
                          f"control is the concept.")
         lines.append(f"- Causal, within images: the member image's own states restore at least half of the answer at "
