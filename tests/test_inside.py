@@ -265,3 +265,13 @@ def test_the_auto_patching_pair_is_the_models_firmest_right_answers(tiny_context
     assert patch_pair(ctx, by_hand) == ("robin", "sandal", "Q?")
     with pytest.raises(ValueError, match="patch_hypernym 'reptile'"):
         patch_pair(ctx, InsideConfig(checkpoint="x", patch_hypernym="reptile"))
+
+
+def test_the_report_warns_when_a_patching_pair_is_answered_the_wrong_way_round(tmp_path):
+    patch = {"clean": "eagle", "corrupt": "shark", "question": "Is there a bird in the image?", "chosen": "by hand",
+             "clean_metric": -2.2, "corrupted_metric": -1.8, "seconds_exact": 1.0, "seconds_attribution": 0.1,
+             "agreement": {"n_cells": 4, "pearson": 0.5, "spearman": 0.5, "sign_agreement": 0.75}}
+    for clean, warned in ((-2.2, True), (3.6, False)):
+        write_json(tmp_path / "summary.json", {"config": {"checkpoint": "x"}, "lm": "tiny", "n_concepts": 2,
+                                               "hypernyms": [], "patching": dict(patch, clean_metric=clean)})
+        assert ("WARNING: the LM answers this pair the wrong way round" in findings(tmp_path)) == warned

@@ -32,11 +32,12 @@ def hypernym_question(hypernym: str) -> str:
 @torch.no_grad()
 def yes_probability(vlm, features: torch.Tensor, questions: Sequence[str], *, direction: torch.Tensor | None = None,
                     layer: int = 0, alpha: float = 0.0, hook: str = "hook_resid_post", batch_size: int = 64,
-                    yes: str = " Yes", no: str = " No") -> torch.Tensor:
+                    yes: str = " Yes", no: str = " No", margin: bool = False) -> torch.Tensor:
     """P(Yes) for every (image, question): ``features [n_images, tokens, d_img]`` -> ``[n_images, n_questions]``.
 
     With ``direction [d_model]`` and ``alpha != 0`` the hook ``blocks.{layer}.{hook}`` gets
-    ``alpha * unit(direction)`` added at the image positions.
+    ``alpha * unit(direction)`` added at the image positions. ``margin=True`` returns
+    logit(Yes) - logit(No) instead of P(Yes).
     """
     lm = vlm.lm
     name = lm.check_hook(f"blocks.{lm.check_layer(layer)}.{hook}")
@@ -52,7 +53,7 @@ def yes_probability(vlm, features: torch.Tensor, questions: Sequence[str], *, di
         if direction is not None and alpha != 0.0:
             hooks = [(name, steering_hook(direction, batch.mask("image"), alpha))]
         logits = vlm.token_logits(batch, features[imgs], ids, fwd_hooks=hooks).float()
-        out[s:s + len(chunk)] = logits.softmax(-1)[:, 0].cpu()
+        out[s:s + len(chunk)] = (logits[:, 0] - logits[:, 1] if margin else logits.softmax(-1)[:, 0]).cpu()
     return out.view(features.shape[0], len(questions))
 
 

@@ -22,7 +22,7 @@ from interp.analysis.lens import logit_lens
 from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, patch_grid
 from interp.analysis.probes import probe_layers, transfer_layers
 from interp.analysis.similarity import linear_cka, rsa
-from interp.analysis.steering import steering_table
+from interp.analysis.steering import steering_table, yes_probability
 from interp.io import load_tensors, save_tensors, sha256_file
 from interp.sequence import Segment, single_token_id, vlm_item
 from interp.studies.inside.config import InsideConfig
@@ -145,18 +145,10 @@ def steering(ctx: Context, cfg: InsideConfig, layer: int) -> list[dict]:
     return rows
 
 
-@torch.no_grad()
 def answer_margins(vlm, features: torch.Tensor, question: str, batch_size: int = 64) -> torch.Tensor:
     """logit(" Yes") - logit(" No") at the last token of [BOS, image, question] for every image:
-    ``features [n, tokens, d_img]`` -> ``[n]``."""
-    ids = torch.tensor([single_token_id(vlm.tokenizer, " Yes"), single_token_id(vlm.tokenizer, " No")])
-    out = []
-    for s in range(0, features.shape[0], batch_size):
-        feats = features[s:s + batch_size]
-        batch = vlm.build([vlm_item(j, question) for j in range(feats.shape[0])])
-        logits = vlm.token_logits(batch, feats, ids).float().cpu()
-        out.append(logits[:, 0] - logits[:, 1])
-    return torch.cat(out)
+    ``features [n, tokens, d_img]`` -> ``[n]`` (:func:`yes_probability`'s forward)."""
+    return yes_probability(vlm, features, [question], batch_size=batch_size, margin=True)[:, 0]
 
 
 def ranked_by_margin(ctx: Context, hypernym: str, batch_size: int) -> tuple[str, torch.Tensor, list[int], list[int]]:
