@@ -14,6 +14,9 @@ import torch
 
 from interp.sequence import Batch, Segment, build_batch
 
+ANSWER_PREFIX = " "
+"""What goes before an answer word in the trained format (" Yes", then EOS)."""
+
 
 @dataclass(frozen=True)
 class Example:
@@ -63,7 +66,7 @@ def example_batch(
     n_image_tokens: int,
     *,
     with_answer: bool,
-    answer_prefix: str = " ",
+    answer_prefix: str = ANSWER_PREFIX,
 ) -> tuple[Batch, torch.Tensor]:
     """(batch, the features of its images ``[n, tokens, d_img]``) for a list of examples.
 

@@ -243,6 +243,27 @@ def test_text_prompts_mark_the_concept_and_hypernym_tokens(tiny_llama):
         assert (concept, hyp) == ((q.concept, q.hypernym) if q.kind == "text" else ("", ""))
 
 
+def test_the_answer_is_scored_in_the_format_the_projector_was_trained_on(tiny_llama):
+    """The spliced answer loss is the loss of the trained answer (" Yes" + EOS, as
+    ``example_batch`` builds it), not of a token the model was never trained to say."""
+    from interp.examples import Example, QuestionTokens, example_batch
+    from interp.sequence import Modality
+    from interp.studies.sae.data import build_batches, study_sequences
+
+    tax = FakeTaxonomy()
+    records = [SimpleNamespace(key=f"{c}-0", concept=c, path=f"{c}.png") for c in sorted(tax.HYP)]
+    seqs = [q for q in study_sequences(tax, records, range(len(records)), images_per_concept=1, text_per_concept=1,
+                                       seed=0) if q.kind == "image"][:1]
+    [(sae_batch, _)] = build_batches(tiny_llama.tokenizer, 4, seqs, torch.zeros(4, 4, 32), batch_size=1)
+    ex = Example(image=0, question=seqs[0].prompt, answer="Yes", kind="leaf", concept=seqs[0].concept,
+                 target=seqs[0].concept)
+    train_batch, _ = example_batch(QuestionTokens(tiny_llama.tokenizer), [ex], torch.zeros(1, 4, 32), 4,
+                                   with_answer=True)
+    assert torch.equal(sae_batch.input_ids, train_batch.input_ids)
+    answer = sae_batch.input_ids[sae_batch.modality == int(Modality.ANSWER)].tolist()
+    assert answer[-1] == tiny_llama.tokenizer.eos_token_id and len(answer) >= 2
+
+
 def test_the_report_lists_a_few_shared_concepts_and_how_many_more():
     from interp.studies.sae.report import few
 

@@ -1,8 +1,8 @@
 """The SAE study's sequences and their activations.
 
-Per concept, image questions ("Is there a robin in the image?" + Yes; BOS, image tokens,
-question, answer) and text prompts naming the concept and a hypernym ("Is it true that a
-robin is a bird?" + Yes). Sequences are shuffled (seeded) and batched; the last
+Per concept, image questions ("Is there a robin in the image?" + " Yes" + EOS, the format the
+projector was trained on; BOS, image tokens, question, answer) and text prompts naming the
+concept and a hypernym ("Is it true that a robin is a bird?" + " Yes" + EOS). Sequences are shuffled (seeded) and batched; the last
 ``holdout_frac`` of the batches are held out (reconstruction and the spliced loss are
 measured there). Each batch's ``blocks.{l}.hook_resid_post`` goes to an
 :class:`~interp.analysis.store.ActivationStore` (one shard per batch, resumable); the SAE
@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import torch
 
 from interp.analysis.store import ActivationStore
+from interp.examples import ANSWER_PREFIX
 from interp.sequence import Batch, Modality, Segment, build_batch
 from interp.studies.taxonomy.questions import image_question, truth_question
 
@@ -77,7 +78,7 @@ def build_batches(tokenizer, n_image_tokens: int, seqs: Sequence[SeqInfo], featu
             if q.kind == "image":
                 segs.append(Segment("image", image=len(recs)))
                 recs.append(q.record)
-            items.append(segs + [Segment("text", q.prompt), Segment("answer", "Yes")])
+            items.append(segs + [Segment("text", q.prompt), Segment("answer", ANSWER_PREFIX + "Yes")])
         batch = build_batch(tokenizer, items, n_image_tokens)
         out.append((batch, features[recs] if recs else None))
     return out
