@@ -2,8 +2,9 @@
 
 Grid: ``blocks.{l}.hook_resid_pre`` x every position of a text pair (TransformerLens's
 ``patching`` helpers take token ids, not embeddings, so the comparison is on text; our
-image-token grids run through the same code). Metric: logit(" Yes") - logit(" No") at the
-last position. Measured in one run:
+image-token grids run through the same code): "... saw a robin in the garden. A robin is a kind
+of" against the same with salmon. Metric: logit(" bird") - logit(" fish") at the last position.
+Measured in one run:
 
 - ``transformer_lens.patching.get_act_patch_resid_pre`` (full forward and full-vocabulary
   logits per cell) vs :func:`interp.analysis.patching.patch_grid`: identical values, speed
@@ -45,8 +46,12 @@ from interp.models.lm import load_lm  # noqa: E402
 from interp.sequence import single_token_id, vlm_item  # noqa: E402
 from interp.vlm import HookedVLM  # noqa: E402
 
-CLEAN = "Question: is a robin a kind of bird? Answer with yes or no. Answer:"
-CORRUPT = "Question: is a salmon a kind of bird? Answer with yes or no. Answer:"
+# A pair the LM answers firmly and oppositely (gemma-3-270m: logit(" bird") - logit(" fish") +6.7 clean,
+# -4.3 corrupted). The yes/no pair used before ("is a robin / salmon a kind of bird? ... Answer:", +1.93
+# vs +1.71) was answered " yes" whichever animal: a grid of effects within 0.5 logits of noise.
+CLEAN = "We looked out of the window and saw a robin in the garden. A robin is a kind of"
+CORRUPT = "We looked out of the window and saw a salmon in the garden. A salmon is a kind of"
+ANSWER, FOIL = " bird", " fish"
 
 
 def main() -> None:
@@ -59,7 +64,7 @@ def main() -> None:
     clean, corr = PatchInput(vlm.build([vlm_item(None, CLEAN)])), PatchInput(vlm.build([vlm_item(None, CORRUPT)]))
     if clean.batch.shape != corr.batch.shape:
         raise SystemExit(f"the prompts tokenize to different lengths: {clean.batch.shape} vs {corr.batch.shape}")
-    yes, no = single_token_id(tok, " yes"), single_token_id(tok, " no")
+    answer, foil = single_token_id(tok, ANSWER), single_token_id(tok, FOIL)
     layers = [0, 6, 12, 17] if args.quick else list(range(lm.n_layers))
     hooks = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
     n_pos = clean.batch.shape[1]
@@ -70,7 +75,7 @@ def main() -> None:
     clean_ids, corr_ids = clean.batch.input_ids, corr.batch.input_ids
 
     def tl_metric(logits: torch.Tensor) -> torch.Tensor:
-        return logits[0, -1, yes] - logits[0, -1, no]
+        return logits[0, -1, answer] - logits[0, -1, foil]
 
     with torch.no_grad():
         _, clean_cache = bridge.run_with_cache(clean_ids, names_filter=lambda n: n.endswith("hook_resid_pre"))
@@ -85,7 +90,7 @@ def main() -> None:
     tl = tl.reshape(len(layers), n_pos).float().cpu()
 
     # --- ours, three variants (see the module docstring); the default is the last
-    metric = logit_diff_metric(vlm, yes, no)
+    metric = logit_diff_metric(vlm, answer, foil)
     variants = {"batched": dict(packed=False, skip_identical=False), "packed": dict(packed=True, skip_identical=False),
                 "packed_skip": dict(packed=True, skip_identical=True)}
     grids, secs = {}, {}
@@ -109,7 +114,8 @@ def main() -> None:
 
     cells = len(layers) * n_pos
     save("patching_quick" if args.quick else "patching", {
-        "lm": lm.name, "hook": "hook_resid_pre", "layers": len(layers), "positions": n_pos, "cells": cells,
+        "lm": lm.name, "clean_prompt": CLEAN, "corrupted_prompt": CORRUPT,
+        "metric": f"logit({ANSWER!r}) - logit({FOIL!r}) at the last position", "hook": "hook_resid_pre", "layers": len(layers), "positions": n_pos, "cells": cells,
         "tl_cells_per_s": cells / t_tl, "ours_cells_per_s": cells / t_ours, "speedup_vs_transformer_lens": t_tl / t_ours,
         "target_speedup": 20.0, "max_abs_diff_vs_transformer_lens": float((tl - ours).abs().max()),
         "variants_speedup_vs_transformer_lens": {k: t_tl / v for k, v in secs.items()},
