@@ -255,9 +255,11 @@ def dry_run_exit(ap: argparse.ArgumentParser, what: str, cfg: Any = None) -> Non
 
 
 def load_study_config(ap: argparse.ArgumentParser, args: argparse.Namespace, loader: Callable[..., Any],
-                      what: Callable[[Any], str] | None = None) -> Any:
+                      what: Callable[[Any], str] | None = None, check: Callable[[Any], None] | None = None) -> Any:
     """The study CLIs' common path (arguments of :func:`add_study_args`): check ``--threads``,
-    apply ``--set``/``--out``, load the config with :func:`load_or_exit`, end a ``--dry-run``
+    apply ``--set``/``--out``, load the config with :func:`load_or_exit`, run ``check(cfg)``
+    (a cheap check of what the config points to, e.g. that a checkpoint exists: its
+    ``ValueError`` or ``FileNotFoundError`` exits with one line), end a ``--dry-run``
     (saying ``what(cfg)``, default the config path), then set torch's threads (``--threads``,
     else the config's ``threads`` field when it has one, else the default of
     :func:`set_threads`). Every bad input exits with one line and code 2 before any model loads."""
@@ -265,6 +267,11 @@ def load_study_config(ap: argparse.ArgumentParser, args: argparse.Namespace, loa
     if threads is not None and threads < 1:
         ap.error(f"--threads {threads}: must be >= 1")
     cfg = load_or_exit(ap, loader, args.config, cli_overrides(ap, args))
+    if check is not None:
+        try:
+            check(cfg)
+        except (ValueError, FileNotFoundError) as e:
+            ap.error(str(e))
     if args.dry_run:
         dry_run_exit(ap, what(cfg) if what else args.config, cfg)
     set_threads(threads or getattr(cfg, "threads", None) or None)

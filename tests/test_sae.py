@@ -210,7 +210,8 @@ def test_the_study_runs_end_to_end_and_resumes(tiny_llama, tmp_path, monkeypatch
 # ------------------------------------------------------------------ the CLI
 @pytest.mark.parametrize("setting, words", [
     ("train.k=0", "train.k"), ("data.split=dev", "data.split"), ("model.layers=bogus", "layers"),
-    ("train.lr='fast'", "train.lr"), ("eval.nope=1", "nope"), ("data.holdout_frac=1.5", "holdout_frac")])
+    ("train.lr='fast'", "train.lr"), ("eval.nope=1", "nope"), ("data.holdout_frac=1.5", "holdout_frac"),
+    ("data.checkpoint='no/such/projector.safetensors'", "no/such/projector.safetensors")])
 def test_bad_config_values_exit_2_with_one_line(capsys, setting, words):
     with pytest.raises(SystemExit) as e:
         main([str(ROOT / "experiments" / "sae_quick.toml"), "--set", setting, "--no-progress"])

@@ -21,7 +21,7 @@ from interp.configfile import add_study_args, load_study_config, run_source
 from interp.pages import open_hint
 from interp.studies.sae.config import load_config
 from interp.studies.sae.report import headline_text
-from interp.studies.sae.run import run
+from interp.studies.sae.run import check_checkpoint, run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_study_args(ap, "SAE TOML (experiments/sae_quick.toml)", "--set model.layers=[2,3] --set train.k=8")
     args = ap.parse_args(argv)
-    cfg = load_study_config(ap, args, load_config,
+    cfg = load_study_config(ap, args, load_config, check=check_checkpoint,
                             what=lambda c: f"{args.config} (layers {c.model.layers}, k={c.train.k})")
     result = run(cfg, progress=not args.no_progress, source=run_source(args))
     print(f"[sae] done in {result['seconds'] / 60:.1f} min; results in {cfg.out_dir}")

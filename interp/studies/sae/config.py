@@ -11,7 +11,7 @@ from interp import configfile
 from interp.configfile import Hashed, build_section, load_sectioned
 from interp.studies.alignment.config import parse_layers
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "all")
 
 
 @dataclass(frozen=True)
@@ -19,10 +19,12 @@ class SaeDataConfig:
     """The taxonomic study's setting. ``study_config``: its TOML (images, taxonomy, model);
     ``checkpoint``: a trained projector (``projector.safetensors``; "" = an untrained projector
     of the study config's kind); ``lm``/``encoder``: override the study config's ("" = keep;
-    with a checkpoint, the checkpoint's). Sequences: per concept of ``split`` (at most
+    with a checkpoint, the checkpoint's). Sequences: per concept of ``split`` ("all" = train,
+    val and test together: on the train renderings a warm-started projector gives every
+    rendering of a concept its prototype, on held-out ones a mixture; at most
     ``max_concepts``, 0 = all), ``images_per_concept`` image questions ("Is there a robin in
-    the image?" + Yes) and ``text_per_concept`` text prompts naming the concept and one of its
-    hypernyms ("Is it true that a robin is a bird?" + Yes; 0 = every hypernym)."""
+    the image?" + " Yes") and ``text_per_concept`` text prompts naming the concept and one of its
+    hypernyms ("Is it true that a robin is a bird?" + " Yes"; 0 = every hypernym)."""
 
     study_config: str = "experiments/quick.toml"
     checkpoint: str = ""

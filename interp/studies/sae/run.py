@@ -17,6 +17,7 @@ import torch
 from interp.analysis.store import ActivationStore, collect_to_store
 from interp.io import environment, read_json, sha256_file, stable_hash, write_csv, write_json
 from interp.models.encoders import load_encoder
+from interp.projector import Projector
 from interp.studies.alignment.config import parse_layers
 from interp.studies.sae.config import SaeConfig
 from interp.studies.sae.data import (SeqInfo, build_batches, iter_batches, layer_acts, name_roles, split_batches,
@@ -48,14 +49,23 @@ class Setting:
     projector: str
 
 
+def check_checkpoint(cfg: SaeConfig) -> None:
+    """Before anything loads: ``data.checkpoint``, when set, is a projector checkpoint (its
+    header is read; ``FileNotFoundError`` or ``ValueError`` otherwise)."""
+    if cfg.data.checkpoint:
+        if not Path(cfg.data.checkpoint).exists():
+            raise FileNotFoundError(f"data.checkpoint {cfg.data.checkpoint}: no such projector checkpoint "
+                                    "(train one with python -m interp.run experiments/quick.toml)")
+        Projector.read_config(cfg.data.checkpoint)
+
+
 def load_setting(cfg: SaeConfig, progress: bool = True) -> Setting:
     """The taxonomic study's data and VLM: the checkpoint's projector (its LM and encoder), or
     an untrained projector of the study config's kind for its (or ``data.lm``'s) LM."""
     d = cfg.data
     overrides: dict[str, Any] = {}
     if d.checkpoint:
-        if not Path(d.checkpoint).exists():
-            raise FileNotFoundError(f"data.checkpoint {d.checkpoint}: no such projector checkpoint")
+        check_checkpoint(cfg)
         vlm = load_vlm(d.checkpoint, lm=d.lm or None, device=cfg.model.device)
         overrides = {"model.lm": vlm.lm.name.split("+random")[0], "model.encoder": vlm.projector.config.encoder}
         study = load_study_config(d.study_config, overrides)
@@ -67,7 +77,9 @@ def load_setting(cfg: SaeConfig, progress: bool = True) -> Setting:
         vlm = new_study_vlm(load_study_lm(study, False, d.seed), encoder, study, d.seed)
         tag = f"untrained-{study.model.projector}-s{d.seed}"
     data = load_data(study, encoder, progress=progress)
-    return Setting(vlm, data.taxonomy, data.records, data.splits[d.split], data.features, tag)
+    rows = sorted(r for name in ("train", "val", "test") for r in data.splits[name]) if d.split == "all" \
+        else data.splits[d.split]
+    return Setting(vlm, data.taxonomy, data.records, rows, data.features, tag)
 
 
 def record_run(cfg: SaeConfig, out: Path, source: str) -> None:
