@@ -24,7 +24,13 @@ Measured in one run:
   a query/key grid (``attn.hook_q`` + ``attn.hook_k`` at the same layers), where the QK fix
   applies and AtP with the QK fix alone is reported too.
 
-    .venv/bin/python benchmarks/bench_patching.py [--quick]
+With ``--checkpoint projector.safetensors`` (a trained projector, e.g. the quick study's
+``runs/quick/runs/lm-original-100pct-s42/projector.safetensors``) the AtP / AtP* validation is
+also run on an image pair through the VLM: the first embedded rendering of eagle against that
+of shark, asked "Is there an eagle in the image?", every block's resid_pre and q/k over every
+position (``patching_image.json``).
+
+    .venv/bin/python benchmarks/bench_patching.py [--quick] [--checkpoint CHECKPOINT]
 """
 
 from __future__ import annotations
@@ -54,8 +60,16 @@ CORRUPT = "We looked out of the window and saw a salmon in the garden. A salmon 
 ANSWER, FOIL = " bird", " fish"
 
 
+IMAGE_CLEAN, IMAGE_CORRUPT, IMAGE_QUESTION = "eagle", "shark", "Is there an eagle in the image?"
+
+
 def main() -> None:
-    args = parser(__doc__).parse_args()
+    ap = parser(__doc__)
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="a trained projector: also validate AtP / AtP* on an image pair through it")
+    args = ap.parse_args()
+    if args.checkpoint is not None and not args.checkpoint.exists():
+        ap.error(f"--checkpoint {args.checkpoint}: no such projector checkpoint")
     from transformer_lens import patching
 
     lm = HookedLM(load_lm("gemma-3-270m"))
@@ -109,8 +123,7 @@ def main() -> None:
     qk_hooks = [f"blocks.{layer}.attn.hook_{side}" for layer in layers for side in "qk"]
     by_grid = {"resid_pre": compare_estimators(vlm, clean, corr, metric, hooks=hooks, estimators=("atp", "atp_star")),
                "attn_qk": compare_estimators(vlm, clean, corr, metric, hooks=qk_hooks)}
-    atp_star = {grid: {r["estimator"]: {k: None if v != v else v for k, v in r.items() if k != "estimator"}
-                       for r in rows} for grid, rows in by_grid.items()}  # NaN (a magnitude's signed r) -> null
+    atp_star = by_estimator(by_grid)
 
     cells = len(layers) * n_pos
     save("patching_quick" if args.quick else "patching", {
@@ -129,6 +142,48 @@ def main() -> None:
         "clean_metric": att.clean, "corrupted_metric": att.corrupted,
         "atp_star_vs_exact": atp_star, "atp_star_drop_layers": lm.n_layers,
     })
+    if args.checkpoint is not None:
+        image_pair(args.checkpoint, layers)
+
+
+def image_pair(checkpoint: Path, layers: list[int]) -> None:
+    """AtP, AtP with the QK fix and AtP* against exact patching on an image pair through a
+    trained VLM (``patching_image.json``)."""
+    from PIL import Image
+
+    from interp.analysis.patching import metric_value
+    from interp.data.images import embedded_image_root, load_image_set
+    from interp.vlm import load_vlm
+
+    vlm = load_vlm(checkpoint)
+    images = load_image_set(embedded_image_root()).images
+    first = {c: sorted((r for r in images if r.concept == c), key=lambda r: r.source)[0]
+             for c in (IMAGE_CLEAN, IMAGE_CORRUPT)}
+
+    def item(concept: str) -> PatchInput:
+        return PatchInput(vlm.build([vlm_item(0, IMAGE_QUESTION)]), vlm.encode([Image.open(first[concept].path)]))
+
+    clean, corr = item(IMAGE_CLEAN), item(IMAGE_CORRUPT)
+    tok = vlm.tokenizer
+    metric = logit_diff_metric(vlm, single_token_id(tok, " Yes"), single_token_id(tok, " No"))
+    hooks = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
+    qk_hooks = [f"blocks.{layer}.attn.hook_{side}" for layer in layers for side in "qk"]
+    by_grid = {"resid_pre": compare_estimators(vlm, clean, corr, metric, hooks=hooks, estimators=("atp", "atp_star")),
+               "attn_qk": compare_estimators(vlm, clean, corr, metric, hooks=qk_hooks)}
+    save("patching_image", {
+        "lm": vlm.lm.name, "checkpoint": str(checkpoint), "question": IMAGE_QUESTION,
+        "clean_image": first[IMAGE_CLEAN].key, "corrupted_image": first[IMAGE_CORRUPT].key,
+        "metric": "logit(' Yes') - logit(' No') at the last question token",
+        "clean_metric": metric_value(vlm, clean, metric), "corrupted_metric": metric_value(vlm, corr, metric),
+        "layers": len(layers), "positions": clean.batch.shape[1],
+        "atp_star_vs_exact": by_estimator(by_grid),
+    })
+
+
+def by_estimator(by_grid: dict[str, list[dict]]) -> dict:
+    """grid -> estimator -> its row of :func:`compare_estimators` (NaN, a magnitude's signed r, -> null)."""
+    return {grid: {r["estimator"]: {k: None if v != v else v for k, v in r.items() if k != "estimator"}
+                   for r in rows} for grid, rows in by_grid.items()}
 
 
 def _index_df(layers: list[int], n_pos: int):

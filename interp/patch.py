@@ -1,11 +1,15 @@
 """`python -m interp.patch --layer 14`: activation patching on a trained VLM.
 
 Modes (clean -> corrupted pairs):
-  image   image of --clean vs image of --corrupt, same question (default: eagle vs shark)
+  image   image of --clean vs image of --corrupt, same question (default: eagle vs shark, asked
+          "Is there an eagle in the image?": the quick study's projector answers it +3.28 vs -1.55;
+          asked "Is there a bird ...?" it says No to both, -2.22 vs -1.79)
   text    "This is a picture of a <clean>." vs "<corrupt>" prompts (must tokenize to equal length)
   cross   the clean concept word's text tokens (source) -> the corrupted image's image tokens
           (target), and back with --reverse
-Metric: logit(" Yes") - logit(" No") at the last question token (or --tokens A B).
+Metric: logit(" Yes") - logit(" No") at the last question token (or --tokens A B); its clean and
+corrupted values are printed, with a warning when the model does not answer the pair the right
+way round (then the normalised grid is not a share of the answer restored).
 
 Examples:
     python -m interp.patch --layer 14
@@ -22,7 +26,7 @@ import torch
 from PIL import Image
 
 from interp.analysis.attribution import attribution_grid, compare_to_exact
-from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, patch_grid
+from interp.analysis.patching import PatchInput, cross_patch, logit_diff_metric, metric_value, patch_grid
 from interp.configfile import add_dry_run, dry_run_exit
 from interp.data.images import embedded_image_root, load_image_set
 from interp.io import write_csv
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reverse", action="store_true", help="cross mode: image tokens -> text tokens")
     ap.add_argument("--clean", default="eagle", help="a concept of the embedded set or an image path")
     ap.add_argument("--corrupt", default="shark")
-    ap.add_argument("--question", default="Is there a bird in the image?")
+    ap.add_argument("--question", default="Is there an eagle in the image?")
     ap.add_argument("--tokens", nargs=2, default=[" Yes", " No"], metavar=("GOOD", "BAD"))
     ap.add_argument("--attribution", action="store_true",
                     help="also estimate the grid by attribution patching (one forward + backward) and report "
@@ -158,6 +162,13 @@ def main(argv: list[str] | None = None) -> None:
         positions = sel.nonzero().flatten().tolist()
         if not positions:
             ap.error(f"no {args.positions} positions in a {args.mode} input")
+        m_clean, m_corr = metric_value(vlm, clean, metric), metric_value(vlm, corr, metric)
+        print(f"metric logit({args.tokens[0]!r}) - logit({args.tokens[1]!r}): clean {args.clean} {m_clean:+.3f}, "
+              f"corrupted {args.corrupt} {m_corr:+.3f}")
+        if m_clean <= m_corr:
+            print(f"WARNING: the model does not answer this pair the right way round (clean {m_clean:+.3f} <= "
+                  f"corrupted {m_corr:+.3f}): the normalised grid (1 = clean, 0 = corrupted) is not a restoration "
+                  "share; choose a pair it answers correctly (python -m interp.analyze picks one: patch_clean = auto)")
         grid = patch_grid(vlm, clean, corr, metric, hooks=hooks, positions=positions, normalise=True)
         labels = clean.batch.labels(0)
         rows = [{"layer": l, "position": p, "modality": labels[p], "token": tok.decode(int(clean.batch.input_ids[0, p])),

@@ -1,5 +1,7 @@
 """`python -m interp.patch` on the small embedded LM with a fresh projector checkpoint."""
 
+import re
+
 import pytest
 
 from conftest import fresh_smollm_checkpoint
@@ -22,6 +24,11 @@ def test_patch_cli_image_grid(checkpoint, tmp_path, capsys):
     assert lines[0] == "layer,position,modality,token,value" and len(lines) == 1 + 4  # 4 pooled image tokens
     assert all(",image," in line for line in lines[1:])
     assert list(tmp_path.glob("*.html")) and list(tmp_path.glob("*.png"))
+    out = capsys.readouterr().out
+    m = re.search(r"clean eagle ([-+][\d.]+), corrupted shark ([-+][\d.]+)", out)
+    assert m, out  # the pair's clean and corrupted metric are printed
+    wrong_way = float(m.group(1)) <= float(m.group(2))
+    assert ("WARNING: the model does not answer this pair the right way round" in out) == wrong_way
 
 
 def test_patch_cli_cross_modal(checkpoint, tmp_path, capsys):

@@ -40,6 +40,13 @@ def logit_diff_metric(vlm: HookedVLM, good: int, bad: int) -> Metric:
     return metric
 
 
+def metric_value(vlm: HookedVLM, inp: "PatchInput", metric: Metric) -> float:
+    """The metric on one unpatched run (no logits beyond the metric's rows)."""
+    with torch.no_grad():
+        out = vlm.forward(inp.batch, inp.features, logits_at=None)
+    return float(metric(out.resid, inp.batch)[0])
+
+
 @dataclass
 class PatchInput:
     """One input (a single sequence): its batch (1 row) and image features (or None)."""
