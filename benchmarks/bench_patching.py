@@ -120,15 +120,13 @@ def main() -> None:
     agreement = compare_to_exact(att.grid, ours - att.corrupted)
 
     # --- AtP* beside AtP, against exact patching timed in the same call (atp_compare)
-    qk_hooks = [f"blocks.{layer}.attn.hook_{side}" for layer in layers for side in "qk"]
-    by_grid = {"resid_pre": compare_estimators(vlm, clean, corr, metric, hooks=hooks, estimators=("atp", "atp_star")),
-               "attn_qk": compare_estimators(vlm, clean, corr, metric, hooks=qk_hooks)}
-    atp_star = by_estimator(by_grid)
+    atp_star = estimators_vs_exact(vlm, clean, corr, metric, layers)
 
     cells = len(layers) * n_pos
     save("patching_quick" if args.quick else "patching", {
         "lm": lm.name, "clean_prompt": CLEAN, "corrupted_prompt": CORRUPT,
-        "metric": f"logit({ANSWER!r}) - logit({FOIL!r}) at the last position", "hook": "hook_resid_pre", "layers": len(layers), "positions": n_pos, "cells": cells,
+        "metric": f"logit({ANSWER!r}) - logit({FOIL!r}) at the last position", "hook": "hook_resid_pre",
+        "layers": len(layers), "positions": n_pos, "cells": cells,
         "tl_cells_per_s": cells / t_tl, "ours_cells_per_s": cells / t_ours, "speedup_vs_transformer_lens": t_tl / t_ours,
         "target_speedup": 20.0, "max_abs_diff_vs_transformer_lens": float((tl - ours).abs().max()),
         "variants_speedup_vs_transformer_lens": {k: t_tl / v for k, v in secs.items()},
@@ -156,9 +154,8 @@ def image_pair(checkpoint: Path, layers: list[int]) -> None:
     from interp.vlm import load_vlm
 
     vlm = load_vlm(checkpoint)
-    images = load_image_set(embedded_image_root()).images
-    first = {c: sorted((r for r in images if r.concept == c), key=lambda r: r.source)[0]
-             for c in (IMAGE_CLEAN, IMAGE_CORRUPT)}
+    image_set = load_image_set(embedded_image_root())
+    first = {c: image_set.first_rendering(c) for c in (IMAGE_CLEAN, IMAGE_CORRUPT)}
 
     def item(concept: str) -> PatchInput:
         return PatchInput(vlm.build([vlm_item(0, IMAGE_QUESTION)]), vlm.encode([Image.open(first[concept].path)]))
@@ -166,22 +163,25 @@ def image_pair(checkpoint: Path, layers: list[int]) -> None:
     clean, corr = item(IMAGE_CLEAN), item(IMAGE_CORRUPT)
     tok = vlm.tokenizer
     metric = logit_diff_metric(vlm, single_token_id(tok, " Yes"), single_token_id(tok, " No"))
-    hooks = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
-    qk_hooks = [f"blocks.{layer}.attn.hook_{side}" for layer in layers for side in "qk"]
-    by_grid = {"resid_pre": compare_estimators(vlm, clean, corr, metric, hooks=hooks, estimators=("atp", "atp_star")),
-               "attn_qk": compare_estimators(vlm, clean, corr, metric, hooks=qk_hooks)}
+    atp_star = estimators_vs_exact(vlm, clean, corr, metric, layers)
     save("patching_image", {
         "lm": vlm.lm.name, "checkpoint": str(checkpoint), "question": IMAGE_QUESTION,
         "clean_image": first[IMAGE_CLEAN].key, "corrupted_image": first[IMAGE_CORRUPT].key,
         "metric": "logit(' Yes') - logit(' No') at the last question token",
         "clean_metric": metric_value(vlm, clean, metric), "corrupted_metric": metric_value(vlm, corr, metric),
         "layers": len(layers), "positions": clean.batch.shape[1],
-        "atp_star_vs_exact": by_estimator(by_grid),
+        "atp_star_vs_exact": atp_star,
     })
 
 
-def by_estimator(by_grid: dict[str, list[dict]]) -> dict:
-    """grid -> estimator -> its row of :func:`compare_estimators` (NaN, a magnitude's signed r, -> null)."""
+def estimators_vs_exact(vlm: HookedVLM, clean: PatchInput, corr: PatchInput, metric, layers: list[int]) -> dict:
+    """AtP and AtP* (and, on q/k, AtP with the QK fix alone) against exact patching on the
+    ``layers``' resid_pre grid and their query/key grid: grid -> estimator -> its row of
+    :func:`compare_estimators` (NaN, a magnitude's signed r, -> null)."""
+    hooks = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
+    qk_hooks = [f"blocks.{layer}.attn.hook_{side}" for layer in layers for side in "qk"]
+    by_grid = {"resid_pre": compare_estimators(vlm, clean, corr, metric, hooks=hooks, estimators=("atp", "atp_star")),
+               "attn_qk": compare_estimators(vlm, clean, corr, metric, hooks=qk_hooks)}
     return {grid: {r["estimator"]: {k: None if v != v else v for k, v in r.items() if k != "estimator"}
                    for r in rows} for grid, rows in by_grid.items()}
 

@@ -53,11 +53,11 @@ def _concept_image(name: str):
         return Image.open(p)
 
     image_set = load_image_set(embedded_image_root())
-    recs = sorted((r for r in image_set.images if r.concept == name), key=lambda r: r.source)
-    if not recs:
+    rec = image_set.first_rendering(name)
+    if rec is None:
         close = sorted(c for c in image_set.concepts if name[:3] in c)[:10]
         raise ValueError(f"no concept {name!r} in the embedded image set; similar: {close}; or pass an image path")
-    return Image.open(recs[0].path)
+    return Image.open(rec.path)
 
 
 def main(argv: list[str] | None = None) -> None:

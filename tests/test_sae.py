@@ -265,6 +265,12 @@ def test_the_answer_is_scored_in_the_format_the_projector_was_trained_on(tiny_ll
     assert answer[-1] == tiny_llama.tokenizer.eos_token_id and len(answer) >= 2
 
 
+def test_the_all_split_is_every_split_in_record_order():
+    splits = {"train": [0, 1, 5], "val": [2, 6], "test": [3, 4]}
+    assert sae_run.split_rows(splits, "all") == [0, 1, 2, 3, 4, 5, 6]
+    assert sae_run.split_rows(splits, "val") == [2, 6]
+
+
 def test_the_report_lists_a_few_shared_concepts_and_how_many_more():
     from interp.studies.sae.report import few
 

@@ -33,5 +33,11 @@ class ImageSet:
             out.setdefault(r.concept, []).append(r)
         return out
 
+    def first_rendering(self, concept: str) -> ImageRecord | None:
+        """The concept's rendering of the alphabetically first source (the CLI's and the
+        benchmarks' example image), or None when the set has no image of it."""
+        recs = sorted((r for r in self.images if r.concept == concept), key=lambda r: r.source)
+        return recs[0] if recs else None
+
     def __len__(self) -> int:
         return len(self.images)

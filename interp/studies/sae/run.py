@@ -49,6 +49,11 @@ class Setting:
     projector: str
 
 
+def split_rows(splits: dict[str, list[int]], name: str) -> list[int]:
+    """The record indices of split ``name``; "all" = every split's, in record order."""
+    return sorted(r for rows in splits.values() for r in rows) if name == "all" else list(splits[name])
+
+
 def check_checkpoint(cfg: SaeConfig) -> None:
     """Before anything loads: ``data.checkpoint``, when set, is a projector checkpoint (its
     header is read; ``FileNotFoundError`` or ``ValueError`` otherwise)."""
@@ -77,9 +82,7 @@ def load_setting(cfg: SaeConfig, progress: bool = True) -> Setting:
         vlm = new_study_vlm(load_study_lm(study, False, d.seed), encoder, study, d.seed)
         tag = f"untrained-{study.model.projector}-s{d.seed}"
     data = load_data(study, encoder, progress=progress)
-    rows = sorted(r for name in ("train", "val", "test") for r in data.splits[name]) if d.split == "all" \
-        else data.splits[d.split]
-    return Setting(vlm, data.taxonomy, data.records, rows, data.features, tag)
+    return Setting(vlm, data.taxonomy, data.records, split_rows(data.splits, d.split), data.features, tag)
 
 
 def record_run(cfg: SaeConfig, out: Path, source: str) -> None:
