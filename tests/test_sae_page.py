@@ -129,7 +129,8 @@ def test_the_page_from_the_committed_runs_tables(tmp_path):
     assert len(page.tables["latents"]) == len(read_csv(out / "latents.csv"))
     assert len(page.tables["top_tokens"]) == len(read_csv(out / "top_tokens.csv"))
     assert len(page.cards) == len(read_csv(out / "top_images.csv"))
-    assert [t for t, _ in _column(page, "headline", "shared latents")] == ["19", "24"]
+    assert [int(t) for t, _ in _column(page, "headline", "shared latents")] == [
+        r["shared"] for r in read_csv(out / "sharing.csv")]
 
 
 def test_report_command_on_damaged_sae_tables_is_one_line_and_exit_2(tmp_path, capsys):
