@@ -218,6 +218,30 @@ def test_model_embed_forward_and_hooked_view_agree():
         m.embed(lay)
 
 
+
+def test_tied_embeddings_share_one_matrix_through_training_and_a_safetensors_round_trip(tmp_path):
+    from interp.io import load_tensors, save_tensors
+
+    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, d_ext=32, tie_embeddings=True)
+    m = BindingModel(cfg, Vocab(SMALL), seed=0)
+    assert m.hf.lm_head.weight is m.hf.model.embed_tokens.weight
+    assert tiny_model().hf.lm_head.weight is not tiny_model().hf.model.embed_tokens.weight  # the default: untied
+    ep = sample_episodes(np.random.default_rng(0), SMALL, 4)
+    lay = layout(ep, m.vocab, "text")
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    before = m.hf.model.embed_tokens.weight.detach().clone()
+    m(lay).logsumexp(-1).sum().backward()
+    opt.step()
+    assert not torch.equal(before, m.hf.lm_head.weight) and m.hf.lm_head.weight is m.hf.model.embed_tokens.weight
+    save_tensors(tmp_path / "w.safetensors", m.state())  # safetensors refuses shared storage: the head is a copy
+    other = BindingModel(cfg, Vocab(SMALL), seed=3)
+    other.load_state(load_tensors(tmp_path / "w.safetensors")[0])
+    assert other.hf.lm_head.weight is other.hf.model.embed_tokens.weight
+    assert torch.equal(other.hf.lm_head.weight, m.hf.lm_head.weight)
+    with torch.no_grad():
+        assert torch.allclose(other(lay), m(lay), atol=1e-6)
+
+
 # ----------------------------------------------------------------- training
 def _sources(task=SMALL):
     from interp.studies.binding.bank import Bank

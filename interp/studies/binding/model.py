@@ -27,6 +27,10 @@ class ModelConfig:
     """The brief's decoder: 12 layers, d_model 128, 4 heads, FFN 512, rotary positions.
 
     ``d_ext``: width of the external (encoder) tokens the projector maps into ``d_model``.
+    ``tie_embeddings``: the LM head shares the input embedding matrix (the brief's decoder does
+    not say; off by default). A lever on the two-hop composition: with tied weights, a state
+    the head reads as shape ``s`` points along ``s``'s input embedding, which is what the
+    association tokens' keys are built from (docs/binding.md).
     """
 
     n_layers: int = 12
@@ -36,6 +40,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     max_positions: int = 512
     d_ext: int = 1280
+    tie_embeddings: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_ff", "max_positions", "d_ext"):
@@ -51,7 +56,7 @@ class ModelConfig:
                            num_hidden_layers=self.n_layers, num_attention_heads=self.n_heads,
                            num_key_value_heads=self.n_heads, head_dim=self.d_model // self.n_heads,
                            max_position_embeddings=self.max_positions, rope_theta=self.rope_theta,
-                           tie_word_embeddings=False, bos_token_id=1, eos_token_id=0, pad_token_id=0,
+                           tie_word_embeddings=self.tie_embeddings, bos_token_id=1, eos_token_id=0, pad_token_id=0,
                            use_cache=False, architectures=["LlamaForCausalLM"])
 
 
@@ -120,7 +125,11 @@ class BindingModel(nn.Module):
 
     # ------------------------------------------------------------ persistence
     def state(self) -> dict[str, torch.Tensor]:
-        return {**{f"hf.{k}": v for k, v in self.hf.state_dict().items()},
+        """Every weight by name; a tied LM head is stored as its own copy (safetensors refuses
+        shared storage), and loading writes the same values into the shared matrix twice."""
+        hf = {k: v.clone() if self.cfg.tie_embeddings and k == "lm_head.weight" else v
+              for k, v in self.hf.state_dict().items()}
+        return {**{f"hf.{k}": v for k, v in hf.items()},
                 **{f"projector.{k}": v for k, v in self.projector.state_dict().items()}}
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
