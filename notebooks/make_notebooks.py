@@ -55,29 +55,47 @@ display(section("Causal"))'''),
     nbf.v4.new_code_cell('''figs["patching_exact"].show()
 display(section("Patching"))'''),
     nbf.v4.new_markdown_cell("## The machinery, live on a small VLM\n\n"
-                             "Clean = an eagle image, corrupted = a shark image, same question "
-                             "\"Is there a bird in the image?\"; the metric is logit(Yes) - logit(No) at the last "
-                             "question token, normalised to 0 (corrupted) .. 1 (clean)."),
+                             "A pair the model answers the right way round, chosen by its own margins: the clean image "
+                             "is the concept whose own question (\"Is there a robin in the image?\") it answers Yes most "
+                             "firmly, the corrupted image the one it answers No to that question most firmly. The metric "
+                             "is logit(Yes) - logit(No) at the last question token, normalised to 0 (corrupted) .. 1 "
+                             "(clean): the share of the clean answer a patched state restores."),
     nbf.v4.new_code_cell(SETUP),
     nbf.v4.new_code_cell('''from PIL import Image
-from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid
+from interp.analysis.patching import PatchInput, logit_diff_metric, metric_value, patch_grid
 from interp.data.images import load_image_set
 from interp.sequence import single_token_id, vlm_item
+from interp.studies.taxonomy.questions import image_question
+from interp.studies.taxonomy.run import load_data
 from interp.vlm import load_vlm
 
 vlm = load_vlm(ckpt)
 lm = vlm.lm
-images = {r.concept: r.path for r in sorted(load_image_set().images, key=lambda r: r.key)}
-def inp(concept):
-    return PatchInput(vlm.build([vlm_item(0, "Is there a bird in the image?")]), vlm.encode([Image.open(images[concept])]))
-clean, corrupted = inp("eagle"), inp("shark")
+tax = load_data(cfg, vlm.encoder, progress=False).taxonomy
+concepts = sorted(tax.leaves)   # the concepts this projector was trained on
+image_set = load_image_set()
+feats = vlm.encode([Image.open(image_set.first_rendering(c).path) for c in concepts])   # [concepts, tokens, d_img]
 metric = logit_diff_metric(vlm, single_token_id(vlm.tokenizer, " Yes"), single_token_id(vlm.tokenizer, " No"))
+questions = [image_question(tax.phrase(c)) for c in concepts]
+with torch.no_grad():   # margins[q, i]: question about concept q asked of concept i's image (one batch per question)
+    margins = torch.stack([metric(vlm.forward(b, feats, logits_at=None).resid, b) for b in
+                           (vlm.build([vlm_item(i, q) for i in range(len(concepts))]) for q in questions)])
+own = margins.diagonal()
+print(f"own question answered Yes for {int((own > 0).sum())} of {len(concepts)} images; "
+      f"pairwise (own image above the median other image): {float((own > margins.median(1).values).float().mean()):.0%}")
+q = int((own - margins.min(1).values).argmax())
+clean_c, corrupt_c = concepts[q], concepts[int(margins[q].argmin())]
+def inp(concept):
+    return PatchInput(vlm.build([vlm_item(0, questions[q])]), feats[[concepts.index(concept)]])
+clean, corrupted = inp(clean_c), inp(corrupt_c)
+print(f"{questions[q]!r}: clean {clean_c} {metric_value(vlm, clean, metric):+.2f}, "
+      f"corrupted {corrupt_c} {metric_value(vlm, corrupted, metric):+.2f}")
 grid = patch_grid(vlm, clean, corrupted, metric, normalise=True)
 grid.shape'''),
     nbf.v4.new_code_cell('''from interp.plots import heatmap
 labels = clean.batch.labels(0)
 xl = [f"{i}:{m}" for i, m in enumerate(labels)]
-fig = heatmap(grid.numpy(), xl, [str(l) for l in range(lm.n_layers)], title="resid_pre patching, eagle -> shark",
+fig = heatmap(grid.numpy(), xl, [str(l) for l in range(lm.n_layers)], title=f"resid_pre patching, {clean_c} -> {corrupt_c}",
               xlabel="position (modality)", ylabel="layer")
 fig.show()'''),
     nbf.v4.new_markdown_cell("The grid above is exact, not approximate: the fast path (each patched copy computes only "
@@ -171,7 +189,7 @@ n = len(concepts)
 fig = go.Figure()
 for mod, sl, sym in (("text", slice(0, n), "circle"), ("image", slice(n, 2 * n), "x")):
     fig.add_trace(go.Scatter(x=emb[sl, 0], y=emb[sl, 1], mode="markers", name=mod, text=[f"{c} ({t})" for c, t in zip(concepts, top)],
-                             marker=dict(symbol=sym, color=[hash(t) % 10 for t in top], colorscale="Turbo")))
+                             marker=dict(symbol=sym, color=[sorted(set(top)).index(t) for t in top], colorscale="Turbo")))
 fig.update_layout(title="UMAP of last-layer concept representations (colour = top hypernym)")
 fig.show()'''),
 ]
@@ -180,6 +198,8 @@ fig.show()'''),
 def main() -> None:
     meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     for name, cells in (("01_patching", PATCHING), ("02_probes_directions", PROBES), ("03_similarity", SIMILARITY)):
+        for i, cell in enumerate(cells):  # stable ids: regenerating a notebook changes only what changed
+            cell.id = f"{name[:2]}-{i:02d}"
         nbf.write(nbf.v4.new_notebook(cells=cells, metadata=meta), HERE / f"{name}.ipynb")
         print("wrote", HERE / f"{name}.ipynb")
 
