@@ -213,7 +213,12 @@ def code_hash() -> str:
 
 def environment() -> dict[str, Any]:
     """Versions of Python and of the packages a result depends on, the CPU, the thread count
-    and a hash of the toolkit's own source (:func:`code_hash`)."""
+    and a hash of the toolkit's own source (:func:`code_hash`).
+
+    ``cpu_capability`` is the instruction set torch's CPU kernels dispatch to (``AVX512``,
+    ``AVX2``, ...): float results are bit-identical only between machines that share it (a
+    softmax or a norm sums in another order on AVX2 than on AVX512), so a number that does not
+    reproduce to the digit on another machine is first checked here (docs/training.md)."""
     versions = {}
     for name in _TRACKED:
         try:
@@ -221,5 +226,17 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
-            "processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(), "cpu_model": _cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
             "interp_code": code_hash()}
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return None

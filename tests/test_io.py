@@ -1,5 +1,6 @@
 """Tidy tables: the one CSV writer/reader every study uses."""
 
+import json
 import math
 
 from interp.io import parse_cell, read_csv, write_csv
@@ -62,3 +63,14 @@ def test_the_cache_validator_names_the_file_and_why(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert load_valid_tensor(path, {}, (None,), what="test cache") is None
     assert "unreadable" in caplog.text
+
+
+def test_environment_records_the_instruction_set_results_depend_on():
+    import torch
+
+    from interp.io import environment
+
+    env = environment()
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["cpu_capability"]
+    assert env["torch_threads"] == torch.get_num_threads() and env["packages"]["torch"].startswith("2.13")
+    json.dumps(env)  # stored with every result
