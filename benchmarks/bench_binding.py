@@ -74,9 +74,11 @@ def step_cost(cfg: BindingConfig, repeats: int) -> dict:
 
 
 def study_steps(cfg: BindingConfig) -> tuple[int, int]:
-    """(optimiser steps of one seed, of the whole study): text segment + every regime's segment 2."""
+    """(optimiser steps of one seed, of the whole study): the curriculum stages and the text segment,
+    + every regime's segment 2. Stage steps are costed as text steps (an upper bound: a stage with
+    fewer objects has shorter sequences)."""
     t = cfg.train
-    per_seed = t.text_steps + len(cfg.regimes) * (t.image_steps + t.mix_steps)
+    per_seed = sum(st[2] for st in t.stages) + t.text_steps + len(cfg.regimes) * (t.image_steps + t.mix_steps)
     return per_seed, per_seed * len(cfg.seeds)
 
 
