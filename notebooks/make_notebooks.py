@@ -62,7 +62,7 @@ display(section("Patching"))'''),
                              "(clean): the share of the clean answer a patched state restores."),
     nbf.v4.new_code_cell(SETUP),
     nbf.v4.new_code_cell('''from PIL import Image
-from interp.analysis.patching import PatchInput, logit_diff_metric, metric_value, patch_grid
+from interp.analysis.patching import PatchInput, logit_diff_metric, patch_grid
 from interp.data.images import load_image_set
 from interp.sequence import single_token_id, vlm_item
 from interp.studies.taxonomy.questions import image_question
@@ -88,8 +88,7 @@ clean_c, corrupt_c = concepts[q], concepts[int(margins[q].argmin())]
 def inp(concept):
     return PatchInput(vlm.build([vlm_item(0, questions[q])]), feats[[concepts.index(concept)]])
 clean, corrupted = inp(clean_c), inp(corrupt_c)
-print(f"{questions[q]!r}: clean {clean_c} {metric_value(vlm, clean, metric):+.2f}, "
-      f"corrupted {corrupt_c} {metric_value(vlm, corrupted, metric):+.2f}")
+print(f"{questions[q]!r}: clean {clean_c} {float(margins[q, q]):+.2f}, corrupted {corrupt_c} {float(margins[q].min()):+.2f}")
 grid = patch_grid(vlm, clean, corrupted, metric, normalise=True)
 grid.shape'''),
     nbf.v4.new_code_cell('''from interp.plots import heatmap
