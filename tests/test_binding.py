@@ -290,6 +290,27 @@ def test_training_resumes_exactly(tmp_path):
     assert torch.equal(again.state()["projector.weight"], straight.state()["projector.weight"])
 
 
+def test_the_text_segment_does_not_depend_on_the_encoder_width(tmp_path):
+    """The projector is built after the decoder under the same seed and gets no gradient from
+    text batches, so a text segment trained for 32-d or 80-d external tokens has bit-identical
+    decoder weights (docs/binding.md: a segment trained for one encoder serves another)."""
+    from interp.studies.binding.train import Sources, TrainConfig, text_segment, train_segment
+
+    cfg = TrainConfig(batch_size=8, text_steps=6, warmup_steps=2, dense=True)
+    models = []
+    for d_ext in (32, 80):
+        m = tiny_model(d_ext=d_ext, seed=2)
+        untouched = m.projector.weight.detach().clone()
+        train_segment(m, Sources(SMALL, Vocab(SMALL)), text_segment(cfg), cfg, tmp_path / str(d_ext), seed=2,
+                      name="seed2/phase1", progress=False)
+        assert torch.equal(m.projector.weight, untouched)
+        models.append(m.state())
+    a, b = models
+    decoder = [k for k in a if k.startswith("hf.")]
+    assert decoder and all(torch.equal(a[k], b[k]) for k in decoder)
+    assert not torch.equal(a["hf.model.embed_tokens.weight"], tiny_model(seed=2).state()["hf.model.embed_tokens.weight"])
+
+
 def test_curriculum_and_regimes():
     from interp.studies.binding.train import TrainConfig, curriculum
 

