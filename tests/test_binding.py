@@ -290,6 +290,30 @@ def test_training_resumes_exactly(tmp_path):
     assert torch.equal(again.state()["projector.weight"], straight.state()["projector.weight"])
 
 
+def test_the_training_log_scores_the_slot_examples_apart_from_the_text_mixed_in(tmp_path):
+    """A mix batch's ``acc`` averages slot and text examples (0.2 x chance + 0.8 x a learned
+    text task read 0.85 on image models that answered no picture); ``slot_acc`` is the slot's own."""
+    from interp.studies.binding.train import Phase, TrainConfig, train_segment
+
+    cfg = TrainConfig(batch_size=10, text_steps=1, warmup_steps=1, log_every=2, mid_layer=1)
+    src = _sources()
+    seen = []
+    real = src.batch
+
+    def spy(kind, rng, size, *a, **k):
+        seen.append((kind, size))
+        return real(kind, rng, size, *a, **k)
+
+    src.batch = spy
+    log = train_segment(tiny_model(), src, [Phase(4, "image", 0.2)], cfg, tmp_path, seed=0, name="x", progress=False)
+    assert set(seen) == {("image", 2), ("text", 8)}
+    for r in log["history"]:
+        assert 0.0 <= r["slot_acc"] <= 1.0 and 0.0 <= r["slot_mid_acc"] <= 1.0 and r["slot"] == "image"
+    text_only = train_segment(tiny_model(), _sources(), [Phase(2, "text", 1.0)], cfg, tmp_path / "t", seed=0,
+                              name="y", progress=False)
+    assert all("slot_acc" not in r for r in text_only["history"])
+
+
 def test_the_text_segment_does_not_depend_on_the_encoder_width(tmp_path):
     """The projector is built after the decoder under the same seed and gets no gradient from
     text batches, so a text segment trained for 32-d or 80-d external tokens has bit-identical

@@ -102,6 +102,11 @@ def build_figures(tables: dict[str, list[dict]]) -> dict[str, go.Figure]:
                     fig.add_trace(go.Scatter(x=[r["step"] for r in rows], y=[r[key] for r in rows],
                                              name=f"{regime} s{seed}", legendgroup=f"{regime}{seed}", showlegend=c == 1,
                                              line=dict(color=COLOURS.get(regime))), row=1, col=c)
+                slot = [r for r in rows if r.get("slot_acc") not in (None, "")]
+                if slot:  # the slot's own examples (a mixed batch's accuracy averages in its text)
+                    fig.add_trace(go.Scatter(x=[r["step"] for r in slot], y=[r["slot_acc"] for r in slot],
+                                             name=f"{regime} s{seed}: slot examples", legendgroup=f"{regime}{seed}",
+                                             line=dict(color=COLOURS.get(regime), dash="dot")), row=1, col=2)
         fig.update_xaxes(title_text="step within segment")
         fig.update_layout(title="Training curves (segment 1 = phase1; segment 2 = each regime's curriculum)")
         figs["training"] = fig.update_layout(width=1100, height=430)

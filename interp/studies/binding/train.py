@@ -240,6 +240,7 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
         history = read_json(out / "history.json") if (out / "history.json").exists() else []
     model.train()
     acc_loss = acc_hit = acc_n = mid_hit = mid_n = 0.0
+    slot = [0.0, 0.0, 0.0, 0.0]  # the slot examples' main-query hits, count, first-hop hits, count
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=step, desc=f"train {name}", disable=not progress, mininterval=5)
     while step < total:
@@ -259,6 +260,11 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
             acc_hit += float(res["hits"])
             mid_hit += float(res.get("mid_hits", 0))
             mid_n += float(res.get("mid_n", 0))
+            if kind != "text":  # the slot's own examples, apart from the text mixed in with them
+                slot[0] += float(res["hits"])
+                slot[1] += size
+                slot[2] += float(res.get("mid_hits", 0))
+                slot[3] += float(res.get("mid_n", 0))
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -272,10 +278,16 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
                       "loss": acc_loss / acc_n, "acc": acc_hit / acc_n, "lr": sched.get_last_lr()[0]}
             if mid_n:  # the first hop read out at block mid_layer (batch accuracy)
                 record["mid_acc"] = mid_hit / mid_n
+            if slot[1]:  # a mixed batch's acc averages text and slot examples: the slot's own
+                record["slot_acc"] = slot[0] / slot[1]
+                if slot[3]:
+                    record["slot_mid_acc"] = slot[2] / slot[3]
             history.append(record)
             bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", acc=f"{acc_hit / acc_n:.2f}",
-                            **({"mid": f"{mid_hit / mid_n:.2f}"} if mid_n else {}))
+                            **({"mid": f"{mid_hit / mid_n:.2f}"} if mid_n else {}),
+                            **({phase.slot: f"{slot[0] / slot[1]:.2f}"} if slot[1] else {}))
             acc_loss = acc_hit = acc_n = mid_hit = mid_n = 0.0
+            slot = [0.0, 0.0, 0.0, 0.0]
         if step % cfg.checkpoint_every == 0 and step < total:
             elapsed = seconds + time.perf_counter() - t0
             with atomic_path(ckpt) as tmp:
