@@ -81,3 +81,21 @@ def leaf_readout(ask, V: torch.Tensor, own: list[str], dist: list[str], batch_si
     return {"leaf_f1": f1(0.0), "pairwise": 100.0 * float((pos > neg).float().mean()),
             "yes_rate": 100.0 * float((m > 0).float().mean()),
             "best_f1": max(f1(t) for t in torch.quantile(m, torch.linspace(0.05, 0.95, 37)).tolist())}
+
+
+def yes_no_step(ask, opt: torch.optim.Optimizer, V: torch.Tensor, yes: list[str], no: list[str], curve: list[dict],
+                step: int, t0: float) -> float:
+    """One optimiser step of the LM loss on image tokens ``V [n, d_model]`` (or ``[n, k,
+    d_model]``): row ``i`` asked about ``yes[i]`` (answer Yes) and ``no[i]`` (No), by ``ask``
+    (:class:`~interp.studies.taxonomy.prototypes.ImageTokenQuestions`). Appends the loss and the
+    seconds since ``t0`` to ``curve`` and prints every 10 steps; returns the loss."""
+    loss = ask.loss(torch.cat([V, V]), list(yes) + list(no), ["Yes"] * len(yes) + ["No"] * len(no))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    value = loss.item()
+    curve.append({"step": step, "loss": value, "seconds": time.perf_counter() - t0})
+    if step % 10 == 0:
+        print(f"step {step} loss {value:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return value
+

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import leaf_readout, parser, save  # noqa: E402
+from common import leaf_readout, parser, save, yes_no_step  # noqa: E402
 
 from readout_setup import readout_setup  # noqa: E402
 
@@ -141,14 +141,7 @@ def main() -> None:
     half, t_train = args.batch // 2, time.perf_counter()
     for step in range(1, args.steps + 1):
         sets, yes, no = (random_sets(C, half, k, g) if args.sets == "random" else oof_sets(train_top, C, half, g))
-        V = tokens(sets)
-        loss = ask.loss(torch.cat([V, V]), [concepts[i] for i in yes + no], ["Yes"] * half + ["No"] * half)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        curve.append({"step": step, "loss": loss.item(), "seconds": time.perf_counter() - t_train})
-        if step % 10 == 0:
-            print(f"step {step} loss {loss.item():.4f} ({time.perf_counter() - t_train:.0f} s)", flush=True)
+        yes_no_step(ask, opt, tokens(sets), [concepts[i] for i in yes], [concepts[i] for i in no], curve, step, t_train)
         if step % args.eval_every == 0 or step == args.steps:
             evaluate(step)
     name = args.out or f"multitoken_k{k}_{args.sets}_{args.split}"

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import leaf_readout, parser, save  # noqa: E402
+from common import leaf_readout, parser, save, yes_no_step  # noqa: E402
 
 from readout_setup import readout_setup  # noqa: E402
 
@@ -111,14 +111,8 @@ def main() -> None:
     half, t_train = args.batch // 2, time.perf_counter()
     for step in range(1, args.steps + 1):
         Wt, yes, no = sample_sets(len(concepts), half, args.max_set, args.min_weight, g)
-        V = u + Wt.to(u.device) @ D
-        loss = ask.loss(torch.cat([V, V]), [concepts[i] for i in yes + no], ["Yes"] * half + ["No"] * half)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        curve.append({"step": step, "loss": loss.item(), "seconds": time.perf_counter() - t_train})
-        if step % 10 == 0:
-            print(f"step {step} loss {loss.item():.4f} ({time.perf_counter() - t_train:.0f} s)", flush=True)
+        yes_no_step(ask, opt, u + Wt.to(u.device) @ D, [concepts[i] for i in yes], [concepts[i] for i in no], curve,
+                    step, t_train)
         if step == args.steps:
             evaluate(step)
         elif step % args.eval_every == 0:  # a few readouts in between (each costs ~30 s)

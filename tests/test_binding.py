@@ -312,6 +312,13 @@ def test_the_training_log_scores_the_slot_examples_apart_from_the_text_mixed_in(
     text_only = train_segment(tiny_model(), _sources(), [Phase(2, "text", 1.0)], cfg, tmp_path / "t", seed=0,
                               name="y", progress=False)
     assert all("slot_acc" not in r for r in text_only["history"])
+    from interp.studies.binding.figures import build_figures
+    from interp.studies.binding.tables import TABLES
+
+    tables = {t: [] for t in TABLES}
+    tables["training"] = [{"regime": "image-text", "seed": 0, **r} for r in log["history"]]
+    names = [tr.name for tr in build_figures(tables)["training"].data]
+    assert "image-text s0: slot examples" in names  # the figure draws the slot's own curve
 
 
 def test_the_text_segment_does_not_depend_on_the_encoder_width(tmp_path):
