@@ -321,6 +321,101 @@ def test_the_training_log_scores_the_slot_examples_apart_from_the_text_mixed_in(
     assert "image-text s0: slot examples" in names  # the figure draws the slot's own curve
 
 
+def test_options_added_later_keep_old_result_folders_hashes_while_off():
+    """A results folder refuses a config with another result hash; ``model.ext_norm`` and
+    ``train.image_phase_trains`` came after folders existed, so they are hashed only when set."""
+    from interp.studies.binding.config import load_config
+
+    base = load_config("experiments/binding_cpu.toml")
+    assert "ext_norm" in base.to_dict()["model"]  # recorded in config.json all the same
+    same = load_config("experiments/binding_cpu.toml", {"model.ext_norm": "none", "train.image_phase_trains": "all"})
+    assert same.result_hash == base.result_hash
+    for key, value in (("model.ext_norm", "standardise"), ("train.image_phase_trains", "projector"), ("train.align_weight", 1.0)):
+        assert load_config("experiments/binding_cpu.toml", {key: value}).result_hash != base.result_hash
+
+
+def test_alignment_pulls_the_image_first_hop_toward_the_text_twin(tmp_path):
+    """``train.align_weight``: an image batch carries the text layout of the same episodes and
+    queries; the loss adds the relative distance of block ``mid_layer``'s residual at every
+    query to the twin's (no gradient through the twin); training on it alone shrinks it."""
+    from interp.studies.binding.train import TrainConfig, answer_loss
+
+    src = _sources()
+    lay, ext = src.batch("image", np.random.default_rng(0), 6, dense=True, twin=True)
+    assert lay.twin is not None and lay.twin.scored[0].shape == lay.scored[0].shape
+    assert torch.equal(lay.twin.scored[1], lay.scored[1])  # same queries, same answers
+    assert not lay.twin.ext.any()
+    cfg = TrainConfig(mid_layer=1, align_weight=1.0, dense=True)
+    m = tiny_model()
+    res = answer_loss(m, lay, ext, cfg)
+    plain = answer_loss(m, lay, ext, TrainConfig(mid_layer=1, dense=True))
+    assert torch.allclose(res["loss"], plain["loss"] + res["align"], rtol=1e-4)
+    opt = torch.optim.Adam(m.projector.parameters(), lr=1e-2)
+    first = float(res["align"])
+    for _ in range(30):  # descend the alignment term alone (with it minus without it)
+        opt.zero_grad()
+        (answer_loss(m, lay, ext, cfg)["loss"] - answer_loss(m, lay, ext, TrainConfig(mid_layer=1, dense=True))["loss"]).backward()
+        opt.step()
+    assert float(answer_loss(m, lay, ext, cfg)["align"]) < 0.8 * first
+    with pytest.raises(ValueError, match="needs train.mid_layer"):
+        TrainConfig(align_weight=1.0)
+
+
+def test_ext_norm_standardises_external_tokens_and_saves_the_statistics():
+    """``model.ext_norm``: the projector reads (x - mean) / std of the training bank, and the
+    statistics travel with the weights; a text segment's state (without them) leaves them."""
+    from interp.studies.binding.task import layout
+
+    cfg = ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, d_ext=8, ext_norm="standardise")
+    m = BindingModel(cfg, Vocab(SMALL), seed=0)
+    feats = 40.0 + 5.0 * torch.randn(100, 6, 8)
+    m.fit_ext_norm(feats)
+    ep = sample_episodes(np.random.default_rng(0), SMALL, 2, SMALL.n_objects, grid_cells=6)
+    lay = layout(ep, Vocab(SMALL), "image", n_image=6)
+    x = m.embed(lay, feats[:2])
+    z = (feats[:2] - feats.reshape(-1, 8).mean(0)) / feats.reshape(-1, 8).std(0)
+    assert torch.allclose(x[lay.ext], m.projector(z.reshape(-1, 8)), atol=1e-5)
+    state = m.state()
+    assert torch.allclose(state["ext.mean"], feats.reshape(-1, 8).mean(0))
+    other = BindingModel(cfg, Vocab(SMALL), seed=1)
+    other.load_state(state)
+    assert torch.allclose(other.embed(lay, feats[:2]), x)
+    plain = BindingModel(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, d_ext=8), Vocab(SMALL), seed=2)
+    other.load_state(plain.state())  # no statistics in it
+    assert torch.equal(other.ext_mean, state["ext.mean"])
+    assert "ext.mean" not in tiny_model().state()  # off by default: the weights files keep their keys
+    text = BindingModel(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, d_ext=8, ext_norm="text"),
+                        Vocab(SMALL), seed=0)
+    text.fit_ext_norm(feats)  # the projector's outputs start at the text embeddings' median norm
+    with torch.no_grad():
+        got = text.embed(lay, feats[:2])[lay.ext].norm(dim=1).mean()
+        want = text.hf.model.embed_tokens.weight.norm(dim=1).median()
+    assert abs(float(got) / float(want) - 1) < 0.1
+    with pytest.raises(ValueError, match="ext_norm"):
+        ModelConfig(ext_norm="whiten")
+
+
+def test_a_projector_only_image_phase_leaves_the_decoder_untouched(tmp_path):
+    """``train.image_phase_trains = "projector"``: phase 2 updates the projector alone (LLaVA's
+    first stage); the mix phase after it trains everything."""
+    from interp.studies.binding.train import TrainConfig, curriculum, train_segment
+
+    cfg = TrainConfig(batch_size=8, text_steps=1, image_steps=3, mix_steps=2, warmup_steps=1,
+                      image_phase_trains="projector")
+    phases = curriculum("image-text", cfg)
+    assert [p.trains for p in phases] == ["projector", "all"]
+    m = tiny_model()
+    before = {k: v.clone() for k, v in m.state().items()}
+    train_segment(m, _sources(), phases[:1], cfg, tmp_path / "a", seed=0, name="x", progress=False)
+    after = {k: v.clone() for k, v in m.state().items()}
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("hf."))
+    assert not torch.equal(before["projector.weight"], after["projector.weight"])
+    train_segment(m, _sources(), phases[1:], cfg, tmp_path / "b", seed=0, name="x", progress=False)
+    assert not torch.equal(after["hf.model.layers.0.mlp.up_proj.weight"], m.state()["hf.model.layers.0.mlp.up_proj.weight"])
+    with pytest.raises(ValueError, match="image_phase_trains"):
+        TrainConfig(image_phase_trains="decoder")
+
+
 def test_the_text_segment_does_not_depend_on_the_encoder_width(tmp_path):
     """The projector is built after the decoder under the same seed and gets no gradient from
     text batches, so a text segment trained for 32-d or 80-d external tokens has bit-identical

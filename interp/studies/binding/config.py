@@ -71,12 +71,19 @@ class BindingConfig(Hashed):
         """Hash of everything the results depend on (not the output folder, device, threads,
         figures or name): a results folder holds the results of one such config."""
         d = {k: v for k, v in self.to_dict().items() if k not in ("name", "out_dir", "device", "threads", "figures")}
+        for section, key, off in LATER_OPTIONS:  # options added after results existed: hashed only when set
+            if d[section].get(key) == off:
+                del d[section][key]
         return stable_hash(d)
 
     @property
     def needs_images(self) -> bool:
         return any(REGIMES[r] != "text" for r in self.regimes)
 
+
+#: (section, option, its "off" value) of options added after result folders existed: left out of
+#: :attr:`BindingConfig.result_hash` while off, so those folders keep their hash
+LATER_OPTIONS = (("model", "ext_norm", "none"), ("train", "image_phase_trains", "all"), ("train", "align_weight", 0.0))
 
 SECTIONS = {"task": TaskConfig, "model": ModelConfig, "image": ImageConfig, "train": TrainConfig, "eval": EvalConfig,
             "mech": MechConfig}

@@ -22,11 +22,23 @@ from interp.models.registry import ModelSpec
 from interp.studies.binding.task import Layout, Vocab
 
 
+#: how external tokens enter the projector (see :class:`ModelConfig`)
+EXT_NORMS = ("none", "standardise", "text")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The brief's decoder: 12 layers, d_model 128, 4 heads, FFN 512, rotary positions.
 
     ``d_ext``: width of the external (encoder) tokens the projector maps into ``d_model``.
+    ``ext_norm``: ``"none"``, ``"standardise"`` (the external tokens standardised per dimension
+    with the training bank's mean and standard deviation before the projector;
+    :meth:`BindingModel.fit_ext_norm`; the statistics are saved with the weights) or
+    ``"text"`` (standardised, and the projector rescaled when fitted so that its outputs start
+    at the median norm of the trained text embeddings). Lite0's block-7 tokens share a mean of
+    norm ~46 against a spread of ~29, and the default projector's output starts at 35x the norm of
+    a trained text embedding, so the decoder's first block can barely change a picture token's
+    residual (docs/binding.md).
     ``tie_embeddings``: the LM head shares the input embedding matrix (the brief's decoder does
     not say; off by default). A lever on the two-hop composition: with tied weights, a state
     the head reads as shape ``s`` points along ``s``'s input embedding, which is what the
@@ -41,11 +53,14 @@ class ModelConfig:
     max_positions: int = 512
     d_ext: int = 1280
     tie_embeddings: bool = False
+    ext_norm: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_ff", "max_positions", "d_ext"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"model.{name}={getattr(self, name)!r}: must be >= 1")
+        if self.ext_norm not in EXT_NORMS:
+            raise ValueError(f"model.ext_norm={self.ext_norm!r}: valid values are {list(EXT_NORMS)}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError(f"model.d_model={self.d_model} must split into n_heads={self.n_heads} heads of even width (RoPE)")
 
@@ -75,6 +90,24 @@ class BindingModel(nn.Module):
             self.hf = LlamaForCausalLM(cfg.hf_config(len(vocab)))
             self.projector = nn.Linear(cfg.d_ext, cfg.d_model)
         self.hf.config.use_cache = False
+        self.register_buffer("ext_mean", torch.zeros(cfg.d_ext))
+        self.register_buffer("ext_std", torch.ones(cfg.d_ext))
+
+    def fit_ext_norm(self, features: torch.Tensor) -> None:
+        """Set the standardisation of external tokens (``cfg.ext_norm``) from ``features
+        [..., d_ext]`` (the training bank): per-dimension mean and standard deviation; with
+        ``"text"``, also scale the projector so that its mean output norm on ``features`` is the
+        median norm of the input embeddings."""
+        flat = features.reshape(-1, features.shape[-1]).float()
+        self.ext_mean.copy_(flat.mean(0))
+        self.ext_std.copy_(flat.std(0).clamp_min(1e-6))
+        if self.cfg.ext_norm == "text":
+            with torch.no_grad():
+                out = self.projector((flat[:4096].to(self.device) - self.ext_mean) / self.ext_std)
+                target = self.hf.model.embed_tokens.weight.norm(dim=1).median()
+                scale = target / out.norm(dim=1).mean()
+                self.projector.weight.mul_(scale)
+                self.projector.bias.mul_(scale)
 
     # ---------------------------------------------------------------- inputs
     def embed(self, lay: Layout, ext: torch.Tensor | None = None) -> torch.Tensor:
@@ -89,6 +122,8 @@ class BindingModel(nn.Module):
         ext = ext.reshape(-1, ext.shape[-1]).to(self.device, x.dtype)
         if ext.shape[0] != n_ext:
             raise ValueError(f"{ext.shape[0]} external tokens for {n_ext} <img> positions")
+        if self.cfg.ext_norm != "none":
+            ext = (ext - self.ext_mean.to(ext.dtype)) / self.ext_std.to(ext.dtype)
         where = lay.ext.to(self.device)
         return _scatter(x, where, self.projector(ext))
 
@@ -107,11 +142,12 @@ class BindingModel(nn.Module):
         return self.hf.lm_head(h[rows, positions.to(h.device)])
 
     def forward_with_mid(self, lay: Layout, ext: torch.Tensor | None, positions: torch.Tensor,
-                         layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+                         layer: int, *, hidden: bool = False) -> tuple[torch.Tensor, ...]:
         """Logits at ``positions [batch, k]`` from the last block and from the residual after
         block ``layer`` (read through the final norm and the LM head, as the last block's
         are): two ``[batch, k, vocab]`` tensors. The intermediate-layer loss of training
-        (``train.mid_layer``) scores the second on the first hop's result."""
+        (``train.mid_layer``) scores the second on the first hop's result. ``hidden``: also
+        the residual after block ``layer`` at ``positions``, ``[batch, k, d_model]``."""
         if not 0 < layer < self.cfg.n_layers:
             raise ValueError(f"mid layer {layer} is out of range: valid 1..{self.cfg.n_layers - 1}")
         x = self.embed(lay, ext)
@@ -120,8 +156,9 @@ class BindingModel(nn.Module):
         rows = torch.arange(len(x), device=x.device)[:, None]
         pos = positions.to(x.device)
         last = self.hf.lm_head(out.last_hidden_state[rows, pos])
-        mid = self.hf.lm_head(self.hf.model.norm(out.hidden_states[layer][rows, pos]))
-        return last, mid
+        h = out.hidden_states[layer][rows, pos]
+        mid = self.hf.lm_head(self.hf.model.norm(h))
+        return (last, mid, h) if hidden else (last, mid)
 
     # ------------------------------------------------------------ persistence
     def state(self) -> dict[str, torch.Tensor]:
@@ -129,12 +166,18 @@ class BindingModel(nn.Module):
         shared storage), and loading writes the same values into the shared matrix twice."""
         hf = {k: v.clone() if self.cfg.tie_embeddings and k == "lm_head.weight" else v
               for k, v in self.hf.state_dict().items()}
+        ext = {"ext.mean": self.ext_mean, "ext.std": self.ext_std} if self.cfg.ext_norm != "none" else {}
         return {**{f"hf.{k}": v for k, v in hf.items()},
-                **{f"projector.{k}": v for k, v in self.projector.state_dict().items()}}
+                **{f"projector.{k}": v for k, v in self.projector.state_dict().items()}, **ext}
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`state`; a state without the external-token statistics (a text segment,
+        or a model without ``ext_norm``) leaves them as they are."""
         self.hf.load_state_dict({k[3:]: v for k, v in tensors.items() if k.startswith("hf.")})
         self.projector.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("projector.")})
+        if self.cfg.ext_norm != "none" and "ext.mean" in tensors:
+            self.ext_mean.copy_(tensors["ext.mean"])
+            self.ext_std.copy_(tensors["ext.std"])
 
     def describe(self) -> dict:
         return {"config": asdict(self.cfg), "vocab_size": len(self.vocab), "seed": self.seed,

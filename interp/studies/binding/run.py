@@ -62,6 +62,8 @@ def run_regime(cfg: BindingConfig, seed: int, regime: str, phase1: dict[str, tor
     vocab = sources.vocab
     model = BindingModel(cfg.model, vocab, seed=seed).to(cfg.device)
     model.load_state(phase1)
+    if cfg.model.ext_norm != "none" and (sources.bank is not None or sources.noise_pool is not None):
+        model.fit_ext_norm(sources.bank.features if sources.bank is not None else sources.noise_pool)
     phases = curriculum(regime, cfg.train)
     log = train_segment(model, sources, phases, cfg.train, out, seed=seed, name=f"seed{seed}/{regime}",
                         progress=progress) if phases else {"seconds": 0.0, "history": []}

@@ -221,6 +221,7 @@ class Layout:
     target_pos: torch.Tensor | None = None
     mid: torch.Tensor | None = None
     target_mid: torch.Tensor | None = None
+    twin: Layout | None = None  # the text version of the same episodes and queries (training alignment)
 
     @property
     def scored(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,6 +39,9 @@ from interp.studies.binding.task import (HOPS, Layout, TaskConfig, external_toke
 
 SLOT_KINDS = ("text", "noise-text", "image", "noise-image")
 
+#: what a phase trains: every weight, or the projector alone (the decoder frozen)
+PHASE_TRAINS = ("all", "projector")
+
 #: regime -> the kind of example that fills the image slot of the curriculum
 REGIMES = {"text": "text", "noise-text": "noise-text", "image-text": "image", "noise-image-text": "noise-image"}
 
@@ -68,7 +71,20 @@ class TrainConfig:
     the ``!`` marker. ``mid_layer`` (> 0): at every scored two-hop query, the residual after
     that block is also scored on the queried colour's shape, with weight ``mid_weight``
     (:meth:`~interp.studies.binding.model.BindingModel.forward_with_mid`). Both are training
-    only: evaluation is the brief's (the last layer, the main query, whole-vocabulary argmax)."""
+    only: evaluation is the brief's (the last layer, the main query, whole-vocabulary argmax).
+
+    ``image_phase_trains``: what phase 2 (the slot-only phase) trains: ``"all"`` (the brief:
+    decoder and projector) or ``"projector"`` (the decoder frozen, as in LLaVA's first stage:
+    the projector learns to feed the text-trained circuit before anything else moves; the
+    mix phase then trains everything). The same schedule applies to every regime, so the
+    text continuation's decoder is frozen for as many steps.
+
+    ``align_weight`` (> 0; needs ``mid_layer``): on image examples, the residual after block
+    ``mid_layer`` at every query is also pulled toward the residual the model computes there
+    on the text version of the same episode (same pairs, associations and queries; no
+    gradient through the text side), weight ``align_weight`` on the squared distance relative
+    to the text state's squared norm. The first hop read from a picture then lands where the
+    second hop reads it in text; training only, off by default."""
 
     batch_size: int = 64
     lr: float = 1e-3
@@ -86,6 +102,8 @@ class TrainConfig:
     lookups: bool = False
     mid_layer: int = 0
     mid_weight: float = 1.0
+    image_phase_trains: str = "all"
+    align_weight: float = 0.0
     checkpoint_every: int = 250
     log_every: int = 50
 
@@ -106,6 +124,11 @@ class TrainConfig:
         if self.mid_layer < 0 or self.mid_weight < 0:
             raise ValueError(f"train.mid_layer={self.mid_layer} (>= 0; 0 = off), train.mid_weight={self.mid_weight} "
                              "(>= 0)")
+        if self.align_weight < 0 or (self.align_weight and not self.mid_layer):
+            raise ValueError(f"train.align_weight={self.align_weight}: must be >= 0, and > 0 needs train.mid_layer "
+                             f"(the block whose residual is aligned; now {self.mid_layer})")
+        if self.image_phase_trains not in PHASE_TRAINS:
+            raise ValueError(f"train.image_phase_trains={self.image_phase_trains!r}: valid values are {list(PHASE_TRAINS)}")
         if self.image_steps < 0 or self.mix_steps < 0 or not 0.0 <= self.mix_frac <= 1.0:
             raise ValueError(f"invalid curriculum: image_steps={self.image_steps} (>=0), mix_steps={self.mix_steps} "
                              f"(>=0), mix_frac={self.mix_frac} (0..1)")
@@ -114,13 +137,15 @@ class TrainConfig:
 @dataclass(frozen=True)
 class Phase:
     """``steps`` optimiser steps with a ``slot_frac`` share of ``slot`` examples; ``hops``/``n``:
-    the task (two hops and the config's ``n_objects`` unless a curriculum stage says otherwise)."""
+    the task (two hops and the config's ``n_objects`` unless a curriculum stage says otherwise);
+    ``trains``: ``"all"`` or ``"projector"`` (the decoder gets no update)."""
 
     steps: int
     slot: str
     slot_frac: float
     hops: int = 2
     n: int | None = None
+    trains: str = "all"
 
 
 def text_segment(cfg: TrainConfig) -> list[Phase]:
@@ -133,7 +158,8 @@ def curriculum(regime: str, cfg: TrainConfig) -> list[Phase]:
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}: valid regimes are {list(REGIMES)}")
     slot = REGIMES[regime]
-    return [p for p in (Phase(cfg.image_steps, slot, 1.0), Phase(cfg.mix_steps, slot, cfg.mix_frac)) if p.steps > 0]
+    phases = (Phase(cfg.image_steps, slot, 1.0, trains=cfg.image_phase_trains), Phase(cfg.mix_steps, slot, cfg.mix_frac))
+    return [p for p in phases if p.steps > 0]
 
 
 class Sources:
@@ -151,7 +177,7 @@ class Sources:
 
     def batch(self, kind: str, rng: np.random.Generator, size: int, n: int | None = None,
               bank: Bank | None = None, queries: int = 1, dense: bool = False,
-              hops: int = 2, lookups: bool = False) -> tuple[Layout, torch.Tensor | None]:
+              hops: int = 2, lookups: bool = False, twin: bool = False) -> tuple[Layout, torch.Tensor | None]:
         """(layout, external tokens ``[n_ext, d]`` or None) for ``size`` episodes of ``kind``;
         ``queries > 1`` or ``dense``: the multi-query training layout (see :class:`TrainConfig`);
         ``hops = 1``: the one-hop curriculum task (text only); ``lookups``: the one-hop lookups
@@ -174,9 +200,12 @@ class Sources:
         rows = rng.integers(0, len(bank), size=size)
         ep = reassign(rng, bank.episodes.select(rows), self.task)
         gaps = noise_gaps(rng, size, self.n_image, self.n_noise) if kind == "noise-image" else None
-        lay = layout(ep, self.vocab, "image", n_image=self.n_image, gaps=gaps,
-                     after=train_queries(rng, ep, queries, dense))
-        return lay, external_tokens(lay, bank.features[torch.as_tensor(rows)], self.noise_pool, rng)
+        after = train_queries(rng, ep, queries, dense)
+        lay = layout(ep, self.vocab, "image", n_image=self.n_image, gaps=gaps, after=after)
+        ext = external_tokens(lay, bank.features[torch.as_tensor(rows)], self.noise_pool, rng)
+        if twin:
+            lay.twin = layout(ep, self.vocab, "text", after=after)
+        return lay, ext
 
 
 def _phase_at(phases: list[Phase], step: int) -> Phase:
@@ -194,7 +223,10 @@ def answer_loss(model: BindingModel, lay: Layout, ext, cfg: TrainConfig) -> dict
     queries); ``hits``: correct main-query answers; with ``mid_layer``, ``mid_hits`` /
     ``mid_n``: correct first-hop readouts and their count."""
     pos, target = lay.scored
-    if cfg.mid_layer:
+    align = bool(cfg.align_weight) and lay.twin is not None
+    if align:
+        logits, mid_logits, h = model.forward_with_mid(lay, ext, pos, cfg.mid_layer, hidden=True)  # h [batch, k, d]
+    elif cfg.mid_layer:
         logits, mid_logits = model.forward_with_mid(lay, ext, pos, cfg.mid_layer)  # [batch, k, vocab] each
     else:
         logits = model(lay, ext, positions=pos)  # [batch, k, vocab]
@@ -211,6 +243,15 @@ def answer_loss(model: BindingModel, lay: Layout, ext, cfg: TrainConfig) -> dict
             out["loss"] = loss + cfg.mid_weight * ce * len(mid) / n_mid
             out["mid_hits"] = ((mid_logits.argmax(-1) == mid) & valid).sum()
         out["mid_n"] = torch.tensor(n_mid)
+    if align:
+        with torch.no_grad():
+            twin_pos = lay.twin.scored[0]
+            if twin_pos.shape != pos.shape:
+                raise ValueError(f"the text twin scores {tuple(twin_pos.shape)} queries, the image layout {tuple(pos.shape)}")
+            ref = model.forward_with_mid(lay.twin, None, twin_pos, cfg.mid_layer, hidden=True)[2]  # [batch, k, d]
+        rel = (h - ref).pow(2).sum(-1) / ref.pow(2).sum(-1).clamp_min(1e-6)  # [batch, k]
+        out["align"] = rel.mean(1).sum().detach()
+        out["loss"] = out["loss"] + cfg.align_weight * rel.mean(1).sum()
     return out
 
 
@@ -240,7 +281,7 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
         history = read_json(out / "history.json") if (out / "history.json").exists() else []
     model.train()
     acc_loss = acc_hit = acc_n = mid_hit = mid_n = 0.0
-    slot = [0.0, 0.0, 0.0, 0.0]  # the slot examples' main-query hits, count, first-hop hits, count
+    slot = [0.0] * 5  # the slot examples' main-query hits, count, first-hop hits, count, alignment distance
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=step, desc=f"train {name}", disable=not progress, mininterval=5)
     while step < total:
@@ -253,7 +294,7 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
             if size <= 0:
                 continue
             lay, ext = sources.batch(kind, rng, size, n=phase.n, queries=cfg.queries, dense=cfg.dense, hops=phase.hops,
-                                     lookups=cfg.lookups)
+                                     lookups=cfg.lookups, twin=bool(cfg.align_weight))
             res = answer_loss(model, lay, ext, cfg)
             (res["loss"] / cfg.batch_size).backward()
             loss_sum = loss_sum + res["loss"].detach()
@@ -265,6 +306,10 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
                 slot[1] += size
                 slot[2] += float(res.get("mid_hits", 0))
                 slot[3] += float(res.get("mid_n", 0))
+                slot[4] += float(res.get("align", 0))
+        if phase.trains == "projector":  # AdamW skips parameters without a gradient: the decoder stays put
+            for p in model.hf.parameters():
+                p.grad = None
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -282,12 +327,14 @@ def train_segment(model: BindingModel, sources: Sources, phases: list[Phase], cf
                 record["slot_acc"] = slot[0] / slot[1]
                 if slot[3]:
                     record["slot_mid_acc"] = slot[2] / slot[3]
+                if cfg.align_weight:  # the image first hop's distance to the text one (relative)
+                    record["slot_align"] = slot[4] / slot[1]
             history.append(record)
             bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", acc=f"{acc_hit / acc_n:.2f}",
                             **({"mid": f"{mid_hit / mid_n:.2f}"} if mid_n else {}),
                             **({phase.slot: f"{slot[0] / slot[1]:.2f}"} if slot[1] else {}))
             acc_loss = acc_hit = acc_n = mid_hit = mid_n = 0.0
-            slot = [0.0, 0.0, 0.0, 0.0]
+            slot = [0.0] * 5
         if step % cfg.checkpoint_every == 0 and step < total:
             elapsed = seconds + time.perf_counter() - t0
             with atomic_path(ckpt) as tmp:
