@@ -330,8 +330,33 @@ def test_options_added_later_keep_old_result_folders_hashes_while_off():
     assert "ext_norm" in base.to_dict()["model"]  # recorded in config.json all the same
     same = load_config("experiments/binding_cpu.toml", {"model.ext_norm": "none", "train.image_phase_trains": "all"})
     assert same.result_hash == base.result_hash
-    for key, value in (("model.ext_norm", "standardise"), ("train.image_phase_trains", "projector"), ("train.align_weight", 1.0)):
+    for key, value in (("model.ext_norm", "standardise"), ("train.image_phase_trains", "projector"), ("train.align_weight", 1.0),
+                       ("train.image_stages", [[2, 10]])):
         assert load_config("experiments/binding_cpu.toml", {key: value}).result_hash != base.result_hash
+
+
+def test_image_stages_draw_pictures_with_fewer_objects_first():
+    """``train.image_stages = [[objects, steps]]``: slot-only phases before phase 2, drawn for
+    image kinds from a bank rendered at that object count."""
+    from interp.studies.binding.bank import Bank
+    from interp.studies.binding.train import Phase, Sources, TrainConfig, curriculum
+
+    cfg = TrainConfig(image_steps=5, mix_steps=4, image_stages=[[2, 3]])
+    assert curriculum("image-text", cfg) == [Phase(3, "image", 1.0, n=2), Phase(5, "image", 1.0),
+                                             Phase(4, "image", cfg.mix_frac)]
+    assert curriculum("text", cfg)[0] == Phase(3, "text", 1.0, n=2)
+    rng = np.random.default_rng(0)
+    two = Bank(sample_episodes(rng, SMALL, 12, 2, grid_cells=16), torch.randn(12, 16, 32), "two")
+    base = _sources()
+    src = Sources(SMALL, base.vocab, base.bank, base.noise_pool, n_noise=5, n_image=16, stage_banks={2: two})
+    lay, _ = src.batch("image", np.random.default_rng(1), 4, n=2)
+    assert int((lay.role == ROLES["assoc_shape"]).sum(1)[0]) == 2
+    lay, _ = src.batch("image", np.random.default_rng(1), 4)
+    assert int((lay.role == ROLES["assoc_shape"]).sum(1)[0]) == SMALL.n_objects
+    with pytest.raises(ValueError, match="no bank of 3-object contexts"):
+        src.batch("image", np.random.default_rng(1), 4, n=3)
+    with pytest.raises(ValueError, match="image_stages"):
+        TrainConfig(image_stages=[[1, 10]])
 
 
 def test_alignment_pulls_the_image_first_hop_toward_the_text_twin(tmp_path):
@@ -393,6 +418,7 @@ def test_ext_norm_standardises_external_tokens_and_saves_the_statistics():
     assert abs(float(got) / float(want) - 1) < 0.1
     with pytest.raises(ValueError, match="ext_norm"):
         ModelConfig(ext_norm="whiten")
+    assert ModelConfig(ext_norm=True).ext_norm == "standardise"  # how the first runs recorded it
 
 
 def test_a_projector_only_image_phase_leaves_the_decoder_untouched(tmp_path):

@@ -59,6 +59,8 @@ class ModelConfig:
         for name in ("n_layers", "d_model", "n_heads", "d_ff", "max_positions", "d_ext"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"model.{name}={getattr(self, name)!r}: must be >= 1")
+        if isinstance(self.ext_norm, bool):  # recorded as a switch by the first runs with it (2026-12-07)
+            object.__setattr__(self, "ext_norm", "standardise" if self.ext_norm else "none")
         if self.ext_norm not in EXT_NORMS:
             raise ValueError(f"model.ext_norm={self.ext_norm!r}: valid values are {list(EXT_NORMS)}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:

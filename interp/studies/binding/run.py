@@ -106,6 +106,7 @@ def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFI
                                      "source": str(source), "environment": environment()})
     vocab = Vocab(cfg.task, lookups=cfg.train.lookups)
     bank = eval_bank = pool = None
+    stage_banks: dict = {}
     n_image = 0
     if cfg.needs_images:
         encoder = load_encoder(cfg.image.encoder, device=cfg.device)
@@ -117,8 +118,11 @@ def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFI
         eval_bank = context_bank(cfg.task, cfg.image, encoder, cfg.task.n_objects, cfg.image.eval_bank_size,
                                  seed=2, progress=progress)
         pool = noise_bank(encoder, cfg.image.noise_images, seed=3)
+        stage_banks = {n: context_bank(cfg.task, cfg.image, encoder, n, cfg.image.bank_size, seed=1, progress=progress)
+                       for n in sorted({n for n, _ in cfg.train.image_stages} - {cfg.task.n_objects})}
         del encoder
-    sources = Sources(cfg.task, vocab, bank, pool, n_noise=cfg.image.n_noise, n_image=n_image)
+    sources = Sources(cfg.task, vocab, bank, pool, n_noise=cfg.image.n_noise, n_image=n_image,
+                      stage_banks=stage_banks)
     results = []
     for seed in cfg.seeds:
         sdir = out / f"seed{seed}"

@@ -84,7 +84,11 @@ class TrainConfig:
     on the text version of the same episode (same pairs, associations and queries; no
     gradient through the text side), weight ``align_weight`` on the squared distance relative
     to the text state's squared norm. The first hop read from a picture then lands where the
-    second hop reads it in text; training only, off by default."""
+    second hop reads it in text; training only, off by default.
+
+    ``image_stages``: slot-only phases at fewer objects before phase 2, ``[[objects, steps],
+    ...]`` (few objects before many, the curriculum that made the text segment learn at every
+    seed); image kinds draw them from a bank rendered at that object count."""
 
     batch_size: int = 64
     lr: float = 1e-3
@@ -104,6 +108,7 @@ class TrainConfig:
     mid_weight: float = 1.0
     image_phase_trains: str = "all"
     align_weight: float = 0.0
+    image_stages: tuple[tuple[int, int], ...] = ()
     checkpoint_every: int = 250
     log_every: int = 50
 
@@ -116,6 +121,14 @@ class TrainConfig:
                                  f"{list(HOPS)}, objects >= 2, steps >= 1 (integers)")
             stages.append(tuple(st))
         object.__setattr__(self, "stages", tuple(stages))
+        image_stages = []
+        for st in self.image_stages:
+            if (not isinstance(st, (list, tuple)) or len(st) != 2 or any(type(v) is not int for v in st)
+                    or st[0] < 2 or st[1] < 1):
+                raise ValueError(f"train.image_stages entry {list(st)}: must be [objects, steps] with objects >= 2, "
+                                 "steps >= 1 (integers)")
+            image_stages.append(tuple(st))
+        object.__setattr__(self, "image_stages", tuple(image_stages))
         if self.batch_size < 1 or self.lr <= 0 or self.text_steps < 1:
             raise ValueError(f"invalid train config: batch_size={self.batch_size} (>=1), lr={self.lr} (>0), "
                              f"text_steps={self.text_steps} (>=1)")
@@ -154,11 +167,13 @@ def text_segment(cfg: TrainConfig) -> list[Phase]:
 
 
 def curriculum(regime: str, cfg: TrainConfig) -> list[Phase]:
-    """Segment 2 of ``regime``: phase 2 (slot only) then phase 3 (``mix_frac`` slot)."""
+    """Segment 2 of ``regime``: the ``image_stages`` (slot only, fewer objects), phase 2 (slot
+    only) then phase 3 (``mix_frac`` slot)."""
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}: valid regimes are {list(REGIMES)}")
     slot = REGIMES[regime]
-    phases = (Phase(cfg.image_steps, slot, 1.0, trains=cfg.image_phase_trains), Phase(cfg.mix_steps, slot, cfg.mix_frac))
+    phases = (*(Phase(k, slot, 1.0, n=n, trains=cfg.image_phase_trains) for n, k in cfg.image_stages),
+              Phase(cfg.image_steps, slot, 1.0, trains=cfg.image_phase_trains), Phase(cfg.mix_steps, slot, cfg.mix_frac))
     return [p for p in phases if p.steps > 0]
 
 
@@ -166,12 +181,14 @@ class Sources:
     """Makes training and evaluation batches of every kind.
 
     ``bank``: rendered training contexts (image kinds); ``noise_pool [m, d]``: noise tokens;
-    ``n_noise``: noise tokens per noise example; ``n_image``: patch tokens per image.
+    ``n_noise``: noise tokens per noise example; ``n_image``: patch tokens per image;
+    ``stage_banks``: banks rendered at other object counts (``train.image_stages``), by count.
     """
 
     def __init__(self, task: TaskConfig, vocab, bank: Bank | None = None, noise_pool: torch.Tensor | None = None,
-                 n_noise: int = 0, n_image: int = 0):
+                 n_noise: int = 0, n_image: int = 0, stage_banks: dict[int, Bank] | None = None):
         self.task, self.vocab, self.bank, self.noise_pool = task, vocab, bank, noise_pool
+        self.stage_banks = dict(stage_banks or {})
         self.n_noise = n_noise or n_image
         self.n_image = n_image
 
@@ -194,6 +211,10 @@ class Sources:
             order = lookup_order(rng, ep) if lookups and hops == 2 else None
             lay = layout(ep, self.vocab, "text", gaps=gaps, after=after, hops=hops, lookups=order)
             return lay, external_tokens(lay, None, self.noise_pool, rng)
+        if bank is None and n is not None and n != self.task.n_objects:
+            if n not in self.stage_banks:
+                raise ValueError(f"no bank of {n}-object contexts (stage banks: {sorted(self.stage_banks)})")
+            bank = self.stage_banks[n]
         bank = bank or self.bank
         if bank is None:
             raise ValueError(f"kind {kind!r} needs a bank of rendered contexts")
