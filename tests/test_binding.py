@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from interp.io import load_tensors
 from interp.studies.binding.model import BindingModel, ModelConfig
 from interp.studies.binding.task import (NOISE, ROLES, Episodes, TaskConfig, Vocab, external_tokens, layout, noise_gaps,
                                          reassign, sample_episodes)
@@ -322,17 +323,22 @@ def test_the_training_log_scores_the_slot_examples_apart_from_the_text_mixed_in(
 
 
 def test_options_added_later_keep_old_result_folders_hashes_while_off():
-    """A results folder refuses a config with another result hash; ``model.ext_norm`` and
-    ``train.image_phase_trains`` came after folders existed, so they are hashed only when set."""
-    from interp.studies.binding.config import load_config
+    """A results folder refuses a config with another result hash; the options added after
+    folders existed are hashed only when set, so a folder written before them keeps its hash."""
+    from interp.io import read_json
+    from interp.studies.binding.config import SECTIONS, TOP, load_config
 
-    base = load_config("experiments/binding_cpu.toml")
-    assert "ext_norm" in base.to_dict()["model"]  # recorded in config.json all the same
-    same = load_config("experiments/binding_cpu.toml", {"model.ext_norm": "none", "train.image_phase_trains": "all"})
-    assert same.result_hash == base.result_hash
-    for key, value in (("model.ext_norm", "standardise"), ("train.image_phase_trains", "projector"), ("train.align_weight", 1.0),
-                       ("train.image_stages", [[2, 10]])):
-        assert load_config("experiments/binding_cpu.toml", {key: value}).result_hash != base.result_hash
+    rec = read_json("figures/out/binding-cpu-block7/s1-full/config.json")  # written before these options
+    assert "ext_norm" not in rec["config"]["model"]
+    flat = {k: rec["config"][k] for k in TOP if k in rec["config"]}
+    flat |= {f"{sec}.{k}": v for sec in SECTIONS for k, v in rec["config"].get(sec, {}).items()}
+    old = load_config("experiments/binding_cpu.toml", {**flat, "model.ext_norm": "none"})  # its value then
+    assert old.result_hash == rec["result_hash"]
+    assert "ext_norm" in old.to_dict()["model"]  # recorded in config.json all the same
+    for key, value in (("model.ext_norm", "standardise"), ("train.image_phase_trains", "projector"),
+                       ("train.align_weight", 1.0), ("train.image_stages", [[2, 10]]), ("train.align_layer", 1)):
+        assert load_config("experiments/binding_cpu.toml", {**flat, "model.ext_norm": "none", key: value}).result_hash \
+            != rec["result_hash"], key
 
 
 def test_image_stages_draw_pictures_with_fewer_objects_first():
@@ -357,6 +363,29 @@ def test_image_stages_draw_pictures_with_fewer_objects_first():
         src.batch("image", np.random.default_rng(1), 4, n=3)
     with pytest.raises(ValueError, match="image_stages"):
         TrainConfig(image_stages=[[1, 10]])
+
+
+def test_a_regime_with_text_scale_tokens_trains_evaluates_and_reloads(tmp_path):
+    """``run_regime`` with ``model.ext_norm = "text"``: the statistics are fitted on the training
+    bank before the image phase, saved with the weights, and a re-run loads the same model."""
+    from interp.studies.binding.config import load_config
+    from interp.studies.binding.run import run_regime
+
+    over = {"image.colours": 20, "image.shapes": 20, "task.n_colours": 24, "task.n_shapes": 24, "task.n_items": 16,
+            "task.n_objects": 4, "task.ood_objects": [6], "train.mid_layer": 1, "model.n_layers": 2, "model.d_model": 32,
+            "model.n_heads": 2, "model.d_ff": 64, "model.d_ext": 32, "model.ext_norm": "text", "train.image_steps": 2, "train.mix_steps": 2, "train.batch_size": 8,
+            "train.warmup_steps": 1, "train.stages": [], "train.lookups": False, "eval.size": 16,
+            "eval.image_size": 8, "eval.mechanisms": False}
+    cfg = load_config("experiments/binding_cpu.toml", over)
+    src = _sources()
+    phase1 = tiny_model().state()
+    res = run_regime(cfg, 0, "image-text", phase1, src, src.bank, tmp_path / "u", progress=False)
+    assert {r["set"] for r in res["eval"]["rows"]} == {"text@4", "text@6", "image@4"}
+    saved = load_tensors(tmp_path / "u" / "model.safetensors")[0]
+    feats = src.bank.features.reshape(-1, 32)
+    assert torch.allclose(saved["ext.mean"], feats.mean(0), atol=1e-5)
+    again = run_regime(cfg, 0, "image-text", phase1, src, src.bank, tmp_path / "u", progress=False)
+    assert again["eval"] == res["eval"]
 
 
 def test_alignment_pulls_the_image_first_hop_toward_the_text_twin(tmp_path):

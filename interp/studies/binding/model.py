@@ -149,7 +149,8 @@ class BindingModel(nn.Module):
         block ``layer`` (read through the final norm and the LM head, as the last block's
         are): two ``[batch, k, vocab]`` tensors. The intermediate-layer loss of training
         (``train.mid_layer``) scores the second on the first hop's result. ``hidden``: also
-        the residual after block ``layer`` at ``positions``, ``[batch, k, d_model]``."""
+        the residual stream at ``positions`` after every block, ``{block: [batch, k, d_model]}``
+        (0: the embeddings)."""
         if not 0 < layer < self.cfg.n_layers:
             raise ValueError(f"mid layer {layer} is out of range: valid 1..{self.cfg.n_layers - 1}")
         x = self.embed(lay, ext)
@@ -158,9 +159,10 @@ class BindingModel(nn.Module):
         rows = torch.arange(len(x), device=x.device)[:, None]
         pos = positions.to(x.device)
         last = self.hf.lm_head(out.last_hidden_state[rows, pos])
-        h = out.hidden_states[layer][rows, pos]
-        mid = self.hf.lm_head(self.hf.model.norm(h))
-        return (last, mid, h) if hidden else (last, mid)
+        mid = self.hf.lm_head(self.hf.model.norm(out.hidden_states[layer][rows, pos]))
+        if not hidden:
+            return last, mid
+        return last, mid, {i: hs[rows, pos] for i, hs in enumerate(out.hidden_states[:-1])}
 
     # ------------------------------------------------------------ persistence
     def state(self) -> dict[str, torch.Tensor]:

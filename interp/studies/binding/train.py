@@ -80,7 +80,7 @@ class TrainConfig:
     text continuation's decoder is frozen for as many steps.
 
     ``align_weight`` (> 0; needs ``mid_layer``): on image examples, the residual after block
-    ``mid_layer`` at every query is also pulled toward the residual the model computes there
+    ``align_layer`` (0: ``mid_layer``) at every query is also pulled toward the residual the model computes there
     on the text version of the same episode (same pairs, associations and queries; no
     gradient through the text side), weight ``align_weight`` on the squared distance relative
     to the text state's squared norm. The first hop read from a picture then lands where the
@@ -108,6 +108,7 @@ class TrainConfig:
     mid_weight: float = 1.0
     image_phase_trains: str = "all"
     align_weight: float = 0.0
+    align_layer: int = 0
     image_stages: tuple[tuple[int, int], ...] = ()
     checkpoint_every: int = 250
     log_every: int = 50
@@ -140,6 +141,8 @@ class TrainConfig:
         if self.align_weight < 0 or (self.align_weight and not self.mid_layer):
             raise ValueError(f"train.align_weight={self.align_weight}: must be >= 0, and > 0 needs train.mid_layer "
                              f"(the block whose residual is aligned; now {self.mid_layer})")
+        if self.align_layer < 0:
+            raise ValueError(f"train.align_layer={self.align_layer}: must be >= 0 (0: train.mid_layer)")
         if self.image_phase_trains not in PHASE_TRAINS:
             raise ValueError(f"train.image_phase_trains={self.image_phase_trains!r}: valid values are {list(PHASE_TRAINS)}")
         if self.image_steps < 0 or self.mix_steps < 0 or not 0.0 <= self.mix_frac <= 1.0:
@@ -246,7 +249,8 @@ def answer_loss(model: BindingModel, lay: Layout, ext, cfg: TrainConfig) -> dict
     pos, target = lay.scored
     align = bool(cfg.align_weight) and lay.twin is not None
     if align:
-        logits, mid_logits, h = model.forward_with_mid(lay, ext, pos, cfg.mid_layer, hidden=True)  # h [batch, k, d]
+        logits, mid_logits, hs = model.forward_with_mid(lay, ext, pos, cfg.mid_layer, hidden=True)
+        h = hs[cfg.align_layer or cfg.mid_layer]  # [batch, k, d]
     elif cfg.mid_layer:
         logits, mid_logits = model.forward_with_mid(lay, ext, pos, cfg.mid_layer)  # [batch, k, vocab] each
     else:
@@ -269,7 +273,8 @@ def answer_loss(model: BindingModel, lay: Layout, ext, cfg: TrainConfig) -> dict
             twin_pos = lay.twin.scored[0]
             if twin_pos.shape != pos.shape:
                 raise ValueError(f"the text twin scores {tuple(twin_pos.shape)} queries, the image layout {tuple(pos.shape)}")
-            ref = model.forward_with_mid(lay.twin, None, twin_pos, cfg.mid_layer, hidden=True)[2]  # [batch, k, d]
+            ref = model.forward_with_mid(lay.twin, None, twin_pos, cfg.mid_layer, hidden=True)[2][
+                cfg.align_layer or cfg.mid_layer]  # [batch, k, d]
         rel = (h - ref).pow(2).sum(-1) / ref.pow(2).sum(-1).clamp_min(1e-6)  # [batch, k]
         out["align"] = rel.mean(1).sum().detach()
         out["loss"] = out["loss"] + cfg.align_weight * rel.mean(1).sum()
