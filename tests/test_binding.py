@@ -892,3 +892,13 @@ def test_claims_read_paired_intervals_and_refuse_unlearned_models():
     assert rows["image training shifts binding toward symbolic"]["verdict"].startswith("not comparable")
     assert rows["control: noise-text continuation, text OOD accuracy vs the text continuation"]["verdict"] == \
         "no detectable difference"  # the other regimes keep their verdicts
+
+    # a mean over seeds can pass while one seed's image model did not learn: that seed is flagged
+    mixed = t.copy()
+    mixed["accuracy"] = t["accuracy"] + [{"regime": "image-text", "seed": s, "set": "image@4", "kind": "image",
+                                          "acc": a} for s, a in enumerate((0.234, 0.934, 0.938))]
+    summary = summarise(mixed, cfg)
+    assert summary["accuracy"]["image-text"]["image@4"] > 0.5  # the mean passes
+    rows = {r["claim"].split(" (")[0]: r for r in summary["claims"]}
+    assert rows["image-text continuation lifts text-only OOD accuracy"]["verdict"] == \
+        "not comparable (image-text did not learn its image@4 (seed 0) version: 23.4% held out)"

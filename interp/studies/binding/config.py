@@ -62,6 +62,9 @@ class BindingConfig(Hashed):
                              f"(task.n_colours={self.task.n_colours}, task.n_shapes={self.task.n_shapes}): the image "
                              f"pools are subsets of the task pools, valid 2..{self.task.n_colours} colours and "
                              f"2..{self.task.n_shapes} shapes")
+        if self.train.align_layer >= self.model.n_layers:
+            raise ValueError(f"train.align_layer={self.train.align_layer} is out of range: valid 1..{self.model.n_layers - 1}, "
+                             "or 0 for train.mid_layer")
         if self.train.mid_layer >= self.model.n_layers:
             raise ValueError(f"train.mid_layer={self.train.mid_layer} is out of range: valid 1..{self.model.n_layers - 1} "
                              f"(a block below the last of model.n_layers={self.model.n_layers}), or 0 for off")

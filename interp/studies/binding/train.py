@@ -80,10 +80,10 @@ class TrainConfig:
     text continuation's decoder is frozen for as many steps.
 
     ``align_weight`` (> 0; needs ``mid_layer``): on image examples, the residual after block
-    ``align_layer`` (0: ``mid_layer``) at every query is also pulled toward the residual the model computes there
-    on the text version of the same episode (same pairs, associations and queries; no
-    gradient through the text side), weight ``align_weight`` on the squared distance relative
-    to the text state's squared norm. The first hop read from a picture then lands where the
+    ``align_layer`` (0: ``mid_layer``) at every query is also pulled toward the residual the
+    model computes there on the text version of the same episode (same pairs, associations and
+    queries; no gradient through the text side), weight ``align_weight`` on the squared
+    distance relative to the text state's squared norm. The first hop read from a picture then lands where the
     second hop reads it in text; training only, off by default.
 
     ``image_stages``: slot-only phases at fewer objects before phase 2, ``[[objects, steps],
