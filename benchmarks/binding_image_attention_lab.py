@@ -20,14 +20,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from binding_image_hops_lab import recorded_config  # noqa: E402
+from binding_image_hops_lab import load_trained  # noqa: E402
 from common import parser, save  # noqa: E402
 
-from interp.io import load_tensors  # noqa: E402
-from interp.models.encoders import load_encoder  # noqa: E402
-from interp.studies.binding.bank import context_bank  # noqa: E402
 from interp.studies.binding.model import BindingModel  # noqa: E402
-from interp.studies.binding.task import ROLES, Vocab, external_tokens, layout, reassign  # noqa: E402
+from interp.studies.binding.task import ROLES, external_tokens, layout, reassign  # noqa: E402
 
 
 @torch.no_grad()
@@ -87,26 +84,11 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=256)
     args = ap.parse_args()
     run = Path(args.run)
-    if not (run / "config.json").exists():
-        ap.error(f"{run}: not a binding study folder (no config.json)")
-    cfg = recorded_config(run)
-    seed = args.seed if args.seed is not None else cfg.seeds[0]
-    weights = run / f"seed{seed}" / "image-text" / "model.safetensors"
-    if not weights.exists():
-        ap.error(f"{weights}: no trained image-text model for seed {seed}")
     if args.quick:
         args.episodes = 32
-    vocab = Vocab(cfg.task, lookups=cfg.train.lookups)
-    model = BindingModel(cfg.model, vocab, seed=seed)
-    model.load_state(load_tensors(weights)[0])
-    model.eval()
+    cfg, seed, vocab, model, _, train_bank, held_bank = load_trained(ap, run, args.seed, "image-text")
     hooked = model.hooked()
-    encoder = load_encoder(cfg.image.encoder)
-    n = cfg.task.n_objects
-    banks = {"training pictures": context_bank(cfg.task, cfg.image, encoder, n, cfg.image.bank_size, seed=1,
-                                               progress=False),
-             "held-out pictures": context_bank(cfg.task, cfg.image, encoder, n, cfg.image.eval_bank_size, seed=2,
-                                               progress=False)}
+    banks = {"training pictures": train_bank, "held-out pictures": held_bank}
     result = []
     for name, bank in banks.items():
         rows = attention_split(model, hooked, bank, cfg, vocab, min(args.episodes, len(bank)), seed)

@@ -53,23 +53,16 @@ def recorded_config(run: Path):
     return load_config(Path(__file__).resolve().parents[1] / "experiments" / "binding_cpu.toml", flat)
 
 
-def main() -> None:
-    ap = parser(__doc__)
-    ap.add_argument("run", help="a binding study folder")
-    ap.add_argument("--seed", type=int, default=None, help="default: the run's only seed")
-    ap.add_argument("--regime", default="image-text", choices=("image-text", "noise-image-text"))
-    ap.add_argument("--episodes", type=int, default=512)
-    args = ap.parse_args()
-    run = Path(args.run)
+def load_trained(ap, run: Path, seed: int | None, regime: str):
+    """(config, seed, vocab, model, encoder, training bank, held-out bank) of a finished ``regime``
+    model in a binding study folder; a bad folder or seed is an ``ap.error`` (exit 2)."""
     if not (run / "config.json").exists():
         ap.error(f"{run}: not a binding study folder (no config.json)")
     cfg = recorded_config(run)
-    seed = args.seed if args.seed is not None else cfg.seeds[0]
-    weights = run / f"seed{seed}" / args.regime / "model.safetensors"
+    seed = seed if seed is not None else cfg.seeds[0]
+    weights = run / f"seed{seed}" / regime / "model.safetensors"
     if not weights.exists():
-        ap.error(f"{weights}: no trained {args.regime} model for seed {seed}")
-    if args.quick:
-        args.episodes = 64
+        ap.error(f"{weights}: no trained {regime} model for seed {seed}")
     vocab = Vocab(cfg.task, lookups=cfg.train.lookups)
     model = BindingModel(cfg.model, vocab, seed=seed)
     model.load_state(load_tensors(weights)[0])
@@ -78,6 +71,20 @@ def main() -> None:
     n = cfg.task.n_objects
     train_bank = context_bank(cfg.task, cfg.image, encoder, n, cfg.image.bank_size, seed=1, progress=False)
     held_bank = context_bank(cfg.task, cfg.image, encoder, n, cfg.image.eval_bank_size, seed=2, progress=False)
+    return cfg, seed, vocab, model, encoder, train_bank, held_bank
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("run", help="a binding study folder")
+    ap.add_argument("--seed", type=int, default=None, help="default: the run's only seed")
+    ap.add_argument("--regime", default="image-text", choices=("image-text", "noise-image-text"))
+    ap.add_argument("--episodes", type=int, default=512)
+    args = ap.parse_args()
+    run = Path(args.run)
+    if args.quick:
+        args.episodes = 64
+    cfg, seed, vocab, model, encoder, train_bank, held_bank = load_trained(ap, run, args.seed, args.regime)
     pool = noise_bank(encoder, cfg.image.noise_images, seed=3) if args.regime == "noise-image-text" else None
     sources = Sources(cfg.task, vocab, train_bank, pool, n_noise=cfg.image.n_noise, n_image=encoder.n_tokens)
     kind = "image" if args.regime == "image-text" else "noise-image"

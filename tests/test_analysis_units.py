@@ -46,7 +46,7 @@ def test_cka_and_rsa():
 
 def test_logit_lens_ranks(tiny_llama):
     lm = tiny_llama
-    resid = torch.randn(3, 4, lm.d_model)
+    resid = torch.randn(3, 4, lm.d_model, generator=torch.Generator().manual_seed(0))  # not the suite's RNG state
     out = logit_lens(lm, resid, top_k=3, targets=[5, 7], chunk=5)
     logits = lm.unembed(lm.final_norm(resid))
     assert torch.equal(out["top_ids"], logits.topk(3, -1).indices)

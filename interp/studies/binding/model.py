@@ -153,16 +153,23 @@ class BindingModel(nn.Module):
         (0: the embeddings)."""
         if not 0 < layer < self.cfg.n_layers:
             raise ValueError(f"mid layer {layer} is out of range: valid 1..{self.cfg.n_layers - 1}")
+        last, states = self._run(lay, ext, positions)
+        mid = self.hf.lm_head(self.hf.model.norm(states[layer]))
+        return (last, mid, states) if hidden else (last, mid)
+
+    def residuals(self, lay: Layout, ext: torch.Tensor | None, positions: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The residual stream at ``positions [batch, k]`` after every block, ``{block: [batch, k,
+        d_model]}`` (0: the embeddings); no unembedding."""
+        return self._run(lay, ext, positions, logits=False)[1]
+
+    def _run(self, lay: Layout, ext, positions: torch.Tensor, logits: bool = True):
         x = self.embed(lay, ext)
         out = self.hf.model(inputs_embeds=x, attention_mask=lay.mask.to(self.device), use_cache=False,
                             output_hidden_states=True)
         rows = torch.arange(len(x), device=x.device)[:, None]
         pos = positions.to(x.device)
-        last = self.hf.lm_head(out.last_hidden_state[rows, pos])
-        mid = self.hf.lm_head(self.hf.model.norm(out.hidden_states[layer][rows, pos]))
-        if not hidden:
-            return last, mid
-        return last, mid, {i: hs[rows, pos] for i, hs in enumerate(out.hidden_states[:-1])}
+        last = self.hf.lm_head(out.last_hidden_state[rows, pos]) if logits else None
+        return last, {i: hs[rows, pos] for i, hs in enumerate(out.hidden_states[:-1])}
 
     # ------------------------------------------------------------ persistence
     def state(self) -> dict[str, torch.Tensor]:

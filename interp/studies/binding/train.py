@@ -273,8 +273,7 @@ def answer_loss(model: BindingModel, lay: Layout, ext, cfg: TrainConfig) -> dict
             twin_pos = lay.twin.scored[0]
             if twin_pos.shape != pos.shape:
                 raise ValueError(f"the text twin scores {tuple(twin_pos.shape)} queries, the image layout {tuple(pos.shape)}")
-            ref = model.forward_with_mid(lay.twin, None, twin_pos, cfg.mid_layer, hidden=True)[2][
-                cfg.align_layer or cfg.mid_layer]  # [batch, k, d]
+            ref = model.residuals(lay.twin, None, twin_pos)[cfg.align_layer or cfg.mid_layer]  # [batch, k, d]
         rel = (h - ref).pow(2).sum(-1) / ref.pow(2).sum(-1).clamp_min(1e-6)  # [batch, k]
         out["align"] = rel.mean(1).sum().detach()
         out["loss"] = out["loss"] + cfg.align_weight * rel.mean(1).sum()
