@@ -40,7 +40,10 @@ for seed, src in zip(seeds, srcs):
     for unit in ["phase1"] + regimes:
         d = Path(src) / f"seed{seed}" / unit
         ev, mech, log = read_json(d / "eval.json"), read_json(d / "mech.json"), read_json(d / "train.json")
-        results.append({"eval": ev, "mech": mech, "history": log.get("history", [])})
+        res = {"eval": ev, "mech": mech, "history": log.get("history", [])}
+        if (d / "selection.json").exists():  # train.continuation_lrs: the candidates and the rate kept
+            res["selection"] = read_json(d / "selection.json")
+        results.append(res)
 write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash, "result_hash": cfg.result_hash,
                                  "source": "merged from " + ", ".join(srcs) + " (python -m interp.binding experiments/binding_cpu.toml --set seeds=[k] --out SRC, one process per seed)",
                                  "environment": environment()})

@@ -388,6 +388,61 @@ def test_a_regime_with_text_scale_tokens_trains_evaluates_and_reloads(tmp_path):
     assert again["eval"] == res["eval"]
 
 
+def test_the_continuation_rate_is_chosen_on_validation_episodes(tmp_path):
+    """``train.continuation_lrs``: the continuation is trained at every rate (same batches, own
+    folder), each scored on validation episodes of the regime's kind (not the evaluation sets),
+    the best kept: its weights are copied up, the evaluation is of that model, selection.json and
+    the tidy table name it; a re-run trains nothing again."""
+    from interp.io import write_json
+    from interp.studies.binding.config import load_config
+    from interp.studies.binding.run import eval_sets, run_regime, validation_set
+    from interp.studies.binding.tables import tidy
+    from interp.studies.binding.train import TrainConfig
+
+    over = {"image.colours": 20, "image.shapes": 20, "task.n_colours": 24, "task.n_shapes": 24, "task.n_items": 16,
+            "task.n_objects": 4, "task.ood_objects": [6], "train.mid_layer": 1, "model.n_layers": 2, "model.d_model": 32,
+            "model.n_heads": 2, "model.d_ff": 64, "model.d_ext": 32, "train.image_steps": 2, "train.mix_steps": 2,
+            "train.batch_size": 8, "train.warmup_steps": 1, "train.stages": [], "train.lookups": False,
+            "eval.size": 16, "eval.image_size": 8, "eval.mechanisms": False, "train.continuation_lrs": [1e-3, 3e-2]}
+    cfg = load_config("experiments/binding_cpu.toml", over)
+    assert validation_set(cfg, "image").seed != eval_sets(cfg, ("image",))[-1].seed
+    src = _sources()
+    phase1 = tiny_model().state()
+    out = tmp_path / "u"
+    # the second rate scores higher on validation: written before its run, read instead of re-scoring
+    write_json(out / "lr0.03" / "val.json", {"set": "image@4", "acc": 1.0})
+    res = run_regime(cfg, 0, "image-text", phase1, src, src.bank, out, progress=False, val_bank=src.bank)
+    sel = res["selection"]
+    assert sel["lr"] == 0.03 and [c["lr"] for c in sel["candidates"]] == [0.001, 0.03]
+    assert 0.0 <= sel["candidates"][0]["val_acc"] <= 1.0 and sel["candidates"][0]["set"] == "image@4"
+    first, second = (load_tensors(out / f"lr{lr:g}" / "model.safetensors")[0] for lr in (1e-3, 3e-2))
+    kept = load_tensors(out / "model.safetensors")[0]
+    assert all(torch.equal(kept[k], second[k]) for k in kept)
+    assert not all(torch.equal(first[k], second[k]) for k in first)  # the rates trained different models
+    assert json.loads((out / "train.json").read_text())["config"]["lr"] == 0.03
+    # the evaluation is of the kept model: re-scoring the second candidate gives the same rows
+    model = tiny_model()
+    model.load_state(second)
+    from interp.studies.binding.evaluate import accuracy
+    again = [accuracy(model, src, es, bank=src.bank if "image" in es.kind else None)
+             for es in eval_sets(cfg, ("image",))]
+    assert [r["acc"] for r in again] == [r["acc"] for r in res["eval"]["rows"]]
+    rows = tidy([res])["selection"]
+    assert [(r["lr"], r["chosen"]) for r in rows] == [(0.001, False), (0.03, True)]
+    stamp = (out / "lr0.001" / "model.safetensors").stat().st_mtime_ns
+    assert run_regime(cfg, 0, "image-text", phase1, src, src.bank, out, progress=False, val_bank=src.bank) == res
+    assert (out / "lr0.001" / "model.safetensors").stat().st_mtime_ns == stamp
+    # a tie keeps the first rate listed
+    write_json(out / "lr0.03" / "val.json", {"set": "image@4", "acc": sel["candidates"][0]["val_acc"]})
+    (out / "eval.json").unlink()
+    assert run_regime(cfg, 0, "image-text", phase1, src, src.bank, out, progress=False,
+                      val_bank=src.bank)["selection"]["lr"] == 0.001
+    with pytest.raises(ValueError, match="continuation_lrs"):
+        TrainConfig(continuation_lrs=[1e-3, 1e-3])
+    with pytest.raises(ValueError, match="continuation_lrs"):
+        TrainConfig(continuation_lrs=[0.0])
+
+
 def test_alignment_pulls_the_image_first_hop_toward_the_text_twin(tmp_path):
     """``train.align_weight``: an image batch carries the text layout of the same episodes and
     queries; the loss adds the relative distance of block ``mid_layer``'s residual at every

@@ -87,7 +87,8 @@ class BindingConfig(Hashed):
 #: (section, option, its "off" value) of options added after result folders existed: left out of
 #: :attr:`BindingConfig.result_hash` while off, so those folders keep their hash
 LATER_OPTIONS = (("model", "ext_norm", "none"), ("train", "image_phase_trains", "all"), ("train", "align_weight", 0.0),
-                 ("train", "image_stages", ()), ("train", "align_layer", 0))
+                 ("train", "image_stages", ()), ("train", "align_layer", 0),
+                 ("train", "continuation_lrs", ()))
 
 SECTIONS = {"task": TaskConfig, "model": ModelConfig, "image": ImageConfig, "train": TrainConfig, "eval": EvalConfig,
             "mech": MechConfig}

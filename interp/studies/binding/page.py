@@ -45,6 +45,8 @@ CLAIM_COLUMNS = [Column("claim"), Column("brief"), Column("here", "here (mean ±
                  Column("verdict")]
 TRAINING_COLUMNS = [Column("regime"), Column("seed"), Column("step", "last step"), Column("loss", "last loss", ".3f"),
                     Column("acc", "last batch accuracy (%)", ".1f"), Column("logged", "points logged")]
+SELECTION_COLUMNS = [Column("regime"), Column("seed"), Column("lr", "continuation lr", "g"), Column("set", "validation set"),
+                     Column("val_acc", "validation accuracy (%)", ".1f"), Column("chosen")]
 
 
 def is_run_dir(out: Path) -> bool:
@@ -177,6 +179,14 @@ def training_rows(rows_in: list[dict]) -> list[dict]:
     return rows
 
 
+def selection_rows(rows_in: list[dict]) -> list[dict]:
+    """The candidate continuation rates (``train.continuation_lrs``) in regime, seed, rate order."""
+    regimes = ordered({r["regime"] for r in rows_in})
+    rows = sorted(rows_in, key=lambda r: (regimes.index(r["regime"]), r["seed"], float(r["lr"])))
+    return [{**r, "lr": float(r["lr"]), "val_acc": 100 * float(r["val_acc"]),
+             "chosen": "yes" if str(r["chosen"]).lower() == "true" else ""} for r in rows]
+
+
 def provenance(out: Path, rec: dict, seconds: float | None) -> Provenance:
     cfg, env = rec.get("config", {}), rec.get("environment", {})
     facts = {"study": "binding shortcuts and visual data (section C of the brief)",
@@ -244,6 +254,11 @@ def build_page(out: Path, *, progress: bool = False) -> Page:
         per += [Text(["Linear probes at the query position, held-out accuracy per layer (0 = embeddings, k = output "
                       "of block k-1) (probes.csv)."]),
                 Table("probes_per_layer", PROBE_COLUMNS, probe_rows(tables["probes"]), filterable=True)]
+    if tables.get("selection"):
+        per += [Text(["Continuation learning rate chosen on validation (train.continuation_lrs): every candidate "
+                      "was trained on the same batches and scored on validation episodes of the regime's own kind "
+                      "(never the evaluation sets); the best was kept (selection.csv)."]),
+                Table("selection", SELECTION_COLUMNS, selection_rows(tables["selection"]))]
     sections.append(Section("Tables", per))
     if tables["training"]:
         learn: list = []

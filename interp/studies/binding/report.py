@@ -79,6 +79,8 @@ def report_markdown(tables: dict[str, list[dict]], summary: dict, cfg_dict: dict
             f" (below {100 * learned_threshold(t['n_objects']):.0f}%; chance among the episode's items "
             f"{100 * chance:.1f}%). Such a model has not read the images (or the noise version) it was trained on, "
             "so its text accuracies are not an effect of visual data.", ""]
+    if tables.get("selection"):
+        lines += selection_markdown(tables["selection"])
     # interchange
     if tables["interchange"]:
         sym = group(tables["interchange"], ("regime", "layer"), "symbolic")
@@ -135,6 +137,34 @@ def report_markdown(tables: dict[str, list[dict]], summary: dict, cfg_dict: dict
             lines.append(f"| {regime} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def selection_markdown(rows: list[dict]) -> list[str]:
+    """The continuation rates tried per (regime, seed), their validation accuracy, the one kept."""
+    lrs = sorted({float(r["lr"]) for r in rows})
+    regimes = ordered({r["regime"] for r in rows})
+    units = sorted({(r["regime"], int(r["seed"])) for r in rows}, key=lambda u: (regimes.index(u[0]), u[1]))
+    val = {(r["regime"], int(r["seed"]), float(r["lr"])): r for r in rows}
+    lines = ["## Continuation learning rate, chosen on validation", "",
+             "Each regime's continuation was trained at every rate on the same batches; the one whose model "
+             "answered the validation episodes of its own kind best (a held-out picture bank of its own, or text "
+             "episodes of another seed; never the evaluation sets above) was kept (**bold**). Validation accuracy, %.",
+             "", "| regime | seed | set | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
+             "|---" * (len(lrs) + 3) + "|"]
+    for regime, seed in units:
+        cells = []
+        for lr in lrs:
+            r = val.get((regime, seed, lr))
+            cells.append("-" if r is None else (f"**{100 * float(r['val_acc']):.1f}**" if _truthy(r["chosen"])
+                                                else f"{100 * float(r['val_acc']):.1f}"))
+        name = next(val[(regime, seed, lr)]["set"] for lr in lrs if (regime, seed, lr) in val)
+        lines.append(f"| {regime} | {seed} | {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _truthy(v) -> bool:
+    """A bool from a result dict or from its CSV round trip ("True"/"False")."""
+    return v is True or str(v).lower() == "true"
 
 
 def claim_value(row: dict) -> str:

@@ -18,11 +18,12 @@ from interp.metrics import mean_ci
 #: the brief's published numbers (section C of SEEDS.md)
 BRIEF = {"text_ood": 37.2, "image_text_ood": 69.5, "text_id": 100.0}
 REGIME_ORDER = ("phase1", "text", "noise-text", "image-text", "noise-image-text")
-TABLES = ("accuracy", "interchange", "knockout", "probes", "training")
+TABLES = ("accuracy", "interchange", "knockout", "probes", "training", "selection")
 
 
 def tidy(results: Iterable[dict]) -> dict[str, list[dict]]:
-    """Per-run result dicts -> the five tidy tables (lists of flat rows)."""
+    """Per-run result dicts -> the tidy tables (lists of flat rows; ``selection``: one row per
+    candidate continuation rate with ``train.continuation_lrs``, else empty)."""
     tables: dict[str, list[dict]] = {t: [] for t in TABLES}
     for res in results:
         ev = res["eval"]
@@ -31,6 +32,10 @@ def tidy(results: Iterable[dict]) -> dict[str, list[dict]]:
             tables["accuracy"].append({"regime": regime, "seed": seed, **row})
         for h in res.get("history", []):
             tables["training"].append({"regime": regime, "seed": seed, **h})
+        sel = res.get("selection")
+        if sel:
+            tables["selection"] += [{"regime": regime, "seed": seed, "lr": c["lr"], "set": c["set"],
+                                     "val_acc": c["val_acc"], "chosen": c["lr"] == sel["lr"]} for c in sel["candidates"]]
         mech = res.get("mech")
         if mech:
             for key in ("interchange", "knockout", "probes"):

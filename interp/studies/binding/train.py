@@ -88,7 +88,14 @@ class TrainConfig:
 
     ``image_stages``: slot-only phases at fewer objects before phase 2, ``[[objects, steps],
     ...]`` (few objects before many, the curriculum that made the text segment learn at every
-    seed); image kinds draw them from a bank rendered at that object count."""
+    seed); image kinds draw them from a bank rendered at that object count.
+
+    ``continuation_lrs``: candidate learning rates of segment 2 (the regimes' continuation; the
+    text segment keeps ``lr``). Each regime's continuation is trained at every candidate, on the
+    same batches, and the one whose model answers the validation episodes of the regime's own
+    slot kind best is kept (ties: the first listed): a held-out picture bank of its own for the
+    image kinds, text episodes from another seed for the text kinds; never the evaluation sets.
+    Empty (the default): one continuation at ``lr``."""
 
     batch_size: int = 64
     lr: float = 1e-3
@@ -110,6 +117,7 @@ class TrainConfig:
     align_weight: float = 0.0
     align_layer: int = 0
     image_stages: tuple[tuple[int, int], ...] = ()
+    continuation_lrs: tuple[float, ...] = ()
     checkpoint_every: int = 250
     log_every: int = 50
 
@@ -130,6 +138,11 @@ class TrainConfig:
                                  "steps >= 1 (integers)")
             image_stages.append(tuple(st))
         object.__setattr__(self, "image_stages", tuple(image_stages))
+        lrs = tuple(self.continuation_lrs)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 for v in lrs) or len(set(lrs)) != len(lrs):
+            raise ValueError(f"train.continuation_lrs={list(lrs)}: must be distinct learning rates > 0, e.g. [1e-3, 2e-3] "
+                             "(empty: one continuation at train.lr)")
+        object.__setattr__(self, "continuation_lrs", tuple(float(v) for v in lrs))
         if self.batch_size < 1 or self.lr <= 0 or self.text_steps < 1:
             raise ValueError(f"invalid train config: batch_size={self.batch_size} (>=1), lr={self.lr} (>0), "
                              f"text_steps={self.text_steps} (>=1)")
