@@ -129,11 +129,13 @@ def select_continuation(cfg: BindingConfig, seed: int, regime: str, phase1: dict
         candidates.append({"lr": lr, "folder": sub.name, "set": val["set"], "val_acc": val["acc"]})
     best = max(range(len(candidates)), key=lambda i: (candidates[i]["val_acc"], -i))
     chosen = candidates[best]
-    for name in ("model.safetensors", "train.json"):  # idempotent: a resumed run copies the same files again
-        with atomic_path(out / name) as tmp:
-            shutil.copyfile(out / chosen["folder"] / name, tmp)
     selection = {"regime": regime, "seed": seed, "kind": kind, "lr": chosen["lr"], "candidates": candidates}
-    write_json(out / "selection.json", selection)
+    done = (out / "selection.json").exists() and read_json(out / "selection.json") == selection
+    if not (done and (out / "model.safetensors").exists() and (out / "train.json").exists()):
+        for name in ("model.safetensors", "train.json"):  # selection.json last: it marks the copy finished
+            with atomic_path(out / name) as tmp:
+                shutil.copyfile(out / chosen["folder"] / name, tmp)
+        write_json(out / "selection.json", selection)
     model = _start(cfg, seed, phase1, sources)
     model.load_state(load_tensors(out / "model.safetensors")[0])
     model.eval()
