@@ -244,6 +244,33 @@ def test_text_prompts_mark_the_concept_and_hypernym_tokens(tiny_llama):
         assert (concept, hyp) == ((q.concept, q.hypernym) if q.kind == "text" else ("", ""))
 
 
+def test_every_text_template_names_the_concept_and_hypernym(tiny_llama):
+    """``data.text_templates``: each wording gives one more text prompt per (concept, hypernym),
+    distinct prompts, and the role marks still find both names in each."""
+    from interp.studies.sae.config import SaeDataConfig
+    from interp.studies.sae.data import (ROLE_CONCEPT, ROLE_HYPERNYM, TEXT_TEMPLATES, build_batches, name_roles,
+                                         study_sequences)
+
+    tax = FakeTaxonomy()
+    records = [SimpleNamespace(key=f"{c}-0", concept=c, path=f"{c}.png") for c in sorted(tax.HYP)]
+    names = tuple(TEXT_TEMPLATES)
+    seqs = study_sequences(tax, records, range(len(records)), images_per_concept=1, text_per_concept=0, seed=0,
+                           templates=names)
+    text = [q for q in seqs if q.kind == "text"]
+    assert len(text) == 8 * len(names) and len({q.prompt for q in text}) == len(text)
+    [(batch, _)] = build_batches(tiny_llama.tokenizer, 4, seqs, torch.zeros(4, 4, 32), batch_size=len(seqs))
+    roles = name_roles(tiny_llama.tokenizer, batch, seqs, tax)
+    decode = tiny_llama.tokenizer.decode
+    for j, q in enumerate(seqs):
+        if q.kind == "text":
+            assert decode(batch.input_ids[j][roles[j] == ROLE_CONCEPT]).strip() == q.concept, q.prompt
+            assert decode(batch.input_ids[j][roles[j] == ROLE_HYPERNYM]).strip() == q.hypernym, q.prompt
+    with pytest.raises(ValueError, match="valid names"):
+        study_sequences(tax, records, range(len(records)), images_per_concept=1, text_per_concept=0, templates=["x"])
+    with pytest.raises(ValueError, match="text_templates"):
+        SaeDataConfig(text_templates=("truth", "truth"))
+
+
 def test_the_answer_is_scored_in_the_format_the_projector_was_trained_on(tiny_llama):
     """The spliced answer loss is the loss of the trained answer (" Yes" + EOS, as
     ``example_batch`` builds it), not of a token the model was never trained to say."""

@@ -24,7 +24,9 @@ class SaeDataConfig:
     rendering of a concept its prototype, on held-out ones a mixture; at most
     ``max_concepts``, 0 = all), ``images_per_concept`` image questions ("Is there a robin in
     the image?" + " Yes") and ``text_per_concept`` text prompts naming the concept and one of its
-    hypernyms ("Is it true that a robin is a bird?" + " Yes"; 0 = every hypernym)."""
+    hypernyms ("Is it true that a robin is a bird?" + " Yes"; 0 = every hypernym), each in
+    every wording of ``text_templates`` (names in :data:`interp.studies.sae.data.TEXT_TEMPLATES`:
+    "truth", "kind", "photo", "called"; more wordings, more distinct text tokens per concept)."""
 
     study_config: str = "experiments/quick.toml"
     checkpoint: str = ""
@@ -34,6 +36,7 @@ class SaeDataConfig:
     max_concepts: int = 0
     images_per_concept: int = 4
     text_per_concept: int = 0
+    text_templates: tuple[str, ...] = ("truth",)
     batch_size: int = 16
     holdout_frac: float = 0.2
     seed: int = 0
@@ -47,6 +50,12 @@ class SaeDataConfig:
         for key in ("images_per_concept", "batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"data.{key} = {getattr(self, key)}: must be >= 1")
+        from interp.studies.sae.data import TEXT_TEMPLATES  # deferred: data imports torch and the sequence builder
+
+        bad = [t for t in self.text_templates if t not in TEXT_TEMPLATES]
+        if bad or not self.text_templates or len(set(self.text_templates)) != len(self.text_templates):
+            raise ValueError(f"data.text_templates = {list(self.text_templates)}: distinct names from "
+                             f"{list(TEXT_TEMPLATES)}, at least one")
         if not 0.0 < self.holdout_frac < 1.0:
             raise ValueError(f"data.holdout_frac = {self.holdout_frac}: must be in (0, 1) (held-out batches "
                              "measure reconstruction and the spliced loss)")

@@ -2,7 +2,8 @@
 
 Per concept, image questions ("Is there a robin in the image?" + " Yes" + EOS, the format the
 projector was trained on; BOS, image tokens, question, answer) and text prompts naming the
-concept and a hypernym ("Is it true that a robin is a bird?" + " Yes" + EOS). Sequences are shuffled (seeded) and batched; the last
+concept and a hypernym ("Is it true that a robin is a bird?" + " Yes" + EOS; more wordings in
+:data:`TEXT_TEMPLATES`). Sequences are shuffled (seeded) and batched; the last
 ``holdout_frac`` of the batches are held out (reconstruction and the spliced loss are
 measured there). Each batch's ``blocks.{l}.hook_resid_post`` goes to an
 :class:`~interp.analysis.store.ActivationStore` (one shard per batch, resumable); the SAE
@@ -23,6 +24,15 @@ from interp.sequence import Batch, Modality, Segment, build_batch
 from interp.studies.taxonomy.questions import image_question, truth_question
 
 ARTICLES = ("a ", "an ", "the ", "some ")
+
+#: wordings of a text prompt naming a concept and one of its hypernyms (phrases with their
+#: article, "a robin", "a bird"), each a true statement asked as a question answered " Yes"
+TEXT_TEMPLATES = {
+    "truth": lambda c, h: truth_question(c, h),                              # Is it true that a robin is a bird?
+    "kind": lambda c, h: f"Is {c} a kind of {bare_name(h)}?",                # Is a robin a kind of bird?
+    "photo": lambda c, h: f"Here is a photo of {c}. Does it show {h}?",     # Here is a photo of a robin. Does it ...
+    "called": lambda c, h: f"Can {c} be called {h}?",                        # Can a robin be called a bird?
+}
 ROLE_OTHER, ROLE_CONCEPT, ROLE_HYPERNYM = 0, 1, 2
 TRAINED = (Modality.IMAGE, Modality.TEXT, Modality.ANSWER)
 
@@ -46,8 +56,13 @@ def bare_name(phrase: str) -> str:
 
 
 def study_sequences(taxonomy, records, rows: Sequence[int], *, images_per_concept: int, text_per_concept: int,
-                    max_concepts: int = 0, seed: int = 0) -> list[SeqInfo]:
-    """Image and text sequences for the concepts of ``rows`` (indices into ``records``), shuffled."""
+                    max_concepts: int = 0, seed: int = 0, templates: Sequence[str] = ("truth",)) -> list[SeqInfo]:
+    """Image and text sequences for the concepts of ``rows`` (indices into ``records``), shuffled:
+    per concept its image questions, and per (hypernym, template of ``templates``) a text prompt
+    (:data:`TEXT_TEMPLATES`)."""
+    bad = [t for t in templates if t not in TEXT_TEMPLATES]
+    if bad or not templates:
+        raise ValueError(f"text templates {list(templates)}: valid names are {list(TEXT_TEMPLATES)} (at least one)")
     by_concept: dict[str, list[int]] = {}
     for i in sorted(rows, key=lambda i: records[i].key):
         by_concept.setdefault(records[i].concept, []).append(i)
@@ -60,7 +75,7 @@ def study_sequences(taxonomy, records, rows: Sequence[int], *, images_per_concep
         seqs += [SeqInfo("image", c, i, "", q) for i in by_concept[c][:images_per_concept]]
         hyps = sorted(taxonomy.hypernyms_of(c))
         for h in hyps[:text_per_concept or len(hyps)]:
-            seqs.append(SeqInfo("text", c, -1, h, truth_question(taxonomy.phrase(c), taxonomy.phrase(h))))
+            seqs += [SeqInfo("text", c, -1, h, TEXT_TEMPLATES[t](taxonomy.phrase(c), taxonomy.phrase(h))) for t in templates]
     random.Random(f"sae-{seed}").shuffle(seqs)
     return seqs
 

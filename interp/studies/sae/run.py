@@ -108,6 +108,7 @@ def run(cfg: SaeConfig, *, progress: bool = True, source: str = "", setting: Set
     layers = parse_layers(cfg.model.layers, vlm.lm.n_layers)
     seqs = study_sequences(st.taxonomy, st.records, st.rows, images_per_concept=cfg.data.images_per_concept,
                            text_per_concept=cfg.data.text_per_concept, max_concepts=cfg.data.max_concepts,
+                           templates=cfg.data.text_templates,
                            seed=cfg.data.seed)
     write_json(out / "sequences.json", [asdict(s) for s in seqs])
     batches = build_batches(tok, vlm.n_image_tokens, seqs, st.features, cfg.data.batch_size)
