@@ -6,6 +6,7 @@ embedded EfficientNet-Lite0 on rendered contexts.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 
@@ -858,6 +859,17 @@ probe_shapes = 8
         with pytest.raises(ValueError, match="different config"):  # would silently reuse stale units
             main([str(cfg), "--no-progress", "--set", "train.text_steps=7"])
         main([str(cfg), "--no-progress", "--set", "threads=1", "--set", "figures=false"])  # same results config
+        # the continuation rate chosen on validation: the study renders its validation bank, every
+        # regime gets a selection, the tables, the report and the page show it
+        sel = tmp_path / "sel"
+        main([str(cfg), "--no-progress", "--set", "threads=1", "--set", "train.continuation_lrs=[3e-3, 1e-2]",
+              "--out", str(sel)])
+        rows = list(csv.DictReader(open(sel / "selection.csv")))
+        assert sorted((r["regime"], float(r["lr"])) for r in rows) == sorted(
+            (reg, lr) for reg in ("text", "image-text", "noise-text") for lr in (3e-3, 1e-2))
+        assert sorted(r["regime"] for r in rows if r["chosen"] == "True") == ["image-text", "noise-text", "text"]
+        assert "## Continuation learning rate, chosen on validation" in (sel / "report.md").read_text()
+        assert 'id="table-selection"' in (sel / "report.html").read_text()
         for setting, words in (("regimes=['video']", "valid regimes"), ("train.epochs=3", "unknown keys")):
             capsys.readouterr()
             with pytest.raises(SystemExit) as e:  # a bad config: one line naming it, exit 2
