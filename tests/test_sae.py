@@ -247,9 +247,11 @@ def test_text_prompts_mark_the_concept_and_hypernym_tokens(tiny_llama):
 def test_every_text_template_names_the_concept_and_hypernym(tiny_llama):
     """``data.text_templates``: each wording gives one more text prompt per (concept, hypernym),
     distinct prompts, and the role marks still find both names in each."""
-    from interp.studies.sae.config import SaeDataConfig
+    from interp.studies.sae.config import TEXT_TEMPLATE_NAMES, SaeDataConfig
     from interp.studies.sae.data import (ROLE_CONCEPT, ROLE_HYPERNYM, TEXT_TEMPLATES, build_batches, name_roles,
                                          study_sequences)
+
+    assert tuple(TEXT_TEMPLATES) == TEXT_TEMPLATE_NAMES  # the config checks names without importing the data module
 
     tax = FakeTaxonomy()
     records = [SimpleNamespace(key=f"{c}-0", concept=c, path=f"{c}.png") for c in sorted(tax.HYP)]

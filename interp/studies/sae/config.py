@@ -12,6 +12,8 @@ from interp.configfile import Hashed, build_section, load_sectioned
 from interp.studies.alignment.config import parse_layers
 
 SPLITS = ("train", "val", "test", "all")
+#: the wordings of the text prompts (:data:`interp.studies.sae.data.TEXT_TEMPLATES`, same order)
+TEXT_TEMPLATE_NAMES = ("truth", "kind", "photo", "called")
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,10 @@ class SaeDataConfig:
         for key in ("images_per_concept", "batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"data.{key} = {getattr(self, key)}: must be >= 1")
-        from interp.studies.sae.data import TEXT_TEMPLATES  # deferred: data imports torch and the sequence builder
-
-        bad = [t for t in self.text_templates if t not in TEXT_TEMPLATES]
+        bad = [t for t in self.text_templates if t not in TEXT_TEMPLATE_NAMES]
         if bad or not self.text_templates or len(set(self.text_templates)) != len(self.text_templates):
             raise ValueError(f"data.text_templates = {list(self.text_templates)}: distinct names from "
-                             f"{list(TEXT_TEMPLATES)}, at least one")
+                             f"{list(TEXT_TEMPLATE_NAMES)}, at least one")
         if not 0.0 < self.holdout_frac < 1.0:
             raise ValueError(f"data.holdout_frac = {self.holdout_frac}: must be in (0, 1) (held-out batches "
                              "measure reconstruction and the spliced loss)")
