@@ -13,7 +13,7 @@ from interp.io import read_json
 from interp.pages import Code, Column, Page, Plot, Provenance, Section, Table, Text, write_page
 from interp.studies.binding.figures import COLOURS, build_figures
 from interp.studies.binding.report import claim_value
-from interp.studies.binding.tables import (BRIEF, group, learned_threshold, not_learned, ordered, ratio, read_tables,
+from interp.studies.binding.tables import (BRIEF, group, is_chosen, learned_threshold, not_learned, ordered, ratio, read_tables,
                                            slot_not_learned, summarise)
 
 PAGE = "report.html"
@@ -184,7 +184,7 @@ def selection_rows(rows_in: list[dict]) -> list[dict]:
     regimes = ordered({r["regime"] for r in rows_in})
     rows = sorted(rows_in, key=lambda r: (regimes.index(r["regime"]), r["seed"], float(r["lr"])))
     return [{**r, "lr": float(r["lr"]), "val_acc": 100 * float(r["val_acc"]),
-             "chosen": "yes" if str(r["chosen"]).lower() == "true" else ""} for r in rows]
+             "chosen": "yes" if is_chosen(r) else ""} for r in rows]
 
 
 def provenance(out: Path, rec: dict, seconds: float | None) -> Provenance:

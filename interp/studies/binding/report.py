@@ -12,7 +12,7 @@ from typing import Any
 
 from interp.io import write_csv, write_text
 from interp.studies.binding.figures import write_figures
-from interp.studies.binding.tables import (BRIEF, group, learned_threshold, not_learned, ordered, ratio,
+from interp.studies.binding.tables import (BRIEF, group, is_chosen, learned_threshold, not_learned, ordered, ratio,
                                            slot_not_learned, summarise, tidy)
 
 
@@ -155,16 +155,11 @@ def selection_markdown(rows: list[dict]) -> list[str]:
         cells = []
         for lr in lrs:
             r = val.get((regime, seed, lr))
-            cells.append("-" if r is None else (f"**{100 * float(r['val_acc']):.1f}**" if _truthy(r["chosen"])
+            cells.append("-" if r is None else (f"**{100 * float(r['val_acc']):.1f}**" if is_chosen(r)
                                                 else f"{100 * float(r['val_acc']):.1f}"))
         name = next(val[(regime, seed, lr)]["set"] for lr in lrs if (regime, seed, lr) in val)
         lines.append(f"| {regime} | {seed} | {name} | " + " | ".join(cells) + " |")
     return lines + [""]
-
-
-def _truthy(v) -> bool:
-    """A bool from a result dict or from its CSV round trip ("True"/"False")."""
-    return v is True or str(v).lower() == "true"
 
 
 def claim_value(row: dict) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from interp.io import atomic_path, environment, load_tensors, read_json, write_json
+from interp.io import atomic_path, environment, read_json, write_json
 from interp.models.encoders import load_encoder
 from interp.studies.binding.bank import context_bank, noise_bank
 from interp.studies.binding.config import BindingConfig
@@ -118,7 +118,7 @@ def select_continuation(cfg: BindingConfig, seed: int, regime: str, phase1: dict
     bank = val_bank if "image" in kind else None
     if "image" in kind and bank is None:
         raise ValueError(f"regime {regime!r} selects its continuation on validation pictures: pass val_bank")
-    candidates = []
+    candidates, models = [], []
     for lr in cfg.train.continuation_lrs:
         tcfg = replace(cfg.train, lr=lr, continuation_lrs=())
         sub = out / f"lr{lr:g}"
@@ -127,6 +127,7 @@ def select_continuation(cfg: BindingConfig, seed: int, regime: str, phase1: dict
                       progress=progress)
         val = _read_or(sub / "val.json", lambda: accuracy(model, sources, vs, batch_size=cfg.eval.batch_size, bank=bank))
         candidates.append({"lr": lr, "folder": sub.name, "set": val["set"], "val_acc": val["acc"]})
+        models.append(model)
     best = max(range(len(candidates)), key=lambda i: (candidates[i]["val_acc"], -i))
     chosen = candidates[best]
     selection = {"regime": regime, "seed": seed, "kind": kind, "lr": chosen["lr"], "candidates": candidates}
@@ -136,10 +137,8 @@ def select_continuation(cfg: BindingConfig, seed: int, regime: str, phase1: dict
             with atomic_path(out / name) as tmp:
                 shutil.copyfile(out / chosen["folder"] / name, tmp)
         write_json(out / "selection.json", selection)
-    model = _start(cfg, seed, phase1, sources)
-    model.load_state(load_tensors(out / "model.safetensors")[0])
-    model.eval()
-    return model, read_json(out / "train.json"), selection
+    models[best].eval()  # the kept candidate, already trained or loaded: the copy above is its file
+    return models[best], read_json(out / "train.json"), selection
 
 
 def _evaluate_and_analyse(cfg, model, sources, eval_bank, out: Path, regime: str, seed: int, kinds, log) -> dict:

@@ -43,6 +43,12 @@ def tidy(results: Iterable[dict]) -> dict[str, list[dict]]:
     return tables
 
 
+def is_chosen(row: dict) -> bool:
+    """Whether a ``selection`` row is the kept rate, in a result dict (a bool) or read back from
+    selection.csv (the text "True")."""
+    return row["chosen"] is True or str(row["chosen"]).lower() == "true"
+
+
 def read_tables(folder: str | Path) -> dict[str, list[dict]]:
     """The tidy tables of a study folder, as :func:`tidy` made them (a missing table is empty:
     e.g. no interchange.csv when the mechanism analyses were off)."""
