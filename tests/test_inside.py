@@ -275,3 +275,25 @@ def test_the_report_warns_when_a_patching_pair_is_answered_the_wrong_way_round(t
         write_json(tmp_path / "summary.json", {"config": {"checkpoint": "x"}, "lm": "tiny", "n_concepts": 2,
                                                "hypernyms": [], "patching": dict(patch, clean_metric=clean)})
         assert ("WARNING: the LM answers this pair the wrong way round" in findings(tmp_path)) == warned
+
+
+def test_merge_summary_keys_on_checkpoint_bytes(tmp_path):
+    """A partial re-run keeps the other analyses' records only for the same weights: the same
+    path with other bytes (a study re-run on another CPU) starts the summary over."""
+    from interp.io import write_json
+    from interp.studies.inside.run import merge_summary
+
+    path = tmp_path / "summary.json"
+    old = {"config": {"checkpoint": "ck.safetensors", "analyses": ["probes"]}, "lm": "tiny",
+           "checkpoint_sha256": "a" * 64, "probes": 1, "seconds_by_analysis": {"probes": 2.0}}
+    write_json(path, old)
+    new = {"config": {"checkpoint": "ck.safetensors", "analyses": ["lens"]}, "lm": "tiny",
+           "checkpoint_sha256": "a" * 64, "seconds_by_analysis": {"lens": 1.0}}
+    merged = merge_summary(path, new)
+    assert merged["probes"] == 1 and merged["config"]["analyses"] == ["lens", "probes"]
+    assert merged["seconds_by_analysis"] == {"probes": 2.0, "lens": 1.0}
+    other = {**new, "checkpoint_sha256": "b" * 64}
+    assert merge_summary(path, other) == other
+    legacy = {k: v for k, v in old.items() if k != "checkpoint_sha256"}  # written before the sha was recorded
+    write_json(path, legacy)
+    assert merge_summary(path, new) == new

@@ -12,12 +12,19 @@ from interp.metrics import mean_ci
 from interp.studies.inside.tables import causal_summary, image_lens_summary, probe_rows, read_rows, series_by
 
 
+def sha_note(summ: dict) -> str:
+    """`` (sha256 1234abcd...)``: which weights the report read (the same path holds other
+    weights after a study re-run on another CPU); empty for a summary that did not record it."""
+    sha = summ.get("checkpoint_sha256")
+    return f" (sha256 `{sha[:16]}`)" if sha else ""
+
+
 def findings(out: Path) -> str:
     """A markdown report of what the tables show, each number computed from them."""
     out = Path(out)
     summ = read_json(out / "summary.json")
     lines = [f"# Looking inside {summ['lm']}: {summ['n_concepts']} concepts, {len(summ['hypernyms'])} hypernyms", "",
-             f"Checkpoint `{summ['config']['checkpoint']}`; reproduce with `python -m interp.analyze "
+             f"Checkpoint `{summ['config']['checkpoint']}`{sha_note(summ)}; reproduce with `python -m interp.analyze "
              f"{summ['config']['checkpoint']} --out {out}`.", ""]
     lines += answer_lines(out)
     if (rows := read_rows(out, "probes")) is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from interp.io import environment, read_json, write_csv, write_json, write_text
+from interp.io import environment, read_json, sha256_file, write_csv, write_json, write_text
 from interp.studies.inside.analyses import (Context, best_transfer_layer, build_context, causal, directions, image_lens,
                                             lens, patching, probes, similarity, steering)
 from interp.studies.inside.config import InsideConfig
@@ -26,6 +26,7 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     ctx = build_context(cfg, progress)
     summary: dict[str, Any] = {"config": asdict(cfg), "environment": environment(), "lm": ctx.vlm.lm.name,
+                               "checkpoint_sha256": sha256_file(cfg.checkpoint),
                                "n_concepts": len(ctx.concepts), "hypernyms": ctx.hypernyms}
     seconds: dict[str, float] = {"context": time.perf_counter() - t0}
     summary["seconds_by_analysis"] = seconds
@@ -80,7 +81,7 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
         summary["causal"] = csum
         timed("causal", t)
     summary["seconds"] = time.perf_counter() - t0
-    write_json(out / "summary.json", _merge_summary(out / "summary.json", summary))
+    write_json(out / "summary.json", merge_summary(out / "summary.json", summary))
     figures(out)
     write_text(out / "report.md", findings(out))
     summary["page"] = str(write_report_page(out, progress=progress))
@@ -104,13 +105,15 @@ def _umap_table(ctx: Context, out: Path, seed: int, layer: int | None = None) ->
     write_csv(out / "umap.csv", rows)
 
 
-def _merge_summary(path: Path, new: dict[str, Any]) -> dict[str, Any]:
+def merge_summary(path: Path, new: dict[str, Any]) -> dict[str, Any]:
     """A partial re-run (``--only lens``) of the same checkpoint keeps what earlier runs of the
-    other analyses recorded (their tables stay in the folder too); another checkpoint starts over."""
+    other analyses recorded (their tables stay in the folder too); another checkpoint starts over.
+    "The same" is the same bytes (``checkpoint_sha256``), not the same path: a study re-run on
+    another machine writes other weights to the same path (docs/training.md)."""
     if not path.exists():
         return new
     old = read_json(path)
-    if old.get("config", {}).get("checkpoint") != new["config"]["checkpoint"] or old.get("lm") != new["lm"]:
+    if old.get("checkpoint_sha256") != new["checkpoint_sha256"] or old.get("lm") != new["lm"]:
         return new
     merged = {**old, **new}
     merged["seconds_by_analysis"] = {**old.get("seconds_by_analysis", {}), **new["seconds_by_analysis"]}
