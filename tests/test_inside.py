@@ -297,3 +297,36 @@ def test_merge_summary_keys_on_checkpoint_bytes(tmp_path):
     legacy = {k: v for k, v in old.items() if k != "checkpoint_sha256"}  # written before the sha was recorded
     write_json(path, legacy)
     assert merge_summary(path, new) == new
+
+
+def test_clear_outputs_removes_only_analysis_files(tmp_path):
+    """Starting over on other weights removes the earlier analyses' tables and figures, and
+    nothing else in the folder (the activation cache, the user's own files)."""
+    from interp.studies.inside.tables import ANALYSIS_OUTPUTS, clear_outputs
+
+    ours = ["probes.csv", "probes.png", "probes.html", "lens_ranks.csv", "lens_top.csv", "image_lens.csv",
+            "image_lens_first.png", "image_lens_ranks_robin.html", "umap.csv", "patching.csv",
+            "patching_exact.png", "causal.csv", "similarity.html", "steering.csv", "directions.png"]
+    kept = ["acts-0123456789abcdef-test.safetensors", "notes.md", "summary.json", "report.md"]
+    for name in ours + kept:
+        (tmp_path / name).write_text("x")
+    gone = clear_outputs(tmp_path)
+    assert sorted(p.name for p in gone) == sorted(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    from interp.studies.inside.config import ANALYSES
+
+    assert set(ANALYSIS_OUTPUTS) == set(ANALYSES)  # every analysis's files are known
+
+
+def test_best_transfer_layer_skips_the_last_layer():
+    """Steering at the last block's output of the image position cannot reach the answer: the
+    default steering layer is the best transfer layer below it."""
+    from interp.studies.inside.analyses import best_transfer_layer
+
+    rows = [{"probe": "text->image", "layer": l, "balanced_accuracy": acc}
+            for l, acc in ((0, 0.50), (1, 0.55), (2, 0.52), (3, 0.60))] + \
+           [{"probe": "image", "layer": 2, "balanced_accuracy": 0.9}]
+    assert best_transfer_layer(rows, n_layers=4) == 1
+    assert best_transfer_layer(rows, n_layers=5) == 3
+    with pytest.raises(ValueError, match="steering_layer"):
+        best_transfer_layer(rows[3:4], n_layers=4)

@@ -120,11 +120,19 @@ def directions(ctx: Context, cfg: InsideConfig) -> list[dict]:
     return rows
 
 
-def best_transfer_layer(probe_rows: list[dict]) -> int:
+def best_transfer_layer(probe_rows: list[dict], n_layers: int) -> int:
+    """The steering layer by default: the layer of best mean text->image probe transfer, among
+    the layers whose ``hook_resid_post`` at the image position can still reach the answer. The
+    last block's output at a non-final position feeds no later block, so steering there is a
+    no-op by construction (it was chosen once, when transfer was at chance everywhere and the
+    last layer's noise was the largest)."""
     by_layer: dict[int, list[float]] = {}
     for r in probe_rows:
-        if r["probe"] == "text->image":
+        if r["probe"] == "text->image" and int(r["layer"]) < n_layers - 1:
             by_layer.setdefault(int(r["layer"]), []).append(float(r["balanced_accuracy"]))
+    if not by_layer:
+        raise ValueError(f"no text->image probe rows below the last layer ({n_layers - 1}) to choose a steering "
+                         "layer from: run the probes analysis or set steering_layer")
     return max(by_layer, key=lambda l: np.mean(by_layer[l]))
 
 

@@ -17,6 +17,7 @@ from interp.studies.inside.config import InsideConfig
 from interp.studies.inside.figures import figures
 from interp.studies.inside.page import write_report_page
 from interp.studies.inside.report import findings
+from interp.studies.inside.tables import clear_outputs
 
 
 def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
@@ -28,6 +29,13 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
     summary: dict[str, Any] = {"config": asdict(cfg), "environment": environment(), "lm": ctx.vlm.lm.name,
                                "checkpoint_sha256": sha256_file(cfg.checkpoint),
                                "n_concepts": len(ctx.concepts), "hypernyms": ctx.hypernyms}
+    if not same_weights(out / "summary.json", summary):
+        # the folder may hold another checkpoint's analyses: a report must not mix them with this one's
+        if gone := clear_outputs(out):
+            print(f"[inside] {out} held the analyses of other weights: {len(gone)} of their tables and figures "
+                  "removed", flush=True)
+        write_json(out / "summary.json", {**summary, "config": {**summary["config"], "analyses": []},
+                                          "seconds_by_analysis": {}})  # an interrupted run resumes as the same weights
     seconds: dict[str, float] = {"context": time.perf_counter() - t0}
     summary["seconds_by_analysis"] = seconds
 
@@ -46,7 +54,7 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
         timed("directions", t)
     if "steering" in cfg.analyses:
         t = time.perf_counter()
-        layer = cfg.steering_layer if cfg.steering_layer is not None else best_transfer_layer(probe_rows)
+        layer = cfg.steering_layer if cfg.steering_layer is not None else best_transfer_layer(probe_rows, ctx.vlm.lm.n_layers)
         ctx.vlm.lm.check_layer(layer)
         summary["steering_layer"] = layer
         write_csv(out / "steering.csv", steering(ctx, cfg, layer))
@@ -105,16 +113,23 @@ def _umap_table(ctx: Context, out: Path, seed: int, layer: int | None = None) ->
     write_csv(out / "umap.csv", rows)
 
 
+def same_weights(path: Path, new: dict[str, Any]) -> bool:
+    """Whether the summary at ``path`` exists and was written for the same LM and checkpoint
+    bytes (``checkpoint_sha256``) as ``new``."""
+    if not path.exists():
+        return False
+    old = read_json(path)
+    return old.get("checkpoint_sha256") == new["checkpoint_sha256"] and old.get("lm") == new["lm"]
+
+
 def merge_summary(path: Path, new: dict[str, Any]) -> dict[str, Any]:
     """A partial re-run (``--only lens``) of the same checkpoint keeps what earlier runs of the
     other analyses recorded (their tables stay in the folder too); another checkpoint starts over.
     "The same" is the same bytes (``checkpoint_sha256``), not the same path: a study re-run on
     another machine writes other weights to the same path (docs/training.md)."""
-    if not path.exists():
+    if not same_weights(path, new):
         return new
     old = read_json(path)
-    if old.get("checkpoint_sha256") != new["checkpoint_sha256"] or old.get("lm") != new["lm"]:
-        return new
     merged = {**old, **new}
     merged["seconds_by_analysis"] = {**old.get("seconds_by_analysis", {}), **new["seconds_by_analysis"]}
     merged["config"] = {**new["config"], "analyses": sorted(set(old["config"].get("analyses", ())) |
