@@ -13,6 +13,28 @@ from interp.metrics import mean_ci
 PROBES = ("text", "image", "last", "text->image", "image->text")  # the probes' order in tables
 
 
+# The files each analysis writes to its folder (tables, and the figures drawn from them), as globs.
+ANALYSIS_OUTPUTS = {
+    "probes": ("probes.*",),
+    "directions": ("directions.*",),
+    "steering": ("steering.*",),
+    "lens": ("lens_ranks.*", "lens_top.*"),
+    "image_lens": ("image_lens.*", "image_lens_first.*", "image_lens_ranks_*"),
+    "similarity": ("similarity.*", "umap.*"),
+    "patching": ("patching.*", "patching_*"),
+    "causal": ("causal.*",),
+}
+
+
+def clear_outputs(out: Path) -> list[Path]:
+    """Delete every analysis's tables and figures in ``out`` (the files of
+    :data:`ANALYSIS_OUTPUTS`, nothing else); returns the deleted paths."""
+    gone = sorted({f for globs in ANALYSIS_OUTPUTS.values() for g in globs for f in Path(out).glob(g) if f.is_file()})
+    for f in gone:
+        f.unlink()
+    return gone
+
+
 def read_rows(out: Path, name: str) -> list[dict] | None:
     """The rows of ``out/<name>.csv``, or None when that analysis has not run."""
     p = out / f"{name}.csv"
