@@ -13,8 +13,8 @@ from interp.io import read_json
 from interp.pages import Code, Column, Page, Plot, Provenance, Section, Table, Text, write_page
 from interp.studies.binding.figures import COLOURS, build_figures
 from interp.studies.binding.report import claim_value
-from interp.studies.binding.tables import (BRIEF, group, is_chosen, learned_threshold, not_learned, ordered, ratio, read_tables,
-                                           slot_not_learned, summarise)
+from interp.studies.binding.tables import (BRIEF, group, is_chosen, learned_threshold, not_learned, ordered, ratio,
+                                           read_tables, slot_not_learned, summarise)
 
 PAGE = "report.html"
 ACCURACY_HEADER = {"regime", "seed", "set", "kind", "n", "acc"}

@@ -43,6 +43,7 @@ class Context:
     acts: Any                    # interp.analysis.collect.ConceptActs ([layers, n, d] per modality)
     hypernyms: list[str]
     members: dict[str, set[str]] = field(default_factory=dict)
+    checkpoint_sha256: str = ""  # the projector file's bytes (what the activation cache and the summary key on)
 
 
 # --------------------------------------------------------------------- context
@@ -63,8 +64,8 @@ def build_context(cfg: InsideConfig, progress: bool = True) -> Context:
     tax = data.taxonomy
     features = data.features[rows]
     out = Path(cfg.out_dir)
-    key = sha256_file(ckpt)[:16]
-    cache = out / f"acts-{key}-{cfg.split}.safetensors"
+    sha = sha256_file(ckpt)
+    cache = out / f"acts-{sha[:16]}-{cfg.split}.safetensors"
     acts = None
     if cache.exists():
         t, meta = load_tensors(cache)
@@ -81,7 +82,7 @@ def build_context(cfg: InsideConfig, progress: bool = True) -> Context:
     if not hyps:
         raise ValueError(f"no hypernym has >= {cfg.min_members} member and non-member concepts among "
                          f"{len(concepts)}; lower min_members")
-    return Context(vlm, tax, concepts, features, acts, hyps, members)
+    return Context(vlm, tax, concepts, features, acts, hyps, members, sha)
 
 
 def labels(ctx: Context, h: str) -> np.ndarray:
@@ -124,8 +125,8 @@ def best_transfer_layer(probe_rows: list[dict], n_layers: int) -> int:
     """The steering layer by default: the layer of best mean text->image probe transfer, among
     the layers whose ``hook_resid_post`` at the image position can still reach the answer. The
     last block's output at a non-final position feeds no later block, so steering there is a
-    no-op by construction (it was chosen once, when transfer was at chance everywhere and the
-    last layer's noise was the largest)."""
+    no-op by construction (and with transfer at chance everywhere, the last layer's noise can be
+    the largest)."""
     by_layer: dict[int, list[float]] = {}
     for r in probe_rows:
         if r["probe"] == "text->image" and int(r["layer"]) < n_layers - 1:

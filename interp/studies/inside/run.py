@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from interp.io import environment, read_json, sha256_file, write_csv, write_json, write_text
+from interp.io import environment, read_json, write_csv, write_json, write_text
 from interp.studies.inside.analyses import (Context, best_transfer_layer, build_context, causal, directions, image_lens,
                                             lens, patching, probes, similarity, steering)
 from interp.studies.inside.config import InsideConfig
@@ -27,7 +27,7 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     ctx = build_context(cfg, progress)
     summary: dict[str, Any] = {"config": asdict(cfg), "environment": environment(), "lm": ctx.vlm.lm.name,
-                               "checkpoint_sha256": sha256_file(cfg.checkpoint),
+                               "checkpoint_sha256": ctx.checkpoint_sha256,
                                "n_concepts": len(ctx.concepts), "hypernyms": ctx.hypernyms}
     if not same_weights(out / "summary.json", summary):
         # the folder may hold another checkpoint's analyses: a report must not mix them with this one's
@@ -54,7 +54,8 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
         timed("directions", t)
     if "steering" in cfg.analyses:
         t = time.perf_counter()
-        layer = cfg.steering_layer if cfg.steering_layer is not None else best_transfer_layer(probe_rows, ctx.vlm.lm.n_layers)
+        layer = (cfg.steering_layer if cfg.steering_layer is not None
+                 else best_transfer_layer(probe_rows, ctx.vlm.lm.n_layers))
         ctx.vlm.lm.check_layer(layer)
         summary["steering_layer"] = layer
         write_csv(out / "steering.csv", steering(ctx, cfg, layer))
