@@ -204,7 +204,7 @@ def test_the_study_runs_end_to_end_and_resumes(tiny_llama, tmp_path, monkeypatch
     # a re-run reuses the store, the SAEs and the per-layer results: nothing is trained again
     monkeypatch.setattr(sae_run, "train_sae", lambda *a, **k: pytest.fail("trained again"))
     again = sae_run.run(cfg, progress=False, setting=setting)
-    assert again["summary"] == res["summary"]
+    assert json.dumps(again["summary"], sort_keys=True) == json.dumps(res["summary"], sort_keys=True)  # NaN == NaN
 
 
 # ------------------------------------------------------------------ the CLI
@@ -306,3 +306,84 @@ def test_the_report_lists_a_few_shared_concepts_and_how_many_more():
     assert few("a | b | c", n=5) == "a, b, c"
     assert few(" | ".join("abcdefg"), n=3) == "a, b, c (+4 more)"
     assert few("") == ""
+
+
+# ------------------------------------------------------------------ token groups, text-only dictionaries
+def test_group_quality_reads_each_group_on_its_own():
+    """An SAE that reconstructs the first half of the dimensions only: a group living there is
+    explained in full, a group in the other half not at all (relative error 1)."""
+    d = 8
+    half = torch.cat([torch.eye(d // 2), torch.zeros(d // 2, d // 2)], 1)  # [d/2, d]: the first half
+    sae = SaeLensSAE(W_enc=torch.cat([half, -half], 0).T, b_enc=torch.zeros(d), W_dec=torch.cat([half, -half], 0),
+                     b_dec=torch.zeros(d), k=d // 2)
+    g = torch.Generator().manual_seed(0)
+    a = torch.cat([torch.randn(30, d // 2, generator=g), torch.zeros(30, d // 2)], 1)
+    b = torch.cat([torch.zeros(20, d // 2), torch.randn(20, d // 2, generator=g)], 1)
+    x = torch.cat([a, b])
+    groups = {"a": torch.arange(50) < 30, "b": torch.arange(50) >= 30, "none": torch.zeros(50, dtype=torch.bool)}
+    q = ev.group_quality(sae, x, groups)
+    assert q["ev_a"] == pytest.approx(1.0) and q["relerr_a"] == pytest.approx(0.0, abs=1e-6)
+    assert q["relerr_b"] == pytest.approx(1.0) and q["ev_b"] < 0.05
+    assert (q["n_a"], q["n_b"], q["n_none"]) == (30, 20, 0) and q["ev_none"] != q["ev_none"]  # NaN when empty
+
+
+def test_the_image_splice_touches_image_positions_and_scores_image_questions_only(tiny_llama):
+    from conftest import make_vlm
+
+    from interp.sequence import Modality, vlm_item
+    from interp.studies.sae.evaluate import answer_loss
+
+    vlm = make_vlm(tiny_llama, n_tokens=4)
+    batch = vlm.build([vlm_item(0, "Is there a robin in the image?", "Yes"),
+                       vlm_item(None, "Is it true that a robin is a bird?", "Yes")])
+    assert bool((batch.modality[0] == int(Modality.IMAGE)).any()) and not bool((batch.modality[1] == 2).any())
+    feats = torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(0))
+    image_row = torch.tensor([True, False])
+    _, n_image = answer_loss(vlm, batch, feats, rows=image_row)
+    _, n_all = answer_loss(vlm, batch, feats)
+    assert 0 < n_image < n_all
+    out = ev.splice_losses(vlm, [(batch, feats)], identity_sae(tiny_llama.d_model), 1,
+                           torch.zeros(tiny_llama.d_model), image_only=True)
+    assert out["n_answer_tokens"] == n_image
+    assert out["loss_spliced"] == pytest.approx(out["loss_clean"], abs=1e-5)
+    assert abs(out["loss_ablated"] - out["loss_clean"]) > 1e-4  # ablating the image tokens does act
+
+
+def test_a_text_only_dictionary_trains_on_text_prompts_alone(tiny_llama, tmp_path, html_only):
+    """``train.sequences = "text"``: the SAE sees only the tokens of text prompts in the training
+    batches (counted here independently of the driver), and is measured on every token group."""
+    from dataclasses import replace
+
+    from interp.sequence import Modality
+    from interp.studies.sae.data import build_batches, split_batches, study_sequences, trained_mask
+
+    cfg = tiny_config(tmp_path / "text")
+    cfg = replace(cfg, train=replace(cfg.train, sequences="text"))
+    setting = tiny_setting(tiny_llama, tmp_path)
+    res = sae_run.run(cfg, progress=False, setting=setting)
+    seqs = study_sequences(setting.taxonomy, setting.records, setting.rows, images_per_concept=3, text_per_concept=2,
+                           seed=0)
+    batches = build_batches(setting.vlm.tokenizer, 4, seqs, setting.features, 6)
+    train_b, _ = split_batches(len(batches), 0.25)
+    want = sum(int(trained_mask(batches[i][0].modality[j]).sum()) for i in train_b
+               for j in range(len(batches[i][0])) if seqs[i * 6 + j].kind == "text")
+    assert all(int(batches[i][0].modality[j].eq(int(Modality.IMAGE)).sum()) == 0 for i in train_b
+               for j in range(len(batches[i][0])) if seqs[i * 6 + j].kind == "text")
+    for r in res["summary"]:
+        assert r["train_sequences"] == "text" and r["train_tokens"] == want
+        assert r["n_image_tokens"] > 0 and r["n_text_prompts"] > 0 and r["n_image_question_text"] > 0
+        assert 0 <= r["relerr_image_tokens"] and r["image_loss_clean"] > 0
+    assert "text dictionary" in (tmp_path / "text" / "report.md").read_text()
+    _, meta = load_saelens(tmp_path / "text" / "saes" / "blocks.1.hook_resid_post")
+    assert meta["interp_train_sequences"] == "text"
+
+
+def test_the_group_table_has_as_many_separators_as_columns():
+    from interp.studies.sae.report import group_table
+
+    row = {"layer": 6, "train_sequences": "text", **{f"{m}_{g}": 0.5 for m in ("ev", "relerr") for g in
+                                                      ("image_tokens", "image_question_text", "text_prompts")},
+           **{f"image_loss_{k}": 0.1 for k in ("clean", "spliced", "ablated", "recovered")}}
+    head, sep, line = group_table([row])
+    assert head.count("|") == sep.count("|") == line.count("|")
+    assert group_table([{"layer": 6}]) == []  # tables written before the per-group measures

@@ -12,6 +12,8 @@ from interp.configfile import Hashed, build_section, load_sectioned
 from interp.studies.alignment.config import parse_layers
 
 SPLITS = ("train", "val", "test", "all")
+#: which sequences' tokens an SAE trains on: both kinds, text prompts only, image questions only
+TRAIN_SEQUENCES = ("all", "text", "image")
 #: the wordings of the text prompts (:data:`interp.studies.sae.data.TEXT_TEMPLATES`, same order)
 TEXT_TEMPLATE_NAMES = ("truth", "kind", "photo", "called")
 
@@ -79,7 +81,9 @@ class SaeTrainConfig:
     ``expansion_factor`` x d_model) and ``k`` active latents per token; Adam at ``lr`` over
     shuffled batches of ``batch_size`` tokens for ``epochs``; the AuxK loss (weight
     ``auxk_alpha``) revives latents silent for ``dead_after_tokens`` tokens. One checkpoint
-    per epoch (resumable)."""
+    per epoch (resumable). ``sequences``: the sequences whose tokens it trains on, "all" (image
+    questions and text prompts), "text" (text prompts only: a dictionary that never saw an
+    image, then applied to image tokens) or "image" (image questions only)."""
 
     expansion_factor: int = 8
     n_latents: int = 0
@@ -90,8 +94,11 @@ class SaeTrainConfig:
     auxk_alpha: float = 1 / 32
     dead_after_tokens: int = 10_000
     seed: int = 0
+    sequences: str = "all"
 
     def __post_init__(self) -> None:
+        if self.sequences not in TRAIN_SEQUENCES:
+            raise ValueError(f"train.sequences = {self.sequences!r}: valid values are {list(TRAIN_SEQUENCES)}")
         for key in ("expansion_factor", "k", "batch_size", "epochs", "dead_after_tokens"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} = {getattr(self, key)}: must be >= 1")

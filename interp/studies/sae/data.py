@@ -159,6 +159,34 @@ def token_table(batches: Sequence[tuple[Batch, torch.Tensor | None]], roles: Seq
     return Tokens(**{k: torch.cat(v) for k, v in parts.items()})
 
 
+#: the token groups an SAE is measured on: image tokens, the question and answer tokens of
+#: image questions, every token of text prompts
+TOKEN_GROUPS = ("image_tokens", "image_question_text", "text_prompts")
+
+
+def token_groups(tokens: Tokens, seqs: Sequence[SeqInfo]) -> dict[str, torch.Tensor]:
+    """Bool ``[n]`` masks over ``tokens`` for each of :data:`TOKEN_GROUPS`."""
+    is_text_seq = sequence_mask(tokens, seqs, "text")
+    is_image = tokens.modality == int(Modality.IMAGE)
+    return {"image_tokens": is_image, "image_question_text": ~is_text_seq & ~is_image, "text_prompts": is_text_seq}
+
+
+def sequence_mask(tokens: Tokens, seqs: Sequence[SeqInfo], kind: str) -> torch.Tensor:
+    """Bool ``[n]``: the tokens of sequences of ``kind`` ("image", "text", or "all": every token)."""
+    if kind == "all":
+        return torch.ones(len(tokens), dtype=torch.bool)
+    of_kind = torch.tensor([q.kind == kind for q in seqs], dtype=torch.bool)
+    return of_kind[tokens.seq]
+
+
+def batch_mask(tokens: Tokens, batch_size: int, batches: Sequence[int]) -> torch.Tensor:
+    """Bool ``[n]``: the tokens of the given batch indices (sequence ``i`` is in batch
+    ``i // batch_size``)."""
+    keep = torch.zeros(int(tokens.seq.max()) // batch_size + 1 if len(tokens) else 0, dtype=torch.bool)
+    keep[[b for b in batches if b < keep.numel()]] = True
+    return keep[tokens.seq // batch_size]
+
+
 def layer_acts(store: ActivationStore, name: str, shards: Sequence[int] | None = None) -> torch.Tensor:
     """``[n_tokens, d_model]``: the stored ``name`` at the trained-on positions of the given
     shards (default all), in store order."""

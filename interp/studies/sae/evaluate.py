@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from interp.sequence import Batch
+from interp.sequence import Batch, Modality
 from interp.studies.sae.data import trained_mask
 from interp.studies.sae.export import SaeLensSAE
 
@@ -49,6 +49,25 @@ def quality(sae: SaeLensSAE, x: torch.Tensor) -> dict[str, float]:
             "n_tokens": int(x.shape[0])}
 
 
+@torch.no_grad()
+def group_quality(sae: SaeLensSAE, x: torch.Tensor, groups: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per token group (bool masks ``[n]`` over ``x [n, d_in]``): explained variance about the
+    group's own mean (``ev_<group>``), the reconstruction error relative to the tokens' squared
+    norm (``relerr_<group>``, which does not depend on how spread the group is) and its token
+    count (``n_<group>``); NaN for an empty group."""
+    out: dict[str, float] = {}
+    for name, m in groups.items():
+        xg = x[m]
+        if not len(xg):
+            out |= {f"ev_{name}": float("nan"), f"relerr_{name}": float("nan"), f"n_{name}": 0}
+            continue
+        x_hat = sae.decode_topk(*encode_chunks(sae, xg))
+        err = (xg.double() - x_hat.double()).pow(2).sum()
+        out |= {f"ev_{name}": explained_variance(xg, x_hat), f"relerr_{name}": float(err / xg.double().pow(2).sum()),
+                f"n_{name}": int(len(xg))}
+    return out
+
+
 def replace_hook(fn: Callable[[torch.Tensor], torch.Tensor], mask: torch.Tensor) -> Callable:
     """A forward hook that sets the residual ``[batch, pos, d_model]`` at ``mask [batch, pos]``
     to ``fn(residual[mask])``; other positions pass through."""
@@ -62,31 +81,44 @@ def replace_hook(fn: Callable[[torch.Tensor], torch.Tensor], mask: torch.Tensor)
     return hook
 
 
-def answer_loss(vlm, batch: Batch, features: torch.Tensor | None, fwd_hooks=()) -> tuple[float, int]:
-    """(summed cross-entropy over the answer tokens, their count) with ``fwd_hooks`` active."""
-    predicts, targets = batch.answer_targets()
+def answer_loss(vlm, batch: Batch, features: torch.Tensor | None, fwd_hooks=(),
+                rows: torch.Tensor | None = None) -> tuple[float, int]:
+    """(summed cross-entropy over the answer tokens, their count) with ``fwd_hooks`` active;
+    ``rows`` (bool ``[batch]``) restricts the sum to those sequences."""
+    predicts, _ = batch.answer_targets()
+    if rows is not None:
+        predicts = predicts & rows.to(predicts.device)[:, None]
+    targets = batch.input_ids[:, 1:][predicts[:, :-1]]
     out = vlm.run_with_hooks(batch, features, fwd_hooks=list(fwd_hooks), logits_at=predicts)
     ce = nn.functional.cross_entropy(out.logits.float(), targets.to(out.logits.device), reduction="sum")
-    return float(ce), int(targets.numel())
+    return float(ce.detach()), int(targets.numel())
 
 
 @torch.no_grad()
 def splice_losses(vlm, batches: Sequence[tuple[Batch, torch.Tensor | None]], sae: SaeLensSAE, layer: int,
-                  mean: torch.Tensor) -> dict[str, float]:
+                  mean: torch.Tensor, *, image_only: bool = False) -> dict[str, float]:
     """Mean answer loss clean, with the SAE's reconstruction spliced in at
     ``blocks.{layer}.hook_resid_post`` (image, text and answer positions: where it was
     trained) and with those positions mean-ablated (``mean [d_model]``); the share of the
-    ablation's loss increase the SAE recovers."""
+    ablation's loss increase the SAE recovers. ``image_only``: splice and ablate the image
+    positions alone, and score the answers of the sequences that have an image."""
     name = f"blocks.{layer}.hook_resid_post"
     sums = {"clean": 0.0, "spliced": 0.0, "ablated": 0.0}
     n = 0
     for batch, feats in batches:
         batch = batch.to(vlm.lm.device)
-        mask = trained_mask(batch.modality)
-        ce, k = answer_loss(vlm, batch, feats)
+        if image_only:
+            mask = batch.modality == int(Modality.IMAGE)
+            rows = mask.any(-1)
+            if not bool(rows.any()):
+                continue
+        else:
+            mask, rows = trained_mask(batch.modality), None
+        ce, k = answer_loss(vlm, batch, feats, rows=rows)
         sums["clean"] += ce
-        sums["spliced"] += answer_loss(vlm, batch, feats, [(name, replace_hook(sae.reconstruct, mask))])[0]
-        sums["ablated"] += answer_loss(vlm, batch, feats, [(name, replace_hook(lambda r: mean.expand_as(r), mask))])[0]
+        sums["spliced"] += answer_loss(vlm, batch, feats, [(name, replace_hook(sae.reconstruct, mask))], rows)[0]
+        sums["ablated"] += answer_loss(vlm, batch, feats, [(name, replace_hook(lambda r: mean.expand_as(r), mask))],
+                                       rows)[0]
         n += k
     out = {f"loss_{k}": v / max(n, 1) for k, v in sums.items()}
     out["loss_delta"] = out["loss_spliced"] - out["loss_clean"]

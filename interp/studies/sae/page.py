@@ -37,6 +37,14 @@ QUALITY_COLUMNS = [
     Column("train_tokens", "train tokens"), Column("final_train_fvu", "final train FVU", ".4f"),
     Column("train_seconds", "train seconds", ".1f"), Column("tokens_per_s", "tokens/s", ".0f"),
 ]
+GROUP_COLUMNS = [
+    Column("layer"), Column("train_sequences", "trained on"),
+    *[Column(f"{m}_{g}", f"{label}: {what}", ".3f") for g, label in (
+        ("image_tokens", "image tokens"), ("image_question_text", "image questions' text"),
+        ("text_prompts", "text prompts")) for m, what in (("ev", "EV"), ("relerr", "rel. error"))],
+    Column("image_loss_clean", "image splice: loss clean", ".3f"), Column("image_loss_spliced", "spliced", ".3f"),
+    Column("image_loss_ablated", "mean-ablated", ".3f"), Column("image_loss_recovered", "loss recovered", ".3f"),
+]
 SHARING_COLUMNS = [
     Column("layer"), Column("n_concepts", "concepts"), Column("shared"),
     Column("shuffled_shared_mean", "shuffled mean", ".2f"), Column("shuffled_shared_lo", "shuffled 2.5%", ".2f"),
@@ -212,6 +220,11 @@ def build_page(out: Path, *, progress: bool = False) -> Page:
     if top is not None:
         sections.append(top)
     tables: list = [Text(["Every measure per layer (summary.csv)."]), Table("per_layer", QUALITY_COLUMNS, summary),
+                    *([Text(["Reconstruction per token group, held out (explained variance about the group's own "
+                             "mean; squared error over squared norm), and the answer loss of the image questions "
+                             "with the image positions alone spliced or mean-ablated."]),
+                       Table("per_group", GROUP_COLUMNS, summary)] if summary and "ev_image_tokens" in summary[0]
+                      else []),
                     Text(["Latents by modality per layer (sharing.csv)."]),
                     Table("sharing_per_layer", SHARING_COLUMNS, sharing)]
     latents = read_table(out, "latents")

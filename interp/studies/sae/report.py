@@ -29,6 +29,29 @@ def quality_table(summary: list[dict]) -> list[str]:
     return lines
 
 
+TRAINED_ON = {"all": "image questions and of text prompts naming each concept and its hypernym",
+              "text": "text prompts naming each concept and its hypernym only (no image question: a text "
+                      "dictionary, applied to image tokens)",
+              "image": "image questions only"}
+GROUP_LABELS = {"image_tokens": "image tokens", "image_question_text": "image questions' text",
+                "text_prompts": "text prompts"}
+
+
+def group_table(summary: list[dict]) -> list[str]:
+    """Reconstruction per token group (held out) and the splice at the image positions alone."""
+    if not summary or "ev_image_tokens" not in summary[0]:
+        return []  # tables written before the per-group measures
+    head = " | ".join(f"{label}: EV / rel. error" for label in GROUP_LABELS.values())
+    lines = [f"| layer | trained on | {head} | image splice: loss clean / spliced / mean-ablated | loss recovered |",
+             "|" + "---|" * (4 + len(GROUP_LABELS))]
+    for r in summary:
+        cells = " | ".join(f"{_f(r[f'ev_{g}'])} / {_f(r[f'relerr_{g}'])}" for g in GROUP_LABELS)
+        lines.append(f"| {r['layer']} | {r.get('train_sequences', 'all')} | {cells} | {_f(r['image_loss_clean'])} / "
+                     f"{_f(r['image_loss_spliced'])} / {_f(r['image_loss_ablated'])} | "
+                     f"{_f(r['image_loss_recovered'])} |")
+    return lines
+
+
 def sharing_table(sharing: list[dict]) -> list[str]:
     lines = ["| layer | concepts | shared | shuffled shared (mean [95%]) | p | image-only | text-only | "
              "both, unaligned |", "|" + "---|" * 8]
@@ -63,6 +86,16 @@ def few(concepts: str, n: int = 5, sep: str = "|") -> str:
     return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 
+def by_group_section(summary: list[dict]) -> list[str]:
+    table = group_table(summary)
+    if not table:
+        return []
+    return ["### By token group", "",
+            "Explained variance about each group's own mean, and the squared error over the tokens' squared norm "
+            "(held out). Image splice: the reconstruction (or the image tokens' training mean) at the image "
+            "positions alone, the answer loss of the image questions.", "", *table, ""]
+
+
 def write_outputs(out: Path, cfg) -> Path:
     """report.md (and the figures) from the tables in ``out``; returns the report's path."""
     out = Path(out)
@@ -70,11 +103,12 @@ def write_outputs(out: Path, cfg) -> Path:
     lines = [f"# Sparse autoencoders on VLM residuals: {cfg.name}", "",
              f"One TopK SAE (EleutherAI `sparsify` SparseCoder, exported in SAELens's format under `saes/`) per "
              f"layer, trained on the residual stream (`hook_resid_post`) at the image, text and answer positions "
-             f"of image questions and of text prompts naming each concept and its hypernym. Reconstruction and "
+             f"of {TRAINED_ON[cfg.train.sequences]}. Reconstruction and "
              f"the answer loss are measured on held-out batches ({cfg.data.holdout_frac:.0%}); the spliced loss "
              f"replaces the residual at every trained-on position by its reconstruction, the mean-ablated loss "
              f"by the training mean (loss recovered = (ablated - spliced) / (ablated - clean)).", "",
              "## Reconstruction, sparsity and the spliced answer loss", "", *quality_table(summary), "",
+             *by_group_section(summary),
              "## Latents shared across modalities", "",
              f"A latent fires for a concept in a modality when it is active on at least {cfg.eval.fire_frac:.0%} of "
              f"the concept's image questions (any image token) or text prompts (the concept's or its hypernym's "

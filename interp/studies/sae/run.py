@@ -20,9 +20,9 @@ from interp.models.encoders import load_encoder
 from interp.projector import Projector
 from interp.studies.alignment.config import parse_layers
 from interp.studies.sae.config import SaeConfig
-from interp.studies.sae.data import (SeqInfo, build_batches, iter_batches, layer_acts, name_roles, split_batches,
-                                     study_sequences, token_table)
-from interp.studies.sae.evaluate import encode_chunks, quality, splice_losses
+from interp.studies.sae.data import (SeqInfo, batch_mask, build_batches, iter_batches, layer_acts, name_roles,
+                                     sequence_mask, split_batches, study_sequences, token_groups, token_table)
+from interp.studies.sae.evaluate import encode_chunks, group_quality, quality, splice_losses
 from interp.studies.sae.export import export_saelens, from_sparse_coder, load_saelens
 from interp.studies.sae.latents import latent_firing, latent_rows, sharing_summary, top_examples
 from interp.studies.sae.page import write_report_page
@@ -33,6 +33,9 @@ from interp.studies.taxonomy.run import load_data, load_study_lm, new_study_vlm
 from interp.vlm import load_vlm
 
 TABLES = ("summary", "sharing", "latents", "top_images", "top_tokens", "train_curve")
+#: version of the per-layer measures: a layer's cached rows are recomputed (its SAE is not
+#: retrained) when the measures change (2: per token group, the image-position splice)
+MEASURES = 2
 
 
 @dataclass
@@ -137,8 +140,11 @@ def layer_results(cfg: SaeConfig, out: Path, st: Setting, store: ActivationStore
     """One layer: train (or resume, or reuse) its SAE, export it, measure it and describe its
     latents; the rows are cached in ``layers/<layer>.json`` under the training key."""
     name = f"blocks.{layer}.hook_resid_post"
-    x_train = layer_acts(store, name, train_b)
-    key = train_key(cfg.train, x_train) + "-" + stable_hash(asdict(cfg.eval))
+    x_all = layer_acts(store, name)
+    bs = cfg.data.batch_size
+    in_train, in_held = batch_mask(tokens, bs, train_b), batch_mask(tokens, bs, held_b)
+    x_train = x_all[in_train & sequence_mask(tokens, seqs, cfg.train.sequences)]
+    key = f"{train_key(cfg.train, x_train)}-{stable_hash(asdict(cfg.eval))}-m{MEASURES}"
     cache = out / "layers" / f"{layer}.json"
     if cache.exists() and read_json(cache).get("key") == key:
         return read_json(cache)["rows"]
@@ -147,12 +153,16 @@ def layer_results(cfg: SaeConfig, out: Path, st: Setting, store: ActivationStore
     export_saelens(from_sparse_coder(res.coder), folder, hook_name=name, model_name=st.vlm.lm.name,
                    context_size=int(batches[0][0].shape[1]), dataset_path=str(out / "store"),
                    extra={"interp_projector": st.projector, "interp_trainer": "eai-sparsify SparseCoder (TopK)",
-                          "interp_train_tokens": int(x_train.shape[0])})
+                          "interp_train_tokens": int(x_train.shape[0]), "interp_train_sequences": cfg.train.sequences})
     sae, _ = load_saelens(folder)  # what is measured is what was exported
-    x_held = layer_acts(store, name, held_b)
-    q = quality(sae, x_held)
-    losses = splice_losses(st.vlm, [batches[i] for i in held_b], sae, layer, x_train.mean(0))
-    x_all = layer_acts(store, name)
+    groups = token_groups(tokens, seqs)
+    q = quality(sae, x_all[in_held]) | group_quality(sae, x_all[in_held], {g: m[in_held] for g, m in groups.items()})
+    held = [batches[i] for i in held_b]
+    losses = splice_losses(st.vlm, held, sae, layer, x_train.mean(0))
+    x_image = x_all[in_train & groups["image_tokens"]]
+    image_mean = x_image.mean(0) if len(x_image) else x_train.mean(0)
+    losses |= {k.replace("loss_", "image_loss_", 1): v for k, v in
+               splice_losses(st.vlm, held, sae, layer, image_mean, image_only=True).items()}
     vals, idx = encode_chunks(sae, x_all)
     firing = latent_firing(tokens, vals, idx, seqs, sae.d_sae, cfg.eval.fire_frac)
     share = sharing_summary(firing.image, firing.text, shuffles=cfg.eval.shuffles, seed=cfg.eval.seed)
@@ -161,7 +171,8 @@ def layer_results(cfg: SaeConfig, out: Path, st: Setting, store: ActivationStore
     imgs, toks = top_examples(top, tokens, vals, idx, seqs, st.records, st.vlm.tokenizer.decode,
                               n_images=cfg.eval.top_images, n_tokens=cfg.eval.top_tokens)
     base = {"layer": layer, "hook_name": name}
-    rows = {"summary": [{**base, "d_in": sae.d_in, "d_sae": sae.d_sae, "k": sae.k, **q, **losses,
+    rows = {"summary": [{**base, "train_sequences": cfg.train.sequences, "d_in": sae.d_in, "d_sae": sae.d_sae,
+                         "k": sae.k, **q, **losses,
                          "train_tokens": int(x_train.shape[0]), "train_seconds": res.seconds,
                          "tokens_per_s": res.tokens_seen / res.seconds if res.seconds > 0 else float("nan"),
                          "final_train_fvu": res.epoch_fvu[-1], "sae_folder": str(folder)}],

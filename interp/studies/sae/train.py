@@ -63,8 +63,12 @@ def _unflat_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tenso
 
 
 def train_key(cfg: SaeTrainConfig, x: torch.Tensor) -> str:
-    """What a checkpoint must match to be resumed: the train config and the data's shape/sum."""
-    return stable_hash({"cfg": asdict(cfg), "shape": list(x.shape), "sum": round(float(x.double().sum()), 3)})
+    """What a checkpoint must match to be resumed: the train config and the data's shape/sum
+    (``sequences`` left out at its default "all", so SAEs trained before it existed keep their key)."""
+    d = asdict(cfg)
+    if d["sequences"] == "all":
+        del d["sequences"]
+    return stable_hash({"cfg": d, "shape": list(x.shape), "sum": round(float(x.double().sum()), 3)})
 
 
 def save_checkpoint(path: Path, coder: SparseCoder, opt: torch.optim.Optimizer, since_fired: torch.Tensor,
