@@ -63,6 +63,20 @@ def quality_figure(summary: list[dict]) -> go.Figure:
     return grouped_bars(groups, title="SAE quality per layer (held-out batches)", xlabel="layer", ylabel="value")
 
 
+GROUPS = (("image_tokens", "image tokens"), ("image_question_text", "image questions' text"),
+          ("text_prompts", "text prompts"))
+
+
+def group_figure(summary: list[dict]) -> go.Figure:
+    """Bars per layer and token group: the held-out reconstruction error over the tokens'
+    squared norm (0 = exact; 1 = no better than zero), from ``relerr_<group>``."""
+    layers = [str(r["layer"]) for r in summary]
+    groups = {label: (layers, [float(r[f"relerr_{g}"]) for r in summary], [0.0] * len(summary)) for g, label in GROUPS}
+    trained = ", ".join(sorted({str(r.get("train_sequences", "all")) for r in summary}))
+    return grouped_bars(groups, title=f"Reconstruction error by token group (SAE trained on: {trained} sequences)",
+                        xlabel="layer", ylabel="squared error / squared norm")
+
+
 def sharing_figure(sharing: list[dict]) -> go.Figure:
     """Bars per layer: latents shared across modalities (observed and with the text side's
     concepts shuffled, half the 95% range as the error bar), image-only and text-only latents."""
@@ -116,6 +130,9 @@ def build_figures(out: Path) -> dict[str, go.Figure]:
         rows = _rows(out, table)
         if rows:
             figs[name] = build(rows)
+    summary = _rows(out, "summary")
+    if summary and "relerr_image_tokens" in summary[0]:  # tables written before the per-group measures have none
+        figs["groups"] = group_figure(summary)
     return figs
 
 

@@ -116,8 +116,8 @@ def write_outputs(out: Path, cfg) -> Path:
              f"({cfg.eval.shuffles} shuffles).", "", *sharing_table(sharing), "",
              f"## Top latents (by total activation, {cfg.eval.top_latents} per layer)", "",
              *top_latent_lines(_rows(out, "latents"), _rows(out, "top_images"), _rows(out, "top_tokens")), "",
-             "Figures: `figures/quality.html`, `figures/sharing.html`, `figures/train_curve.html`, "
-             "`figures/top_images_layer<L>.html` (PNG beside each).", ""]
+             "Figures: `figures/quality.html`, `figures/groups.html`, `figures/sharing.html`, "
+             "`figures/train_curve.html`, `figures/top_images_layer<L>.html` (PNG beside each).", ""]
     path = out / "report.md"
     write_text(path, "\n".join(lines))
     write_figures(out)
