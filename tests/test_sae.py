@@ -117,7 +117,10 @@ def test_splicing_a_perfect_reconstruction_leaves_the_loss_unchanged(tiny_llama)
     out = ev.splice_losses(vlm, [(batch, feats)], sae, 1, torch.zeros(tiny_llama.d_model))
     assert out["loss_spliced"] == pytest.approx(out["loss_clean"], abs=1e-5)
     assert abs(out["loss_ablated"] - out["loss_clean"]) > 1e-4  # the hook does act
-    assert out["loss_recovered"] == pytest.approx(1.0, abs=1e-3)
+    # a random model's loss is near its maximum: no ablation raises it by MIN_ABLATION_GAP, so the
+    # share is NaN here; its rule is tested on numbers below
+    want = ev.recovered_share(out["loss_clean"], out["loss_spliced"], out["loss_ablated"])
+    assert out["loss_recovered"] == pytest.approx(want, nan_ok=True)
     zero = SaeLensSAE(W_enc=sae.W_enc, b_enc=sae.b_enc, W_dec=torch.zeros_like(sae.W_dec), b_dec=sae.b_dec, k=sae.k)
     assert abs(ev.splice_losses(vlm, [(batch, feats)], zero, 1, torch.zeros(64))["loss_delta"]) > 1e-4
 
@@ -309,6 +312,16 @@ def test_the_report_lists_a_few_shared_concepts_and_how_many_more():
 
 
 # ------------------------------------------------------------------ token groups, text-only dictionaries
+def test_the_recovered_share_is_given_only_where_the_ablation_matters():
+    assert ev.recovered_share(1.0, 1.0, 3.0) == pytest.approx(1.0)
+    assert ev.recovered_share(1.0, 3.0, 3.0) == pytest.approx(0.0)
+    assert ev.recovered_share(1.0, 2.5, 2.0) == pytest.approx(-0.5)  # worse than the mean
+    tiny = ev.recovered_share(0.142, 0.151, 0.139)  # the ablation lowers the loss: no share to recover
+    assert tiny != tiny
+    half = ev.recovered_share(1.0, 1.0, 1.0 + ev.MIN_ABLATION_GAP / 2)
+    assert half != half
+
+
 def test_group_quality_reads_each_group_on_its_own():
     """An SAE that reconstructs the first half of the dimensions only: a group living there is
     explained in full, a group in the other half not at all (relative error 1)."""

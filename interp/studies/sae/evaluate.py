@@ -94,6 +94,18 @@ def answer_loss(vlm, batch: Batch, features: torch.Tensor | None, fwd_hooks=(),
     return float(ce.detach()), int(targets.numel())
 
 
+#: below this rise of the answer loss (nats) under mean-ablation the positions barely matter to
+#: the answer, and the share of it a reconstruction recovers is not reported (NaN)
+MIN_ABLATION_GAP = 0.05
+
+
+def recovered_share(clean: float, spliced: float, ablated: float, min_gap: float = MIN_ABLATION_GAP) -> float:
+    """``(ablated - spliced) / (ablated - clean)``: 1 = the reconstruction keeps the answer, 0 =
+    no better than the mean; NaN when mean-ablation raises the loss by less than ``min_gap``."""
+    gap = ablated - clean
+    return (ablated - spliced) / gap if gap >= min_gap else float("nan")
+
+
 @torch.no_grad()
 def splice_losses(vlm, batches: Sequence[tuple[Batch, torch.Tensor | None]], sae: SaeLensSAE, layer: int,
                   mean: torch.Tensor, *, image_only: bool = False) -> dict[str, float]:
@@ -122,7 +134,6 @@ def splice_losses(vlm, batches: Sequence[tuple[Batch, torch.Tensor | None]], sae
         n += k
     out = {f"loss_{k}": v / max(n, 1) for k, v in sums.items()}
     out["loss_delta"] = out["loss_spliced"] - out["loss_clean"]
-    gap = out["loss_ablated"] - out["loss_clean"]
-    out["loss_recovered"] = (out["loss_ablated"] - out["loss_spliced"]) / gap if abs(gap) > 1e-9 else float("nan")
+    out["loss_recovered"] = recovered_share(out["loss_clean"], out["loss_spliced"], out["loss_ablated"])
     out["n_answer_tokens"] = n
     return out

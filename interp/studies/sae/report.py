@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.io import read_csv, write_text
+from interp.studies.sae.evaluate import MIN_ABLATION_GAP
 from interp.studies.sae.figures import write_figures
 
 
@@ -106,7 +107,9 @@ def write_outputs(out: Path, cfg) -> Path:
              f"of {TRAINED_ON[cfg.train.sequences]}. Reconstruction and "
              f"the answer loss are measured on held-out batches ({cfg.data.holdout_frac:.0%}); the spliced loss "
              f"replaces the residual at every trained-on position by its reconstruction, the mean-ablated loss "
-             f"by the training mean (loss recovered = (ablated - spliced) / (ablated - clean)).", "",
+             f"by the training mean (loss recovered = (ablated - spliced) / (ablated - clean); nan where the "
+             f"mean-ablation raises the loss by less than {MIN_ABLATION_GAP} nats: positions the answer hardly "
+             f"reads).", "",
              "## Reconstruction, sparsity and the spliced answer loss", "", *quality_table(summary), "",
              *by_group_section(summary),
              "## Latents shared across modalities", "",

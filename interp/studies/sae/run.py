@@ -22,7 +22,7 @@ from interp.studies.alignment.config import parse_layers
 from interp.studies.sae.config import SaeConfig
 from interp.studies.sae.data import (SeqInfo, batch_mask, build_batches, iter_batches, layer_acts, name_roles,
                                      sequence_mask, split_batches, study_sequences, token_groups, token_table)
-from interp.studies.sae.evaluate import encode_chunks, group_quality, quality, splice_losses
+from interp.studies.sae.evaluate import encode_chunks, group_quality, quality, recovered_share, splice_losses
 from interp.studies.sae.export import export_saelens, from_sparse_coder, load_saelens
 from interp.studies.sae.latents import latent_firing, latent_rows, sharing_summary, top_examples
 from interp.studies.sae.page import write_report_page
@@ -135,6 +135,16 @@ def run(cfg: SaeConfig, *, progress: bool = True, source: str = "", setting: Set
             "page": str(page), "seconds": time.perf_counter() - start}
 
 
+def with_recovered_shares(rows: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The summary rows' loss-recovered shares derived again from their losses (the rule of
+    :func:`~interp.studies.sae.evaluate.recovered_share`, for rows cached before it)."""
+    for r in rows["summary"]:
+        for p in ("loss_", "image_loss_"):
+            if f"{p}clean" in r:
+                r[f"{p}recovered"] = recovered_share(r[f"{p}clean"], r[f"{p}spliced"], r[f"{p}ablated"])
+    return rows
+
+
 def layer_results(cfg: SaeConfig, out: Path, st: Setting, store: ActivationStore, layer: int, seqs: list[SeqInfo],
                   batches, tokens, train_b: list[int], held_b: list[int], progress: bool) -> dict[str, list[dict]]:
     """One layer: train (or resume, or reuse) its SAE, export it, measure it and describe its
@@ -147,7 +157,7 @@ def layer_results(cfg: SaeConfig, out: Path, st: Setting, store: ActivationStore
     key = f"{train_key(cfg.train, x_train)}-{stable_hash(asdict(cfg.eval))}-m{MEASURES}"
     cache = out / "layers" / f"{layer}.json"
     if cache.exists() and read_json(cache).get("key") == key:
-        return read_json(cache)["rows"]
+        return with_recovered_shares(read_json(cache)["rows"])
     folder = out / "saes" / name
     res = train_sae(x_train, cfg.train, out / "train" / name, progress=progress)
     export_saelens(from_sparse_coder(res.coder), folder, hook_name=name, model_name=st.vlm.lm.name,
