@@ -30,8 +30,8 @@ class InsideConfig:
     patch_hypernym: str = "bird"                  # whose question an "auto" pair is asked
     patch_question: str = "Is there a bird in the image?"  # the question of a pair named by hand
     attribution_cells: int = 48
-    causal_hypernyms: int = 4                     # the largest hypernyms whose question the causal patches ask
-    causal_pairs: int = 6                         # (member, non-member) image pairs per hypernym
+    causal_hypernyms: int = 8                     # the largest hypernyms whose question the causal patches ask
+    causal_pairs: int = 8                         # (member, non-member) image pairs per hypernym
     causal_min_gap: float = 1.0                   # pairs whose clean - corrupted margin is below this are dropped
     device: str = "cpu"
     batch_size: int = 32
