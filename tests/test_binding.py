@@ -971,3 +971,18 @@ def test_claims_read_paired_intervals_and_refuse_unlearned_models():
     rows = {r["claim"].split(" (")[0]: r for r in summary["claims"]}
     assert rows["image-text continuation lifts text-only OOD accuracy"]["verdict"] == \
         "not comparable (image-text did not learn its image@4 (seed 0) version: 23.4% held out)"
+
+
+def test_the_cpu_preset_is_the_committed_comparison_and_old_folders_pin_their_values():
+    """``experiments/binding_cpu.toml`` has the result hash of the committed comparison it stands
+    for (figures/out/binding-cpu-block7/long-phase), and the comparison made on the previous
+    preset keeps its hash with the values its documented commands pin."""
+    from interp.io import read_json
+    from interp.studies.binding.config import load_config
+
+    now = read_json("figures/out/binding-cpu-block7/long-phase/config.json")
+    assert load_config("experiments/binding_cpu.toml").result_hash == now["result_hash"]
+    before = read_json("figures/out/binding-cpu-block7/full3-selected/config.json")
+    pins = {"image.bank_size": 2000, "train.image_steps": 1000, "train.continuation_lrs": [1e-3, 2e-3]}
+    assert load_config("experiments/binding_cpu.toml", pins).result_hash == before["result_hash"]
+    assert load_config("experiments/binding_cpu.toml").result_hash != before["result_hash"]
