@@ -159,9 +159,10 @@ def token_table(batches: Sequence[tuple[Batch, torch.Tensor | None]], roles: Seq
     return Tokens(**{k: torch.cat(v) for k, v in parts.items()})
 
 
-#: the token groups an SAE is measured on: image tokens, the question and answer tokens of
-#: image questions, every token of text prompts
-TOKEN_GROUPS = ("image_tokens", "image_question_text", "text_prompts")
+#: the token groups an SAE is measured on (name -> label): image tokens, the question and
+#: answer tokens of image questions, every token of text prompts
+TOKEN_GROUPS = {"image_tokens": "image tokens", "image_question_text": "image questions' text",
+                "text_prompts": "text prompts"}
 
 
 def token_groups(tokens: Tokens, seqs: Sequence[SeqInfo]) -> dict[str, torch.Tensor]:

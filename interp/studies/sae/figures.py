@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 
 from interp.io import read_csv
 from interp.plots import grouped_bars, line_with_ci, save_figure
+from interp.studies.sae.data import TOKEN_GROUPS
 
 THUMB = 96
 
@@ -63,15 +64,12 @@ def quality_figure(summary: list[dict]) -> go.Figure:
     return grouped_bars(groups, title="SAE quality per layer (held-out batches)", xlabel="layer", ylabel="value")
 
 
-GROUPS = (("image_tokens", "image tokens"), ("image_question_text", "image questions' text"),
-          ("text_prompts", "text prompts"))
-
-
 def group_figure(summary: list[dict]) -> go.Figure:
     """Bars per layer and token group: the held-out reconstruction error over the tokens'
     squared norm (0 = exact; 1 = no better than zero), from ``relerr_<group>``."""
     layers = [str(r["layer"]) for r in summary]
-    groups = {label: (layers, [float(r[f"relerr_{g}"]) for r in summary], [0.0] * len(summary)) for g, label in GROUPS}
+    groups = {label: (layers, [float(r[f"relerr_{g}"]) for r in summary], [0.0] * len(summary))
+              for g, label in TOKEN_GROUPS.items()}
     trained = ", ".join(sorted({str(r.get("train_sequences", "all")) for r in summary}))
     return grouped_bars(groups, title=f"Reconstruction error by token group (SAE trained on: {trained} sequences)",
                         xlabel="layer", ylabel="squared error / squared norm")

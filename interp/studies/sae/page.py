@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from interp.io import parse_cell, read_json
 from interp.pages import Card, Code, Column, Gallery, Page, Plot, Provenance, Section, Table, Text, thumbnail_uri, \
     write_page
+from interp.studies.sae.data import TOKEN_GROUPS
 from interp.studies.sae.figures import build_figures, train_curve_figure
 from interp.studies.sae.report import few
 
@@ -39,9 +40,8 @@ QUALITY_COLUMNS = [
 ]
 GROUP_COLUMNS = [
     Column("layer"), Column("train_sequences", "trained on"),
-    *[Column(f"{m}_{g}", f"{label}: {what}", ".3f") for g, label in (
-        ("image_tokens", "image tokens"), ("image_question_text", "image questions' text"),
-        ("text_prompts", "text prompts")) for m, what in (("ev", "EV"), ("relerr", "rel. error"))],
+    *[Column(f"{m}_{g}", f"{label}: {what}", ".3f") for g, label in TOKEN_GROUPS.items()
+      for m, what in (("ev", "EV"), ("relerr", "rel. error"))],
     Column("image_loss_clean", "image splice: loss clean", ".3f"), Column("image_loss_spliced", "spliced", ".3f"),
     Column("image_loss_ablated", "mean-ablated", ".3f"), Column("image_loss_recovered", "loss recovered", ".3f"),
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.io import read_csv, write_text
+from interp.studies.sae.data import TOKEN_GROUPS
 from interp.studies.sae.evaluate import MIN_ABLATION_GAP
 from interp.studies.sae.figures import write_figures
 
@@ -34,19 +35,17 @@ TRAINED_ON = {"all": "image questions and of text prompts naming each concept an
               "text": "text prompts naming each concept and its hypernym only (no image question: a text "
                       "dictionary, applied to image tokens)",
               "image": "image questions only"}
-GROUP_LABELS = {"image_tokens": "image tokens", "image_question_text": "image questions' text",
-                "text_prompts": "text prompts"}
 
 
 def group_table(summary: list[dict]) -> list[str]:
     """Reconstruction per token group (held out) and the splice at the image positions alone."""
     if not summary or "ev_image_tokens" not in summary[0]:
         return []  # tables written before the per-group measures
-    head = " | ".join(f"{label}: EV / rel. error" for label in GROUP_LABELS.values())
+    head = " | ".join(f"{label}: EV / rel. error" for label in TOKEN_GROUPS.values())
     lines = [f"| layer | trained on | {head} | image splice: loss clean / spliced / mean-ablated | loss recovered |",
-             "|" + "---|" * (4 + len(GROUP_LABELS))]
+             "|" + "---|" * (4 + len(TOKEN_GROUPS))]
     for r in summary:
-        cells = " | ".join(f"{_f(r[f'ev_{g}'])} / {_f(r[f'relerr_{g}'])}" for g in GROUP_LABELS)
+        cells = " | ".join(f"{_f(r[f'ev_{g}'])} / {_f(r[f'relerr_{g}'])}" for g in TOKEN_GROUPS)
         lines.append(f"| {r['layer']} | {r.get('train_sequences', 'all')} | {cells} | {_f(r['image_loss_clean'])} / "
                      f"{_f(r['image_loss_spliced'])} / {_f(r['image_loss_ablated'])} | "
                      f"{_f(r['image_loss_recovered'])} |")
