@@ -362,33 +362,35 @@ def test_the_image_splice_touches_image_positions_and_scores_image_questions_onl
     assert abs(out["loss_ablated"] - out["loss_clean"]) > 1e-4  # ablating the image tokens does act
 
 
-def test_a_text_only_dictionary_trains_on_text_prompts_alone(tiny_llama, tmp_path, html_only):
-    """``train.sequences = "text"``: the SAE sees only the tokens of text prompts in the training
-    batches (counted here independently of the driver), and is measured on every token group."""
+@pytest.mark.parametrize("kind, words", [("text", "text dictionary"), ("image", "image questions only")])
+def test_a_one_kind_dictionary_trains_on_that_kind_of_sequence_alone(tiny_llama, tmp_path, html_only, kind, words):
+    """``train.sequences = "text"`` / ``"image"``: the SAE sees only the tokens of that kind of
+    sequence in the training batches (counted here independently of the driver), and is measured
+    on every token group."""
     from dataclasses import replace
 
     from interp.sequence import Modality
     from interp.studies.sae.data import build_batches, split_batches, study_sequences, trained_mask
 
-    cfg = tiny_config(tmp_path / "text")
-    cfg = replace(cfg, train=replace(cfg.train, sequences="text"))
+    cfg = tiny_config(tmp_path / kind)
+    cfg = replace(cfg, train=replace(cfg.train, sequences=kind))
     setting = tiny_setting(tiny_llama, tmp_path)
     res = sae_run.run(cfg, progress=False, setting=setting)
     seqs = study_sequences(setting.taxonomy, setting.records, setting.rows, images_per_concept=3, text_per_concept=2,
                            seed=0)
     batches = build_batches(setting.vlm.tokenizer, 4, seqs, setting.features, 6)
     train_b, _ = split_batches(len(batches), 0.25)
-    want = sum(int(trained_mask(batches[i][0].modality[j]).sum()) for i in train_b
-               for j in range(len(batches[i][0])) if seqs[i * 6 + j].kind == "text")
-    assert all(int(batches[i][0].modality[j].eq(int(Modality.IMAGE)).sum()) == 0 for i in train_b
-               for j in range(len(batches[i][0])) if seqs[i * 6 + j].kind == "text")
+    rows = [(batches[i][0], j) for i in train_b for j in range(len(batches[i][0])) if seqs[i * 6 + j].kind == kind]
+    want = sum(int(trained_mask(b.modality[j]).sum()) for b, j in rows)
+    has_image = [bool(b.modality[j].eq(int(Modality.IMAGE)).any()) for b, j in rows]
+    assert all(has_image) if kind == "image" else not any(has_image)
     for r in res["summary"]:
-        assert r["train_sequences"] == "text" and r["train_tokens"] == want
+        assert r["train_sequences"] == kind and r["train_tokens"] == want
         assert r["n_image_tokens"] > 0 and r["n_text_prompts"] > 0 and r["n_image_question_text"] > 0
         assert 0 <= r["relerr_image_tokens"] and r["image_loss_clean"] > 0
-    assert "text dictionary" in (tmp_path / "text" / "report.md").read_text()
-    _, meta = load_saelens(tmp_path / "text" / "saes" / "blocks.1.hook_resid_post")
-    assert meta["interp_train_sequences"] == "text"
+    assert words in (tmp_path / kind / "report.md").read_text()
+    _, meta = load_saelens(tmp_path / kind / "saes" / "blocks.1.hook_resid_post")
+    assert meta["interp_train_sequences"] == kind
 
 
 def test_the_group_table_has_as_many_separators_as_columns():
