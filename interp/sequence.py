@@ -97,9 +97,12 @@ class Batch:
         pos = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
         return torch.where(mask, pos, -1).max(dim=1).values
 
-    def answer_targets(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(bool ``[batch, pos]`` of positions that predict an answer token, their target ids ``[n]``)."""
+    def answer_targets(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bool ``[batch, pos]`` of positions that predict an answer token, their target ids ``[n]``);
+        ``rows`` (bool ``[batch]``) keeps those sequences' answers only."""
         is_answer = self.mask(Modality.ANSWER)
+        if rows is not None:
+            is_answer = is_answer & rows.to(is_answer.device)[:, None]
         predicts = torch.zeros_like(is_answer)
         predicts[:, :-1] = is_answer[:, 1:]
         return predicts, self.input_ids[is_answer]

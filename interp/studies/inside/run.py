@@ -29,7 +29,7 @@ def run(cfg: InsideConfig, progress: bool = True) -> dict[str, Any]:
     summary: dict[str, Any] = {"config": asdict(cfg), "environment": environment(), "lm": ctx.vlm.lm.name,
                                "checkpoint_sha256": ctx.checkpoint_sha256,
                                "n_concepts": len(ctx.concepts), "hypernyms": ctx.hypernyms}
-    if not same_weights(out / "summary.json", summary):
+    if same_weights(out / "summary.json", summary) is None:
         # the folder may hold another checkpoint's analyses: a report must not mix them with this one's
         if gone := clear_outputs(out):
             print(f"[inside] {out} held the analyses of other weights: {len(gone)} of their tables and figures "
@@ -114,13 +114,13 @@ def _umap_table(ctx: Context, out: Path, seed: int, layer: int | None = None) ->
     write_csv(out / "umap.csv", rows)
 
 
-def same_weights(path: Path, new: dict[str, Any]) -> bool:
-    """Whether the summary at ``path`` exists and was written for the same LM and checkpoint
-    bytes (``checkpoint_sha256``) as ``new``."""
+def same_weights(path: Path, new: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary at ``path`` when it exists and was written for the same LM and checkpoint
+    bytes (``checkpoint_sha256``) as ``new``, else None."""
     if not path.exists():
-        return False
+        return None
     old = read_json(path)
-    return old.get("checkpoint_sha256") == new["checkpoint_sha256"] and old.get("lm") == new["lm"]
+    return old if old.get("checkpoint_sha256") == new["checkpoint_sha256"] and old.get("lm") == new["lm"] else None
 
 
 def merge_summary(path: Path, new: dict[str, Any]) -> dict[str, Any]:
@@ -128,9 +128,9 @@ def merge_summary(path: Path, new: dict[str, Any]) -> dict[str, Any]:
     other analyses recorded (their tables stay in the folder too); another checkpoint starts over.
     "The same" is the same bytes (``checkpoint_sha256``), not the same path: a study re-run on
     another machine writes other weights to the same path (docs/training.md)."""
-    if not same_weights(path, new):
+    old = same_weights(path, new)
+    if old is None:
         return new
-    old = read_json(path)
     merged = {**old, **new}
     merged["seconds_by_analysis"] = {**old.get("seconds_by_analysis", {}), **new["seconds_by_analysis"]}
     merged["config"] = {**new["config"], "analyses": sorted(set(old["config"].get("analyses", ())) |

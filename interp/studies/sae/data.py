@@ -183,9 +183,12 @@ def sequence_mask(tokens: Tokens, seqs: Sequence[SeqInfo], kind: str) -> torch.T
 def batch_mask(tokens: Tokens, batch_size: int, batches: Sequence[int]) -> torch.Tensor:
     """Bool ``[n]``: the tokens of the given batch indices (sequence ``i`` is in batch
     ``i // batch_size``)."""
-    keep = torch.zeros(int(tokens.seq.max()) // batch_size + 1 if len(tokens) else 0, dtype=torch.bool)
-    keep[[b for b in batches if b < keep.numel()]] = True
-    return keep[tokens.seq // batch_size]
+    return torch.isin(tokens.seq // batch_size, torch.as_tensor(list(batches), dtype=torch.long))
+
+
+def has_group_measures(summary: Sequence[dict]) -> bool:
+    """Whether summary rows carry the per-group measures (rows written before them do not)."""
+    return bool(summary) and "ev_image_tokens" in summary[0]
 
 
 def layer_acts(store: ActivationStore, name: str, shards: Sequence[int] | None = None) -> torch.Tensor:

@@ -85,10 +85,7 @@ def answer_loss(vlm, batch: Batch, features: torch.Tensor | None, fwd_hooks=(),
                 rows: torch.Tensor | None = None) -> tuple[float, int]:
     """(summed cross-entropy over the answer tokens, their count) with ``fwd_hooks`` active;
     ``rows`` (bool ``[batch]``) restricts the sum to those sequences."""
-    predicts, _ = batch.answer_targets()
-    if rows is not None:
-        predicts = predicts & rows.to(predicts.device)[:, None]
-    targets = batch.input_ids[:, 1:][predicts[:, :-1]]
+    predicts, targets = batch.answer_targets(rows)
     out = vlm.run_with_hooks(batch, features, fwd_hooks=list(fwd_hooks), logits_at=predicts)
     ce = nn.functional.cross_entropy(out.logits.float(), targets.to(out.logits.device), reduction="sum")
     return float(ce.detach()), int(targets.numel())

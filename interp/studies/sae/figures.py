@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from interp.io import read_csv
 from interp.plots import grouped_bars, line_with_ci, save_figure
-from interp.studies.sae.data import TOKEN_GROUPS
+from interp.studies.sae.data import TOKEN_GROUPS, has_group_measures
 
 THUMB = 96
 
@@ -129,7 +129,7 @@ def build_figures(out: Path) -> dict[str, go.Figure]:
         if rows:
             figs[name] = build(rows)
     summary = _rows(out, "summary")
-    if summary and "relerr_image_tokens" in summary[0]:  # tables written before the per-group measures have none
+    if has_group_measures(summary):
         figs["groups"] = group_figure(summary)
     return figs
 

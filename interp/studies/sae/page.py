@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from interp.io import parse_cell, read_json
 from interp.pages import Card, Code, Column, Gallery, Page, Plot, Provenance, Section, Table, Text, thumbnail_uri, \
     write_page
-from interp.studies.sae.data import TOKEN_GROUPS
+from interp.studies.sae.data import TOKEN_GROUPS, has_group_measures
 from interp.studies.sae.figures import build_figures, train_curve_figure
 from interp.studies.sae.report import few
 
@@ -223,8 +223,7 @@ def build_page(out: Path, *, progress: bool = False) -> Page:
                     *([Text(["Reconstruction per token group, held out (explained variance about the group's own "
                              "mean; squared error over squared norm), and the answer loss of the image questions "
                              "with the image positions alone spliced or mean-ablated."]),
-                       Table("per_group", GROUP_COLUMNS, summary)] if summary and "ev_image_tokens" in summary[0]
-                      else []),
+                       Table("per_group", GROUP_COLUMNS, summary)] if has_group_measures(summary) else []),
                     Text(["Latents by modality per layer (sharing.csv)."]),
                     Table("sharing_per_layer", SHARING_COLUMNS, sharing)]
     latents = read_table(out, "latents")

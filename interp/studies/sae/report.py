@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.io import read_csv, write_text
-from interp.studies.sae.data import TOKEN_GROUPS
+from interp.studies.sae.data import TOKEN_GROUPS, has_group_measures
 from interp.studies.sae.evaluate import MIN_ABLATION_GAP
 from interp.studies.sae.figures import write_figures
 
@@ -39,8 +39,8 @@ TRAINED_ON = {"all": "image questions and of text prompts naming each concept an
 
 def group_table(summary: list[dict]) -> list[str]:
     """Reconstruction per token group (held out) and the splice at the image positions alone."""
-    if not summary or "ev_image_tokens" not in summary[0]:
-        return []  # tables written before the per-group measures
+    if not has_group_measures(summary):
+        return []
     head = " | ".join(f"{label}: EV / rel. error" for label in TOKEN_GROUPS.values())
     lines = [f"| layer | trained on | {head} | image splice: loss clean / spliced / mean-ablated | loss recovered |",
              "|" + "---|" * (4 + len(TOKEN_GROUPS))]
