@@ -25,7 +25,7 @@ from common import parser, save  # noqa: E402
 
 from interp.io import load_tensors, read_json  # noqa: E402
 from interp.models.encoders import load_encoder  # noqa: E402
-from interp.studies.binding.bank import context_bank, noise_bank  # noqa: E402
+from interp.studies.binding.bank import context_bank, noise_pool  # noqa: E402
 from interp.studies.binding.config import SECTIONS, TOP, load_config  # noqa: E402
 from interp.studies.binding.model import BindingModel  # noqa: E402
 from interp.studies.binding.task import Vocab  # noqa: E402
@@ -85,7 +85,7 @@ def main() -> None:
     if args.quick:
         args.episodes = 64
     cfg, seed, vocab, model, encoder, train_bank, held_bank = load_trained(ap, run, args.seed, args.regime)
-    pool = noise_bank(encoder, cfg.image.noise_images, seed=3) if args.regime == "noise-image-text" else None
+    pool = noise_pool(encoder, cfg.image, train_bank.features, seed=3) if args.regime == "noise-image-text" else None
     sources = Sources(cfg.task, vocab, train_bank, pool, n_noise=cfg.image.n_noise, n_image=encoder.n_tokens)
     kind = "image" if args.regime == "image-text" else "noise-image"
     rows = {}

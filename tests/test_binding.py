@@ -90,6 +90,42 @@ def test_image_and_noise_layouts_place_external_tokens():
         external_tokens(img, feats, None, None)
 
 
+def test_noise_between_rows_keeps_every_row_of_patches_adjacent():
+    """``image.noise_between = "rows"``: noise tokens only in the gaps between rows of the token
+    grid (and before the first, after the last), so each row's patches stay adjacent; the
+    default spacing draws exactly what it drew before the option existed."""
+    from interp.studies.binding.bank import ImageConfig
+
+    v = Vocab(SMALL)
+    ep = sample_episodes(np.random.default_rng(0), SMALL, 8)
+    gaps = noise_gaps(np.random.default_rng(3), 8, 16, 12, every=4)
+    assert gaps.sum() == 8 * 12 and gaps[:, [1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 15]].sum() == 0
+    assert gaps[:, [0, 4, 8, 12, 16]].min(axis=0).sum() < gaps[:, [0, 4, 8, 12, 16]].max(axis=0).sum()  # spread
+    img = layout(ep, v, "image", n_image=16, gaps=gaps)
+    for b in range(8):
+        codes = img.ext_code[b][img.ext[b]].tolist()
+        patches = [i for i, c in enumerate(codes) if c >= 0]
+        for r in range(4):  # the 4 patches of row r sit at consecutive positions
+            at = patches[4 * r: 4 * r + 4]
+            assert at == list(range(at[0], at[0] + 4)), (b, r, codes)
+    old = np.random.default_rng(5).integers(0, 17, size=(8, 12))
+    assert np.array_equal(noise_gaps(np.random.default_rng(5), 8, 16, 12),
+                          np.stack([np.bincount(r, minlength=17) for r in old]))
+    assert ImageConfig().noise_every(49) == 1 and ImageConfig(noise_between="rows").noise_every(49) == 7
+    with pytest.raises(ValueError, match="square"):
+        ImageConfig(noise_between="rows").noise_every(48)
+    with pytest.raises(ValueError, match="multiple"):
+        noise_gaps(np.random.default_rng(0), 2, 16, 3, every=5)
+    with pytest.raises(ValueError, match="noise_between"):
+        ImageConfig(noise_between="cells")
+    src = _sources()  # the trainer's batches follow the spacing they are given
+    src.noise_every = 4
+    lay, _ = src.batch("noise-image", np.random.default_rng(1), 6)
+    for b in range(6):
+        codes = lay.ext_code[b][lay.ext[b]].tolist()
+        assert all(codes[i + 1] == c + 1 for i, c in enumerate(codes[:-1]) if c >= 0 and (c + 1) % 4)
+
+
 def test_multi_query_training_layout_extends_the_single_query_layout():
     from interp.studies.binding.task import train_queries
 
@@ -339,7 +375,8 @@ def test_options_added_later_keep_old_result_folders_hashes_while_off():
     assert "ext_norm" in old.to_dict()["model"]  # recorded in config.json all the same
     for key, value in (("model.ext_norm", "standardise"), ("train.image_phase_trains", "projector"),
                        ("train.align_weight", 1.0), ("train.image_stages", [[2, 10]]), ("train.align_layer", 1),
-                       ("train.continuation_lrs", [1e-3, 2e-3])):
+                       ("train.continuation_lrs", [1e-3, 2e-3]), ("image.noise_scale", "picture"),
+                       ("image.noise_between", "rows")):
         assert load_config("experiments/binding_cpu.toml", {**then, key: value}).result_hash != rec["result_hash"], key
 
 
@@ -760,6 +797,26 @@ def effnet():
     from interp.models.encoders import load_encoder
 
     return load_encoder("efficientnet-lite0")
+
+
+def test_noise_tokens_rescaled_to_the_pictures_scale_keep_their_direction():
+    """``image.noise_scale = "picture"``: every noise token, standardised with the pictures'
+    statistics, has the pictures' median standardised norm and its own direction."""
+    from interp.studies.binding.bank import ImageConfig, scale_noise_to_pictures
+
+    g = torch.Generator().manual_seed(0)
+    pics = torch.randn(50, 9, 6, generator=g) * torch.tensor([1.0, 2, 3, 4, 5, 6]) + 10
+    noise = 10 + torch.tensor([40.0, 0, 0, 0, 0, 0]) + torch.randn(12, 6, generator=g)  # far out, one direction
+    flat = pics.reshape(-1, 6)
+    mean, std = flat.mean(0), flat.std(0)
+    z_pic = ((flat - mean) / std).norm(dim=1)
+    out = scale_noise_to_pictures(noise, pics)
+    z_in, z_out = (noise - mean) / std, (out - mean) / std
+    assert torch.allclose(z_out.norm(dim=1), z_pic.median().expand(12), rtol=1e-4)
+    assert z_in.norm(dim=1).min() > 3 * z_pic.median()  # the check is not vacuous: they were far larger
+    assert torch.allclose(torch.nn.functional.cosine_similarity(z_in, z_out), torch.ones(12), atol=1e-5)
+    with pytest.raises(ValueError, match="noise_scale"):
+        ImageConfig(noise_scale="unit")
 
 
 def test_context_bank_is_cached_and_the_encoder_sees_objects_in_their_cells(effnet, tmp_path):

@@ -12,6 +12,7 @@ the image, is unchanged by those.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,12 @@ from interp.studies.binding.task import Episodes, TaskConfig, sample_episodes
 log = logging.getLogger(__name__)
 
 
+#: how the noise control's tokens are scaled (:attr:`ImageConfig.noise_scale`)
+NOISE_SCALES = ("encoder", "picture")
+#: where the noise-image version's noise tokens go (:attr:`ImageConfig.noise_between`)
+NOISE_PLACES = ("patches", "rows")
+
+
 @dataclass(frozen=True)
 class ImageConfig:
     """The image version. ``colours``/``shapes``: sizes of the renderable subsets (prefixes of
@@ -34,7 +41,12 @@ class ImageConfig:
     ``grid``: objects sit in a ``grid x grid`` lattice (7 = EfficientNet-Lite0's token grid);
     ``bank_size``/``eval_bank_size``: rendered training / held-out contexts;
     ``noise_images``: uniform-noise images whose tokens feed the noise control;
-    ``n_noise``: noise tokens added per noise example (default: the encoder's token count)."""
+    ``n_noise``: noise tokens added per noise example (default: the encoder's token count);
+    ``noise_scale``: ``"encoder"`` (the noise tokens as the encoder gives them) or
+    ``"picture"`` (each rescaled about the training pictures' token mean to their median
+    standardised norm: :func:`scale_noise_to_pictures`); ``noise_between``: where noise tokens
+    go in a picture, ``"patches"`` (between any two patch tokens) or ``"rows"`` (between rows
+    of the token grid, so every row keeps its patches adjacent)."""
 
     encoder: str = "efficientnet-lite0"
     colours: int = 27
@@ -45,6 +57,8 @@ class ImageConfig:
     noise_images: int = 32
     n_noise: int = 0
     batch_size: int = 32
+    noise_scale: str = "encoder"
+    noise_between: str = "patches"
 
     def __post_init__(self) -> None:
         if not 2 <= self.colours <= 216 or not 2 <= self.shapes <= 216:
@@ -52,6 +66,20 @@ class ImageConfig:
         if self.grid < 2 or self.bank_size < 1 or self.eval_bank_size < 1 or self.noise_images < 1:
             raise ValueError(f"invalid image config: grid={self.grid} (>=2), bank_size={self.bank_size} (>=1), "
                              f"eval_bank_size={self.eval_bank_size} (>=1), noise_images={self.noise_images} (>=1)")
+        if self.noise_scale not in NOISE_SCALES:
+            raise ValueError(f"image.noise_scale={self.noise_scale!r}: valid values are {list(NOISE_SCALES)}")
+        if self.noise_between not in NOISE_PLACES:
+            raise ValueError(f"image.noise_between={self.noise_between!r}: valid values are {list(NOISE_PLACES)}")
+
+    def noise_every(self, n_image: int) -> int:
+        """The gap spacing of noise tokens in a picture of ``n_image`` patch tokens: 1 (between
+        any two patches) or the token grid's row length (between rows)."""
+        if self.noise_between == "patches":
+            return 1
+        row = math.isqrt(n_image)
+        if row * row != n_image:
+            raise ValueError(f"image.noise_between='rows' needs a square token grid, the encoder gives {n_image} tokens")
+        return row
 
     def colour_pool(self, task: TaskConfig) -> list[int]:
         self._check(task)
@@ -143,3 +171,25 @@ def noise_bank(encoder, count: int, seed: int, *, folder: Path | None = None) ->
         tensors = {"features": feats}
     f = tensors["features"].float()
     return f.reshape(-1, f.shape[-1])
+
+
+def scale_noise_to_pictures(pool: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Noise tokens ``pool [m, d]`` at the scale of picture tokens ``features [..., d]``:
+    standardised with the pictures' per-dimension mean and standard deviation, each noise
+    token keeps its direction about the pictures' mean and takes the median standardised norm
+    of the picture tokens. Lite0 block 7 (docs/binding.md): uniform-noise tokens sit at 3.5x
+    that norm, all along nearly one direction."""
+    flat = features.reshape(-1, features.shape[-1]).float()
+    mean, std = flat.mean(0), flat.std(0).clamp_min(1e-6)
+    target = ((flat - mean) / std).norm(dim=1).median()
+    z = (pool.float() - mean) / std
+    z = z * (target / z.norm(dim=1, keepdim=True).clamp_min(1e-6))
+    return mean + z * std
+
+
+def noise_pool(encoder, image: ImageConfig, pictures: torch.Tensor, seed: int) -> torch.Tensor:
+    """The noise control's tokens ``[image.noise_images * n_tokens, d]``: :func:`noise_bank`,
+    rescaled to the scale of ``pictures [..., d]`` (the training bank) when
+    ``image.noise_scale == "picture"``."""
+    pool = noise_bank(encoder, image.noise_images, seed=seed)
+    return scale_noise_to_pictures(pool, pictures) if image.noise_scale == "picture" else pool

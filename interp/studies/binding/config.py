@@ -88,7 +88,8 @@ class BindingConfig(Hashed):
 #: :attr:`BindingConfig.result_hash` while off, so those folders keep their hash
 LATER_OPTIONS = (("model", "ext_norm", "none"), ("train", "image_phase_trains", "all"), ("train", "align_weight", 0.0),
                  ("train", "image_stages", ()), ("train", "align_layer", 0),
-                 ("train", "continuation_lrs", ()))
+                 ("train", "continuation_lrs", ()), ("image", "noise_scale", "encoder"),
+                 ("image", "noise_between", "patches"))
 
 SECTIONS = {"task": TaskConfig, "model": ModelConfig, "image": ImageConfig, "train": TrainConfig, "eval": EvalConfig,
             "mech": MechConfig}

@@ -30,7 +30,7 @@ import torch
 
 from interp.io import atomic_path, environment, read_json, write_json
 from interp.models.encoders import load_encoder
-from interp.studies.binding.bank import context_bank, noise_bank
+from interp.studies.binding.bank import context_bank, noise_pool
 from interp.studies.binding.config import BindingConfig
 from interp.studies.binding.evaluate import EvalSet, accuracy
 from interp.studies.binding.interventions import interchange, knockout, probes
@@ -190,13 +190,13 @@ def run_study(cfg: BindingConfig, *, progress: bool = True, source: str = "CONFI
         if cfg.train.continuation_lrs:
             val_bank = context_bank(cfg.task, cfg.image, encoder, cfg.task.n_objects, cfg.image.eval_bank_size,
                                     seed=BANK_SEEDS["validation"], progress=progress)
-        pool = noise_bank(encoder, cfg.image.noise_images, seed=BANK_SEEDS["noise"])
+        pool = noise_pool(encoder, cfg.image, bank.features, seed=BANK_SEEDS["noise"])
         stage_banks = {n: context_bank(cfg.task, cfg.image, encoder, n, cfg.image.bank_size, seed=BANK_SEEDS["train"],
                                        progress=progress)
                        for n in sorted({n for n, _ in cfg.train.image_stages} - {cfg.task.n_objects})}
         del encoder
     sources = Sources(cfg.task, vocab, bank, pool, n_noise=cfg.image.n_noise, n_image=n_image,
-                      stage_banks=stage_banks)
+                      stage_banks=stage_banks, noise_every=cfg.image.noise_every(n_image) if n_image else 1)
     results = []
     for seed in cfg.seeds:
         sdir = out / f"seed{seed}"

@@ -260,12 +260,14 @@ NOISE = -2
 MODES = ("text", "image")
 
 
-def noise_gaps(rng: np.random.Generator, batch: int, units: int, n_noise: int) -> np.ndarray:
+def noise_gaps(rng: np.random.Generator, batch: int, units: int, n_noise: int, every: int = 1) -> np.ndarray:
     """``[batch, units + 1]`` how many noise tokens go before each context unit (and after
-    the last): ``n_noise`` tokens dropped uniformly into the ``units + 1`` gaps."""
-    if n_noise < 0 or units < 1:
-        raise ValueError(f"n_noise={n_noise} must be >= 0 and units={units} >= 1")
-    slots = rng.integers(0, units + 1, size=(batch, n_noise))
+    the last): ``n_noise`` tokens dropped uniformly into the ``units + 1`` gaps, or with
+    ``every = k`` into the gaps before units ``0, k, 2k, ...`` and after the last alone (the
+    rows of a picture of ``k`` patches per row: noise between rows, never inside one)."""
+    if n_noise < 0 or units < 1 or every < 1 or units % every:
+        raise ValueError(f"n_noise={n_noise} must be >= 0, units={units} >= 1 and a multiple of every={every} >= 1")
+    slots = rng.integers(0, units // every + 1, size=(batch, n_noise)) * every
     return np.stack([np.bincount(r, minlength=units + 1) for r in slots]) if n_noise else np.zeros((batch, units + 1), int)
 
 

@@ -198,15 +198,19 @@ class Sources:
 
     ``bank``: rendered training contexts (image kinds); ``noise_pool [m, d]``: noise tokens;
     ``n_noise``: noise tokens per noise example; ``n_image``: patch tokens per image;
-    ``stage_banks``: banks rendered at other object counts (``train.image_stages``), by count.
+    ``stage_banks``: banks rendered at other object counts (``train.image_stages``), by count;
+    ``noise_every``: in the noise-image version, noise tokens go only into the gaps before
+    every ``noise_every``-th patch (a picture's row length: between rows) instead of between
+    any two patches (1).
     """
 
     def __init__(self, task: TaskConfig, vocab, bank: Bank | None = None, noise_pool: torch.Tensor | None = None,
-                 n_noise: int = 0, n_image: int = 0, stage_banks: dict[int, Bank] | None = None):
+                 n_noise: int = 0, n_image: int = 0, stage_banks: dict[int, Bank] | None = None, noise_every: int = 1):
         self.task, self.vocab, self.bank, self.noise_pool = task, vocab, bank, noise_pool
         self.stage_banks = dict(stage_banks or {})
         self.n_noise = n_noise or n_image
         self.n_image = n_image
+        self.noise_every = noise_every
 
     def batch(self, kind: str, rng: np.random.Generator, size: int, n: int | None = None,
               bank: Bank | None = None, queries: int = 1, dense: bool = False,
@@ -236,7 +240,7 @@ class Sources:
             raise ValueError(f"kind {kind!r} needs a bank of rendered contexts")
         rows = rng.integers(0, len(bank), size=size)
         ep = reassign(rng, bank.episodes.select(rows), self.task)
-        gaps = noise_gaps(rng, size, self.n_image, self.n_noise) if kind == "noise-image" else None
+        gaps = noise_gaps(rng, size, self.n_image, self.n_noise, self.noise_every) if kind == "noise-image" else None
         after = train_queries(rng, ep, queries, dense)
         lay = layout(ep, self.vocab, "image", n_image=self.n_image, gaps=gaps, after=after)
         ext = external_tokens(lay, bank.features[torch.as_tensor(rows)], self.noise_pool, rng)
