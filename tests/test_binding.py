@@ -1043,3 +1043,20 @@ def test_the_cpu_preset_is_the_committed_comparison_and_old_folders_pin_their_va
     pins = {"image.bank_size": 2000, "train.image_steps": 1000, "train.continuation_lrs": [1e-3, 2e-3]}
     assert load_config("experiments/binding_cpu.toml", pins).result_hash == before["result_hash"]
     assert load_config("experiments/binding_cpu.toml").result_hash != before["result_hash"]
+
+
+def test_the_noise_control_folders_are_their_documented_commands():
+    """The committed noise-image control runs (docs/binding.md, "The noise-image control's
+    tokens") have the result hash of the preset with the options their commands set, and the
+    options change it."""
+    from interp.io import read_json
+    from interp.studies.binding.config import load_config
+
+    base = {"regimes": ["noise-image-text"], "image.noise_scale": "picture"}
+    for folder, extra in (("noise-picture", {}), ("noise-rows", {"image.noise_between": "rows"}),
+                          ("noise-picture-long-s2", {"seeds": [2], "train.image_steps": 3000})):
+        rec = read_json(f"figures/out/binding-cpu-block7/{folder}/config.json")
+        assert load_config("experiments/binding_cpu.toml", {**base, **extra}).result_hash == rec["result_hash"], folder
+        assert rec["config"]["image"]["noise_scale"] == "picture"
+    assert load_config("experiments/binding_cpu.toml", {"regimes": ["noise-image-text"]}).result_hash != \
+        read_json("figures/out/binding-cpu-block7/noise-picture/config.json")["result_hash"]
