@@ -86,7 +86,8 @@ def main() -> None:
         args.episodes = 64
     cfg, seed, vocab, model, encoder, train_bank, held_bank = load_trained(ap, run, args.seed, args.regime)
     pool = noise_pool(encoder, cfg.image, train_bank.features, seed=3) if args.regime == "noise-image-text" else None
-    sources = Sources(cfg.task, vocab, train_bank, pool, n_noise=cfg.image.n_noise, n_image=encoder.n_tokens)
+    sources = Sources(cfg.task, vocab, train_bank, pool, n_noise=cfg.image.n_noise, n_image=encoder.n_tokens,
+                      noise_every=cfg.image.noise_every(encoder.n_tokens))
     kind = "image" if args.regime == "image-text" else "noise-image"
     rows = {}
     for name, bank in (("training pictures", train_bank), ("held-out pictures", held_bank)):

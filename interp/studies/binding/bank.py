@@ -177,7 +177,7 @@ def scale_noise_to_pictures(pool: torch.Tensor, features: torch.Tensor) -> torch
     """Noise tokens ``pool [m, d]`` at the scale of picture tokens ``features [..., d]``:
     standardised with the pictures' per-dimension mean and standard deviation, each noise
     token keeps its direction about the pictures' mean and takes the median standardised norm
-    of the picture tokens. Lite0 block 7 (docs/binding.md): uniform-noise tokens sit at 3.5x
+    of the picture tokens. Lite0 block 7 (docs/binding.md): uniform-noise tokens sit at 3.4x
     that norm, all along nearly one direction."""
     flat = features.reshape(-1, features.shape[-1]).float()
     mean, std = flat.mean(0), flat.std(0).clamp_min(1e-6)
