@@ -126,6 +126,26 @@ def test_noise_between_rows_keeps_every_row_of_patches_adjacent():
         assert all(codes[i + 1] == c + 1 for i, c in enumerate(codes[:-1]) if c >= 0 and (c + 1) % 4)
 
 
+def test_noise_tokens_rescaled_to_the_pictures_scale_keep_their_direction():
+    """``image.noise_scale = "picture"``: every noise token, standardised with the pictures'
+    statistics, has the pictures' median standardised norm and its own direction."""
+    from interp.studies.binding.bank import ImageConfig, scale_noise_to_pictures
+
+    g = torch.Generator().manual_seed(0)
+    pics = torch.randn(50, 9, 6, generator=g) * torch.tensor([1.0, 2, 3, 4, 5, 6]) + 10
+    noise = 10 + torch.tensor([40.0, 0, 0, 0, 0, 0]) + torch.randn(12, 6, generator=g)  # far out, one direction
+    flat = pics.reshape(-1, 6)
+    mean, std = flat.mean(0), flat.std(0)
+    z_pic = ((flat - mean) / std).norm(dim=1)
+    out = scale_noise_to_pictures(noise, pics)
+    z_in, z_out = (noise - mean) / std, (out - mean) / std
+    assert torch.allclose(z_out.norm(dim=1), z_pic.median().expand(12), rtol=1e-4)
+    assert z_in.norm(dim=1).min() > 3 * z_pic.median()  # the check is not vacuous: they were far larger
+    assert torch.allclose(torch.nn.functional.cosine_similarity(z_in, z_out), torch.ones(12), atol=1e-5)
+    with pytest.raises(ValueError, match="noise_scale"):
+        ImageConfig(noise_scale="unit")
+
+
 def test_multi_query_training_layout_extends_the_single_query_layout():
     from interp.studies.binding.task import train_queries
 
@@ -797,26 +817,6 @@ def effnet():
     from interp.models.encoders import load_encoder
 
     return load_encoder("efficientnet-lite0")
-
-
-def test_noise_tokens_rescaled_to_the_pictures_scale_keep_their_direction():
-    """``image.noise_scale = "picture"``: every noise token, standardised with the pictures'
-    statistics, has the pictures' median standardised norm and its own direction."""
-    from interp.studies.binding.bank import ImageConfig, scale_noise_to_pictures
-
-    g = torch.Generator().manual_seed(0)
-    pics = torch.randn(50, 9, 6, generator=g) * torch.tensor([1.0, 2, 3, 4, 5, 6]) + 10
-    noise = 10 + torch.tensor([40.0, 0, 0, 0, 0, 0]) + torch.randn(12, 6, generator=g)  # far out, one direction
-    flat = pics.reshape(-1, 6)
-    mean, std = flat.mean(0), flat.std(0)
-    z_pic = ((flat - mean) / std).norm(dim=1)
-    out = scale_noise_to_pictures(noise, pics)
-    z_in, z_out = (noise - mean) / std, (out - mean) / std
-    assert torch.allclose(z_out.norm(dim=1), z_pic.median().expand(12), rtol=1e-4)
-    assert z_in.norm(dim=1).min() > 3 * z_pic.median()  # the check is not vacuous: they were far larger
-    assert torch.allclose(torch.nn.functional.cosine_similarity(z_in, z_out), torch.ones(12), atol=1e-5)
-    with pytest.raises(ValueError, match="noise_scale"):
-        ImageConfig(noise_scale="unit")
 
 
 def test_context_bank_is_cached_and_the_encoder_sees_objects_in_their_cells(effnet, tmp_path):
