@@ -173,15 +173,21 @@ def noise_bank(encoder, count: int, seed: int, *, folder: Path | None = None) ->
     return f.reshape(-1, f.shape[-1])
 
 
+def token_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and standard deviation ``([d], [d])`` of tokens ``features [..., d]``:
+    the standardisation of external tokens (``model.ext_norm``; the std floored at 1e-6)."""
+    flat = features.reshape(-1, features.shape[-1]).float()
+    return flat.mean(0), flat.std(0).clamp_min(1e-6)
+
+
 def scale_noise_to_pictures(pool: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """Noise tokens ``pool [m, d]`` at the scale of picture tokens ``features [..., d]``:
-    standardised with the pictures' per-dimension mean and standard deviation, each noise
+    standardised as the model standardises them (:func:`token_stats` of the pictures), each noise
     token keeps its direction about the pictures' mean and takes the median standardised norm
     of the picture tokens. Lite0 block 7 (docs/binding.md): uniform-noise tokens sit at 3.4x
     that norm, all along nearly one direction."""
-    flat = features.reshape(-1, features.shape[-1]).float()
-    mean, std = flat.mean(0), flat.std(0).clamp_min(1e-6)
-    target = ((flat - mean) / std).norm(dim=1).median()
+    mean, std = token_stats(features)
+    target = ((features.reshape(-1, features.shape[-1]).float() - mean) / std).norm(dim=1).median()
     z = (pool.float() - mean) / std
     z = z * (target / z.norm(dim=1, keepdim=True).clamp_min(1e-6))
     return mean + z * std

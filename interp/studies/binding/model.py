@@ -19,6 +19,7 @@ from torch import nn
 from interp.models.hooked import HookedLM
 from interp.models.lm import LoadedLM
 from interp.models.registry import ModelSpec
+from interp.studies.binding.bank import token_stats
 from interp.studies.binding.task import Layout, Vocab
 
 
@@ -100,11 +101,12 @@ class BindingModel(nn.Module):
         [..., d_ext]`` (the training bank): per-dimension mean and standard deviation; with
         ``"text"``, also scale the projector so that its mean output norm on ``features`` is the
         median norm of the input embeddings."""
-        flat = features.reshape(-1, features.shape[-1]).float()
-        self.ext_mean.copy_(flat.mean(0))
-        self.ext_std.copy_(flat.std(0).clamp_min(1e-6))
+        mean, std = token_stats(features)
+        self.ext_mean.copy_(mean)
+        self.ext_std.copy_(std)
         if self.cfg.ext_norm == "text":
             with torch.no_grad():
+                flat = features.reshape(-1, features.shape[-1]).float()
                 out = self.projector((flat[:4096].to(self.device) - self.ext_mean) / self.ext_std)
                 target = self.hf.model.embed_tokens.weight.norm(dim=1).median()
                 scale = target / out.norm(dim=1).mean()
